@@ -1,0 +1,23 @@
+//! The bus as Tessera needs it: who may publish and subscribe where, and which JetStream
+//! streams and buckets exist.
+//!
+//! # Layout
+//!
+//! - [`roles`]: the five roles and their permissions, built from [`Subjects`].
+//! - [`server`]: renders a nats-server configuration file (one account with JetStream, one
+//!   user per role) and generates credentials.
+//! - [`provision`]: creates the streams and KV buckets, idempotently; every worker calls it
+//!   for what it owns, so a fresh server needs no manual setup.
+//!
+//! Architecture invariant: the permissions are derived from the same functions that build
+//! the subjects, so a renamed subject cannot drift from its permission.
+
+#![forbid(unsafe_code)]
+
+pub mod provision;
+pub mod roles;
+pub mod server;
+
+pub use roles::{Permissions, Role};
+pub use server::{Credentials, ServerConfig};
+pub use tessera_schemas::Subjects;

@@ -1,0 +1,106 @@
+//! Streams and KV buckets, created if missing. Idempotent: every replica of a worker calls
+//! the function for what it owns at start, so the order in which things start never matters.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use tessera_schemas::Subjects;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("provisioning {what}: {source}")]
+pub struct ProvisionError {
+    pub what: String,
+    #[source]
+    pub source: async_nats::Error,
+}
+
+/// How durable the JetStream state is. One replica on a dev server; three in a cluster.
+#[derive(Debug, Clone, Copy)]
+pub struct Durability {
+    pub replicas: usize,
+}
+
+impl Default for Durability {
+    fn default() -> Self {
+        Self { replicas: 1 }
+    }
+}
+
+/// The distribution stream keeps events for the longest token lifetime, so a restarted
+/// plugin server replays exactly what can still be valid. The de-duplication window makes a
+/// retried publish (same `Nats-Msg-Id`) land once.
+pub async fn dist_stream(
+    js: &jetstream::Context,
+    s: &Subjects,
+    max_token_ttl: Duration,
+    d: Durability,
+) -> Result<stream::Stream, ProvisionError> {
+    let name = s.dist_stream();
+    let config = stream::Config {
+        name: name.clone(),
+        subjects: vec![s.dist_all()],
+        max_age: max_token_ttl,
+        storage: stream::StorageType::File,
+        num_replicas: d.replicas,
+        duplicate_window: Duration::from_secs(120),
+        allow_direct: true,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| ProvisionError {
+            what: format!("stream {name}"),
+            source: e.into(),
+        })
+}
+
+async fn kv_bucket(
+    js: &jetstream::Context,
+    bucket: String,
+    history: i64,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    if let Ok(store) = js.get_key_value(&bucket).await {
+        return Ok(store);
+    }
+    js.create_key_value(kv::Config {
+        bucket: bucket.clone(),
+        history,
+        storage: stream::StorageType::File,
+        num_replicas: d.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ProvisionError {
+        what: format!("bucket {bucket}"),
+        source: e.into(),
+    })
+}
+
+/// Plugin id -> plugin server ids.
+pub async fn routes_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.routes_bucket(), 5, d).await
+}
+
+/// Key id -> public JWK of a broker signing key.
+pub async fn keys_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.keys_bucket(), 1, d).await
+}
+
+/// Username -> local account (owned by the auth worker).
+pub async fn users_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.users_bucket(), 1, d).await
+}

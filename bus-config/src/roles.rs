@@ -1,0 +1,235 @@
+//! Roles and their permissions on the bus.
+
+use tessera_schemas::Subjects;
+
+/// Who connects to the bus. Each role is one nats-server user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    /// Client apps: log in, ask for tokens, fetch keys, call plugin servers.
+    Client,
+    /// The broker worker.
+    Broker,
+    /// The auth worker.
+    Auth,
+    /// Plugin servers (the SDK).
+    PluginServer,
+    /// Operators: users, routes, revocation.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 5] = [
+        Role::Client,
+        Role::Broker,
+        Role::Auth,
+        Role::PluginServer,
+        Role::Admin,
+    ];
+
+    /// The nats-server user name of this role.
+    pub fn user(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Broker => "broker",
+            Role::Auth => "auth",
+            Role::PluginServer => "plugin-server",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The environment variable that carries this role's connection URL.
+    pub fn url_env(self) -> &'static str {
+        match self {
+            Role::Client => "NATS_URL",
+            Role::Broker => "TESSERA_BROKER_URL",
+            Role::Auth => "TESSERA_AUTH_URL",
+            Role::PluginServer => "TESSERA_PLUGIN_SERVER_URL",
+            Role::Admin => "TESSERA_ADMIN_URL",
+        }
+    }
+}
+
+/// Subjects a role may publish to and subscribe on. `allow_responses` lets a responder
+/// reply to any request it received, without opening `_INBOX.>` for publishing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+    pub allow_responses: bool,
+}
+
+const INBOX: &str = "_INBOX.>";
+/// Micro-service discovery and stats requests that every service answers.
+const SRV: &str = "$SRV.>";
+
+/// JetStream API subjects a consumer-only role needs on one stream.
+fn js_consume(stream: &str) -> Vec<String> {
+    vec![
+        "$JS.API.INFO".to_owned(),
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.INFO.{stream}.>"),
+        format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"),
+        format!("$JS.ACK.{stream}.>"),
+        "$JS.FC.>".to_owned(),
+    ]
+}
+
+impl Permissions {
+    pub fn for_role(role: Role, s: &Subjects) -> Permissions {
+        match role {
+            Role::Client => Permissions {
+                publish: vec![s.token_request(), s.auth_login(), s.keys(), s.svc_all()],
+                subscribe: vec![INBOX.to_owned()],
+                allow_responses: false,
+            },
+            Role::Broker => Permissions {
+                publish: vec![
+                    s.auth_verify(),
+                    s.dist_all(),
+                    // Workers provision their own streams and buckets at start.
+                    "$JS.API.>".to_owned(),
+                    format!("$KV.{}.>", s.routes_bucket()),
+                    format!("$KV.{}.>", s.keys_bucket()),
+                    "$JS.FC.>".to_owned(),
+                    format!("$JS.ACK.KV_{}.>", s.routes_bucket()),
+                    format!("$JS.ACK.KV_{}.>", s.keys_bucket()),
+                ],
+                subscribe: vec![
+                    s.token_request(),
+                    s.token_revoke(),
+                    s.token_introspect(),
+                    s.keys(),
+                    SRV.to_owned(),
+                    INBOX.to_owned(),
+                ],
+                allow_responses: true,
+            },
+            Role::Auth => Permissions {
+                publish: vec![
+                    "$JS.API.>".to_owned(),
+                    format!("$KV.{}.>", s.users_bucket()),
+                    "$JS.FC.>".to_owned(),
+                ],
+                subscribe: vec![
+                    s.auth_login(),
+                    s.auth_verify(),
+                    s.users_add(),
+                    SRV.to_owned(),
+                    INBOX.to_owned(),
+                ],
+                allow_responses: true,
+            },
+            Role::PluginServer => {
+                let mut publish = js_consume(&s.dist_stream());
+                publish.extend([s.token_introspect(), s.keys()]);
+                Permissions {
+                    publish,
+                    subscribe: vec![s.svc_all(), SRV.to_owned(), INBOX.to_owned()],
+                    allow_responses: true,
+                }
+            }
+            Role::Admin => Permissions {
+                publish: vec![
+                    s.token_revoke(),
+                    s.token_request(),
+                    s.token_introspect(),
+                    s.users_add(),
+                    s.auth_login(),
+                    s.keys(),
+                    s.svc_all(),
+                    "$JS.API.>".to_owned(),
+                    format!("$KV.{}.>", s.routes_bucket()),
+                    "$JS.FC.>".to_owned(),
+                    SRV.to_owned(),
+                ],
+                subscribe: vec![INBOX.to_owned()],
+                allow_responses: false,
+            },
+        }
+    }
+}
+
+/// Whether `subject` is matched by the NATS wildcard `pattern` (`*` one token, `>` the rest).
+pub fn subject_matches(pattern: &str, subject: &str) -> bool {
+    let mut p = pattern.split('.');
+    let mut s = subject.split('.');
+    loop {
+        match (p.next(), s.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
+impl Permissions {
+    pub fn may_publish(&self, subject: &str) -> bool {
+        self.publish.iter().any(|p| subject_matches(p, subject))
+    }
+    pub fn may_subscribe(&self, subject: &str) -> bool {
+        self.subscribe.iter().any(|p| subject_matches(p, subject))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards() {
+        assert!(subject_matches("a.>", "a.b.c"));
+        assert!(!subject_matches("a.>", "a"));
+        assert!(subject_matches("a.*.c", "a.b.c"));
+        assert!(!subject_matches("a.*", "a.b.c"));
+        assert!(subject_matches("a.b", "a.b"));
+    }
+
+    /// Each request subject is served by exactly the role that owns it, and the client role
+    /// can reach only what the issue allows.
+    #[test]
+    fn subjects_agree_with_permissions() {
+        let s = Subjects::default();
+        let serves = |r: Role, subj: &str| Permissions::for_role(r, &s).may_subscribe(subj);
+        assert!(serves(Role::Broker, &s.token_request()));
+        assert!(serves(Role::Broker, &s.token_revoke()));
+        assert!(serves(Role::Broker, &s.token_introspect()));
+        assert!(serves(Role::Broker, &s.keys()));
+        assert!(serves(Role::Auth, &s.auth_login()));
+        assert!(serves(Role::Auth, &s.auth_verify()));
+        assert!(serves(Role::Auth, &s.users_add()));
+        assert!(serves(Role::PluginServer, &s.svc("ps1", "echo")));
+
+        let client = Permissions::for_role(Role::Client, &s);
+        for ok in [
+            s.token_request(),
+            s.auth_login(),
+            s.keys(),
+            s.svc("ps1", "echo"),
+        ] {
+            assert!(client.may_publish(&ok), "{ok}");
+        }
+        for no in [
+            s.dist("ps1"),
+            s.auth_verify(),
+            s.token_revoke(),
+            s.users_add(),
+            s.token_introspect(),
+        ] {
+            assert!(!client.may_publish(&no), "{no}");
+        }
+        assert!(!client.may_subscribe(&s.token_request()));
+        assert!(!client.may_subscribe(&s.dist("ps1")));
+
+        let broker = Permissions::for_role(Role::Broker, &s);
+        assert!(broker.may_publish(&s.auth_verify()));
+        assert!(broker.may_publish(&s.dist("ps1")));
+        let ps = Permissions::for_role(Role::PluginServer, &s);
+        assert!(!ps.may_publish(&s.dist("ps1")));
+        assert!(ps.may_publish(&s.token_introspect()));
+    }
+}

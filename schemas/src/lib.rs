@@ -1,0 +1,30 @@
+//! The Tessera wire contract: what travels on the bus, and nothing else.
+//!
+//! # Layout
+//!
+//! - [`subjects`]: every NATS subject, queue group, stream and bucket name, built from one
+//!   configurable prefix. No other crate writes a subject literal.
+//! - [`headers`]: header names (schema, request id, trace context, micro error headers).
+//! - [`messages`]: the request and reply bodies, one struct per message, plus the
+//!   distribution events that flow to plugin servers.
+//! - [`claims`]: JWT claim sets for plugin tokens and account tokens.
+//! - [`error`]: the closed [`ErrorCode`] enum and the [`WireError`] body.
+//! - [`codec`]: MessagePack encode/decode with a size limit and the schema-version check.
+//! - [`ids`]: validation of the identifiers that end up inside subjects and keys.
+//!
+//! Architecture invariant: this crate depends on serde and nothing async, so any program
+//! (a plugin server in another stack, a fuzzer) can speak the protocol without our runtime.
+
+#![forbid(unsafe_code)]
+
+pub mod claims;
+pub mod codec;
+pub mod error;
+pub mod headers;
+pub mod ids;
+pub mod messages;
+pub mod subjects;
+
+pub use codec::{DecodeError, MAX_MESSAGE_BYTES, Schema, decode, encode};
+pub use error::{ErrorCode, WireError};
+pub use subjects::Subjects;

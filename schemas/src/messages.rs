@@ -1,0 +1,181 @@
+//! Request and reply bodies. One struct per message; each has a [`Schema`] constant.
+//!
+//! Rules (see docs/protocol.md): MessagePack maps with named fields; within a version, new
+//! fields are optional (`#[serde(default)]`) so older peers keep working; unknown fields are
+//! ignored.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Schema;
+
+pub const AUTH_LOGIN: Schema = Schema::v1("auth.login");
+pub const AUTH_VERIFY: Schema = Schema::v1("auth.verify");
+pub const USERS_ADD: Schema = Schema::v1("users.add");
+pub const TOKEN_REQUEST: Schema = Schema::v1("token.request");
+pub const TOKEN_REVOKE: Schema = Schema::v1("token.revoke");
+pub const TOKEN_INTROSPECT: Schema = Schema::v1("token.introspect");
+pub const DIST_EVENT: Schema = Schema::v1("dist.event");
+pub const ECHO: Schema = Schema::v1("svc.echo");
+
+/// `auth.login`. Local accounts use `username`/`password`; third-party apps (a later
+/// addition behind the same subject) use `app_id`/`params`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginRequest {
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub app_id: Option<String>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginResponse {
+    pub account_token: String,
+    pub account_id: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// `auth.verify`: the auth result for an account token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyRequest {
+    pub account_token: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub account_id: String,
+    /// `iss` of the account token (ours, or a configured external issuer).
+    pub issuer: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// `users.add` (admin): create a local account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersAddRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsersAddResponse {
+    pub account_id: String,
+}
+
+/// `token.request`: a plugin token for one plugin, on behalf of one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub account_token: String,
+    pub plugin_id: String,
+    /// Same key, same account, same plugin, within 5 minutes: the same token comes back.
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenResponse {
+    /// The plugin token (a JWT). A bearer credential: keep it secret.
+    pub token: String,
+    pub token_id: String,
+    pub plugin_id: String,
+    pub account_id: String,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// The plugin server ids the token was distributed to.
+    pub servers: Vec<String>,
+}
+
+/// `token.revoke` (admin): exactly one of the two fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeRequest {
+    #[serde(default)]
+    pub token_id: Option<String>,
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokeResponse {
+    /// How many live tokens were revoked.
+    pub revoked: u32,
+}
+
+/// `token.introspect`: for plugin servers that have not received a token's distribution yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntrospectRequest {
+    pub token: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IntrospectResponse {
+    pub active: bool,
+    #[serde(default)]
+    pub token_id: Option<String>,
+    #[serde(default)]
+    pub account_id: Option<String>,
+    #[serde(default)]
+    pub plugin_id: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    #[serde(default)]
+    pub servers: Vec<String>,
+}
+
+/// One event on `dist.<server_id>` (JetStream), in stream order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DistEvent {
+    /// A plugin token for this server. The receiver verifies it once, then stores it.
+    Token { token: String },
+    /// These tokens are revoked: drop them at once.
+    Revoke { token_ids: Vec<String> },
+}
+
+/// Value of the routes bucket, keyed by plugin id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    pub servers: Vec<String>,
+}
+
+/// Reply of the demo plugin server's `echo` operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EchoReply {
+    #[serde(with = "serde_bytes")]
+    pub body: Vec<u8>,
+    pub account_id: String,
+    pub plugin_id: String,
+    pub server_id: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode, encode};
+
+    #[test]
+    fn dist_events_round_trip() {
+        for ev in [
+            DistEvent::Token {
+                token: "a.b.c".into(),
+            },
+            DistEvent::Revoke {
+                token_ids: vec!["x".into(), "y".into()],
+            },
+        ] {
+            assert_eq!(decode::<DistEvent>(&encode(&ev)).unwrap(), ev);
+        }
+    }
+
+    #[test]
+    fn login_request_fields_are_optional() {
+        let req: LoginRequest = decode(&encode(&serde_json::json!({"username": "ann"}))).unwrap();
+        assert_eq!(req.username.as_deref(), Some("ann"));
+        assert!(req.password.is_none());
+    }
+}

@@ -1,0 +1,142 @@
+//! Subject, queue-group, stream and bucket names. Built once per process from the prefix.
+//!
+//! Every name used on the bus comes from here; `bus-config` builds the server permissions
+//! from the same functions, and a test checks the two agree.
+
+/// Default subject prefix (`TESSERA_PREFIX` overrides it).
+pub const DEFAULT_PREFIX: &str = "tessera";
+
+/// Queue group shared by all replicas of a worker: NATS hands each request to one of them.
+pub const QUEUE_BROKER: &str = "tessera-broker";
+pub const QUEUE_AUTH: &str = "tessera-auth";
+
+/// Names derived from one prefix. Cheap to clone; build it once at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subjects {
+    prefix: String,
+}
+
+impl Default for Subjects {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Subjects {
+    /// `prefix` must be a valid subject token sequence (checked by [`crate::ids::check_prefix`]).
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    fn sub(&self, rest: &str) -> String {
+        format!("{}.{}", self.prefix, rest)
+    }
+
+    // --- request/reply services -------------------------------------------------------
+
+    /// Client -> auth: local (and later third-party) login.
+    pub fn auth_login(&self) -> String {
+        self.sub("auth.login")
+    }
+    /// Broker -> auth: the auth result for an account token (seed 000 step 2).
+    pub fn auth_verify(&self) -> String {
+        self.sub("auth.verify")
+    }
+    /// Admin -> auth: create a local account.
+    pub fn users_add(&self) -> String {
+        self.sub("users.add")
+    }
+    /// Client -> broker: ask for a plugin token.
+    pub fn token_request(&self) -> String {
+        self.sub("token.request")
+    }
+    /// Admin -> broker: revoke by token id or account id.
+    pub fn token_revoke(&self) -> String {
+        self.sub("token.revoke")
+    }
+    /// Plugin server -> broker: is this token live? (for tokens not yet distributed)
+    pub fn token_introspect(&self) -> String {
+        self.sub("token.introspect")
+    }
+    /// Anyone -> broker: the public signing keys as a JSON JWKS.
+    pub fn keys(&self) -> String {
+        self.sub("keys")
+    }
+
+    // --- distribution -----------------------------------------------------------------
+
+    /// JetStream subject carrying tokens and revocations for one plugin server id.
+    pub fn dist(&self, server_id: &str) -> String {
+        self.sub(&format!("dist.{server_id}"))
+    }
+    /// Wildcard over every plugin server's distribution subject (the stream's subjects).
+    pub fn dist_all(&self) -> String {
+        self.sub("dist.>")
+    }
+
+    // --- plugin-server services ---------------------------------------------------------
+
+    /// A plugin's service request to one operation of one plugin server.
+    pub fn svc(&self, server_id: &str, operation: &str) -> String {
+        self.sub(&format!("svc.{server_id}.{operation}"))
+    }
+    /// Every operation of one plugin server (what its replicas subscribe to).
+    pub fn svc_server(&self, server_id: &str) -> String {
+        self.sub(&format!("svc.{server_id}.*"))
+    }
+    /// Every plugin-server service subject (for permissions).
+    pub fn svc_all(&self) -> String {
+        self.sub("svc.>")
+    }
+    /// Queue group for the replicas of one plugin server.
+    pub fn svc_queue(&self, server_id: &str) -> String {
+        format!("{}-svc-{server_id}", self.prefix)
+    }
+
+    // --- JetStream names (streams and buckets allow only [A-Za-z0-9_-]) ----------------
+
+    fn js_name(&self, what: &str) -> String {
+        format!("{}_{}", self.prefix.replace('.', "_"), what).to_ascii_uppercase()
+    }
+    /// Stream holding every distribution event, kept for the longest token lifetime.
+    pub fn dist_stream(&self) -> String {
+        self.js_name("DIST")
+    }
+    /// KV bucket: plugin id -> plugin server ids.
+    pub fn routes_bucket(&self) -> String {
+        self.js_name("ROUTES")
+    }
+    /// KV bucket: key id -> public JWK of a broker signing key.
+    pub fn keys_bucket(&self) -> String {
+        self.js_name("KEYS")
+    }
+    /// KV bucket: username -> local account (owned by the auth worker).
+    pub fn users_bucket(&self) -> String {
+        self.js_name("USERS")
+    }
+    /// Name of the micro service each worker registers (`$SRV.PING.<name>` finds it).
+    pub fn service_name(&self, worker: &str) -> String {
+        format!("{}-{worker}", self.prefix.replace('.', "-"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let s = Subjects::new("acme.dev");
+        assert_eq!(s.token_request(), "acme.dev.token.request");
+        assert_eq!(s.dist("ps1"), "acme.dev.dist.ps1");
+        assert_eq!(s.svc("ps1", "echo"), "acme.dev.svc.ps1.echo");
+        assert_eq!(s.dist_stream(), "ACME_DEV_DIST");
+        assert_eq!(s.service_name("broker"), "acme-dev-broker");
+    }
+}

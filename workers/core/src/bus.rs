@@ -1,0 +1,71 @@
+//! Connecting to NATS.
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+#[error("cannot connect to NATS at {url}: {source}")]
+pub struct ConnectError {
+    /// The URL with any password removed.
+    pub url: String,
+    #[source]
+    pub source: async_nats::ConnectError,
+}
+
+/// Removes the password from `nats://user:pass@host:port` for logs and errors.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***@{}", &url[..scheme + 3], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Connects with a client name (shown by the server's monitoring), retrying the first
+/// connection for up to `wait` so a worker started before its server comes up by itself.
+/// After the first connection, async-nats reconnects on its own, forever.
+pub async fn connect(url: &str, name: &str, wait: Duration) -> Result<Client, ConnectError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let opts = ConnectOptions::new()
+            .name(name)
+            .connection_timeout(Duration::from_secs(2))
+            .request_timeout(Some(Duration::from_secs(5)))
+            .max_reconnects(None);
+        match opts.connect(url).await {
+            Ok(client) => return Ok(client),
+            Err(e) if tokio::time::Instant::now() + backoff < deadline => {
+                tracing::debug!(url = %redact(url), error = %e, "NATS not reachable yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => {
+                return Err(ConnectError {
+                    url: redact(url),
+                    source: e,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact("nats://client:s3cret@127.0.0.1:4222"),
+            "nats://client:***@127.0.0.1:4222"
+        );
+        assert_eq!(
+            super::redact("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
+    }
+}

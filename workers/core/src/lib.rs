@@ -1,0 +1,32 @@
+//! What every Tessera worker (and the plugin-server SDK) shares.
+//!
+//! # Layout
+//!
+//! - [`service`]: the request loop. Registers a NATS micro service with a queue group,
+//!   decodes, runs a handler under a span, replies with a body or a typed error, bounds the
+//!   work in flight, and drains on shutdown.
+//! - [`bus`]: connecting to NATS with bounded retries and a client name.
+//! - [`signing`]: Ed25519 signing keys (generate, load, save), their `kid` and public JWK.
+//! - [`config`]: reading and validating environment settings, errors that name the key.
+//! - [`telemetry`]: `tracing` set-up from `RUST_LOG`.
+//!
+//! Architecture invariant: nothing here knows about Redis or about a particular worker's
+//! messages; worker crates own their state.
+
+#![forbid(unsafe_code)]
+
+pub mod bus;
+pub mod config;
+pub mod service;
+pub mod signing;
+pub mod telemetry;
+
+pub use tokio_util::sync::CancellationToken as Shutdown;
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,260 @@
+//! The request loop every Tessera service runs.
+//!
+//! One NATS micro service per worker (so `$SRV.PING/INFO/STATS` work), one queue group so
+//! replicas share the load, one endpoint per request kind. For each request:
+//!
+//! 1. a span with `subject`, `request_id` and, once known, `outcome`;
+//! 2. the handler decodes (size and schema-version checked) and answers;
+//! 3. the reply is the body, or an error: the micro headers (`Nats-Service-Error-Code`,
+//!    `Nats-Service-Error`) plus a MessagePack [`WireError`] body.
+//!
+//! Work in flight is bounded by a semaphore: when it is full the loop stops pulling, and
+//! NATS buffers (then drops, as a slow consumer) rather than the worker running out of memory.
+//! On shutdown the endpoints unsubscribe, requests already received are finished, and the
+//! loop waits for them, bounded by the grace period.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::service::ServiceExt;
+use async_nats::{Client, HeaderMap};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde::{Serialize, de::DeserializeOwned};
+use tessera_schemas::{ErrorCode, Schema, WireError, codec, headers};
+use tokio::sync::Semaphore;
+use tracing::{Instrument, field};
+
+use crate::Shutdown;
+
+/// One received request, as a handler sees it.
+#[derive(Debug)]
+pub struct Incoming {
+    pub subject: String,
+    pub headers: Option<HeaderMap>,
+    pub payload: Bytes,
+    pub request_id: String,
+}
+
+impl Incoming {
+    /// A header value, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.as_ref()?.get(name).map(|v| v.as_str())
+    }
+
+    /// Checks the schema header and decodes the body.
+    pub fn decode<T: DeserializeOwned>(&self, schema: Schema) -> Result<T, WireError> {
+        if self.payload.len() > codec::MAX_MESSAGE_BYTES {
+            return Err(codec::DecodeError::TooLarge {
+                len: self.payload.len(),
+                max: codec::MAX_MESSAGE_BYTES,
+            }
+            .into());
+        }
+        schema.check(self.header(headers::SCHEMA))?;
+        Ok(codec::decode(&self.payload)?)
+    }
+}
+
+/// A successful reply.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+}
+
+impl Reply {
+    /// A MessagePack body with its schema header.
+    pub fn msgpack<T: Serialize>(schema: Schema, body: &T) -> Reply {
+        let mut headers = HeaderMap::new();
+        headers.insert(headers::SCHEMA, schema.header_value().as_str());
+        Reply {
+            headers,
+            payload: codec::encode(body).into(),
+        }
+    }
+
+    /// A body with an explicit content type (e.g. the JSON JWKS).
+    pub fn with_content_type(content_type: &str, payload: Bytes) -> Reply {
+        let mut headers = HeaderMap::new();
+        headers.insert(headers::CONTENT_TYPE, content_type);
+        Reply { headers, payload }
+    }
+}
+
+/// Headers and body of an error reply. Shared by every service so all errors look alike.
+pub fn error_reply(err: &WireError) -> (HeaderMap, Bytes) {
+    let mut h = HeaderMap::new();
+    h.insert(
+        headers::SERVICE_ERROR_CODE,
+        err.code.status().to_string().as_str(),
+    );
+    // Header values cannot hold newlines; keep the description on one line.
+    let description: String = err
+        .message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    h.insert(headers::SERVICE_ERROR, description.as_str());
+    (h, codec::encode(err).into())
+}
+
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, WireError>> + Send>>;
+/// What an endpoint runs for each request.
+pub type Handler = Arc<dyn Fn(Incoming) -> HandlerFuture + Send + Sync>;
+
+/// Wraps an async function as a [`Handler`].
+pub fn handler<F, Fut>(f: F) -> Handler
+where
+    F: Fn(Incoming) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<Reply, WireError>> + Send + 'static,
+{
+    Arc::new(move |req| Box::pin(f(req)))
+}
+
+pub struct Endpoint {
+    /// Endpoint name in `$SRV.INFO` (e.g. `token-request`).
+    pub name: String,
+    pub subject: String,
+    pub handler: Handler,
+}
+
+pub struct ServiceSpec {
+    /// Micro service name (see [`tessera_schemas::Subjects::service_name`]).
+    pub name: String,
+    pub description: String,
+    pub queue_group: String,
+    pub endpoints: Vec<Endpoint>,
+    /// Requests handled concurrently by this replica.
+    pub max_in_flight: usize,
+    /// How long shutdown waits for requests in flight.
+    pub grace: Duration,
+}
+
+/// Runs the service until `shutdown` fires, then drains. Returns once every request this
+/// replica accepted has been answered (or the grace period ran out).
+pub async fn serve(
+    client: Client,
+    spec: ServiceSpec,
+    shutdown: Shutdown,
+) -> Result<(), async_nats::Error> {
+    let service = client
+        .service_builder()
+        .description(spec.description.clone())
+        .queue_group(spec.queue_group.clone())
+        .start(spec.name.clone(), env!("CARGO_PKG_VERSION"))
+        .await?;
+
+    let mut streams = Vec::with_capacity(spec.endpoints.len());
+    for ep in &spec.endpoints {
+        let stream = service
+            .endpoint_builder()
+            .name(ep.name.clone())
+            .add(ep.subject.clone())
+            .await?;
+        let handler = ep.handler.clone();
+        streams.push(stream.map(move |req| (req, handler.clone())).boxed());
+    }
+    // Make sure the subscriptions reached the server before we report ready.
+    client.flush().await?;
+    let mut requests = futures::stream::select_all(streams);
+    let limit = Arc::new(Semaphore::new(spec.max_in_flight));
+    tracing::info!(service = %spec.name, endpoints = spec.endpoints.len(), "serving");
+
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = limit.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+        };
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            next = requests.next() => next,
+        };
+        let Some((req, handler)) = next else { break };
+        tokio::spawn(async move {
+            handle(req, handler).await;
+            drop(permit);
+        });
+    }
+
+    // Drain: stop receiving, answer what was already delivered to us, wait for in-flight work.
+    tracing::info!(service = %spec.name, "draining");
+    let drained = async {
+        let _ = service.stop().await;
+        while let Some((req, handler)) = requests.next().await {
+            let permit = limit
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
+            tokio::spawn(async move {
+                handle(req, handler).await;
+                drop(permit);
+            });
+        }
+        let _ = limit.acquire_many(spec.max_in_flight as u32).await;
+        let _ = client.flush().await;
+    };
+    if tokio::time::timeout(spec.grace, drained).await.is_err() {
+        tracing::warn!(service = %spec.name, grace = ?spec.grace, "grace period ran out with requests in flight");
+    }
+    tracing::info!(service = %spec.name, "stopped");
+    Ok(())
+}
+
+async fn handle(req: async_nats::service::Request, handler: Handler) {
+    let msg = &req.message;
+    let request_id = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::REQUEST_ID))
+        .map(|v| v.as_str().chars().take(64).collect())
+        .unwrap_or_else(nuid_like);
+    let span = tracing::info_span!(
+        "request",
+        subject = %msg.subject,
+        request_id = %request_id,
+        outcome = field::Empty,
+    );
+    let incoming = Incoming {
+        subject: msg.subject.to_string(),
+        headers: msg.headers.clone(),
+        payload: msg.payload.clone(),
+        request_id,
+    };
+    async move {
+        let result = handler(incoming).await;
+        let sent = match result {
+            Ok(reply) => {
+                tracing::Span::current().record("outcome", "ok");
+                tracing::debug!("answered");
+                req.respond_with_headers(Ok(reply.payload), reply.headers)
+                    .await
+            }
+            Err(err) => {
+                tracing::Span::current().record("outcome", err.code.as_str());
+                if err.code == ErrorCode::Internal {
+                    tracing::error!(message = %err.message, "request failed");
+                } else {
+                    tracing::info!(code = %err.code, message = %err.message, "request refused");
+                }
+                let (headers, body) = error_reply(&err);
+                req.respond_with_headers(Ok(body), headers).await
+            }
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not send reply");
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// A short random id for requests that came without one.
+fn nuid_like() -> String {
+    let mut b = [0u8; 9];
+    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b)
+}

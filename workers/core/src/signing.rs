@@ -1,0 +1,258 @@
+//! Ed25519 signing keys for JWTs: generated, saved and loaded as PKCS#8 PEM, identified by
+//! their RFC 7638 thumbprint (`kid`), published as public JWKs.
+//!
+//! Keys are built once and cached: building a jsonwebtoken key per signature would cost more
+//! than the signature itself.
+
+use std::path::Path;
+
+use aws_lc_rs::digest;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, EllipticCurve, Jwk, KeyAlgorithm,
+    OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use serde::Serialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum KeyError {
+    #[error("not a PKCS#8 Ed25519 private key in PEM form")]
+    BadPem,
+    #[error("reading or writing the key file {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A private signing key with everything derived from it precomputed.
+pub struct SigningKey {
+    kid: String,
+    pkcs8: Vec<u8>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_x: String,
+    header: Header,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    /// A fresh random key.
+    pub fn generate() -> SigningKey {
+        let doc =
+            Ed25519KeyPair::generate_pkcs8v1(&SystemRandom::new()).expect("system randomness");
+        Self::from_pkcs8(doc.as_ref()).expect("a generated key is valid")
+    }
+
+    fn from_pkcs8(der: &[u8]) -> Result<SigningKey, KeyError> {
+        let pair = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|_| KeyError::BadPem)?;
+        // jsonwebtoken wants the 48-byte PKCS#8 v1 form; normalise whatever we were given.
+        let v1 = pair.to_pkcs8v1().map_err(|_| KeyError::BadPem)?;
+        let public = pair.public_key().as_ref().to_vec();
+        let public_x = URL_SAFE_NO_PAD.encode(&public);
+        let kid = thumbprint(&public_x);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        Ok(SigningKey {
+            kid,
+            pkcs8: v1.as_ref().to_vec(),
+            encoding: EncodingKey::from_ed_der(v1.as_ref()),
+            decoding: DecodingKey::from_ed_der(&public),
+            public_x,
+            header,
+        })
+    }
+
+    /// Parses `-----BEGIN PRIVATE KEY-----` PEM (as written by [`SigningKey::to_pem`] or
+    /// `openssl genpkey -algorithm ed25519`).
+    pub fn from_pem(pem: &str) -> Result<SigningKey, KeyError> {
+        let body: String = pem
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.starts_with("-----") && !l.is_empty())
+            .collect();
+        if !pem.contains("-----BEGIN PRIVATE KEY-----") {
+            return Err(KeyError::BadPem);
+        }
+        let der = STANDARD.decode(body).map_err(|_| KeyError::BadPem)?;
+        Self::from_pkcs8(&der)
+    }
+
+    pub fn to_pem(&self) -> String {
+        let b64 = STANDARD.encode(&self.pkcs8);
+        let mut out = String::from("-----BEGIN PRIVATE KEY-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+            out.push('\n');
+        }
+        out.push_str("-----END PRIVATE KEY-----\n");
+        out
+    }
+
+    /// Loads the key at `path`, or creates it (mode 0600) when the file does not exist.
+    pub fn load_or_generate(path: &Path) -> Result<SigningKey, KeyError> {
+        let io = |source| KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(pem) => Self::from_pem(&pem),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = Self::generate();
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(io)?;
+                }
+                write_private(path, key.to_pem().as_bytes()).map_err(io)?;
+                Ok(key)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Signs claims as a compact JWS with `alg: EdDSA` and this key's `kid`.
+    pub fn sign<T: Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
+        jsonwebtoken::encode(&self.header, claims, &self.encoding)
+    }
+
+    /// The public half, for verifying our own tokens.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
+    }
+
+    /// The public key as an RFC 7517 JWK (`kty: OKP`, `crv: Ed25519`, `alg: EdDSA`, `kid`).
+    pub fn public_jwk(&self) -> Jwk {
+        Jwk {
+            common: CommonParameters {
+                public_key_use: Some(PublicKeyUse::Signature),
+                key_algorithm: Some(KeyAlgorithm::EdDSA),
+                key_id: Some(self.kid.clone()),
+                ..Default::default()
+            },
+            algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
+                key_type: OctetKeyPairType::OctetKeyPair,
+                curve: EllipticCurve::Ed25519,
+                x: self.public_x.clone(),
+            }),
+        }
+    }
+}
+
+/// RFC 7638 JWK thumbprint of an Ed25519 public key: stable across replicas sharing a key.
+fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(bytes)
+}
+
+/// SHA-256 of a bearer token, hex encoded: what we store instead of the token itself.
+pub fn token_hash(token: &str) -> String {
+    let d = digest::digest(&digest::SHA256, token.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in d.as_ref() {
+        use std::fmt::Write;
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{Validation, decode};
+
+    #[derive(Debug, Serialize, serde::Deserialize, PartialEq)]
+    struct C {
+        sub: String,
+        exp: u64,
+    }
+
+    #[test]
+    fn sign_verify_and_pem_round_trip() {
+        let key = SigningKey::generate();
+        let claims = C {
+            sub: "a".into(),
+            exp: crate::now_unix() + 60,
+        };
+        let jwt = key.sign(&claims).unwrap();
+        let again = SigningKey::from_pem(&key.to_pem()).unwrap();
+        assert_eq!(again.kid(), key.kid());
+        let got = decode::<C>(
+            &jwt,
+            again.decoding_key(),
+            &Validation::new(Algorithm::EdDSA),
+        )
+        .unwrap();
+        assert_eq!(got.claims, claims);
+        assert_eq!(got.header.kid.as_deref(), Some(key.kid()));
+        // The published JWK verifies it too.
+        let from_jwk = DecodingKey::from_jwk(&key.public_jwk()).unwrap();
+        assert!(decode::<C>(&jwt, &from_jwk, &Validation::new(Algorithm::EdDSA)).is_ok());
+    }
+
+    #[test]
+    fn other_keys_do_not_verify() {
+        let a = SigningKey::generate();
+        let b = SigningKey::generate();
+        assert_ne!(a.kid(), b.kid());
+        let jwt = a
+            .sign(&C {
+                sub: "a".into(),
+                exp: crate::now_unix() + 60,
+            })
+            .unwrap();
+        assert!(decode::<C>(&jwt, b.decoding_key(), &Validation::new(Algorithm::EdDSA)).is_err());
+    }
+
+    #[test]
+    fn rejects_garbage_pem() {
+        assert!(SigningKey::from_pem("hello").is_err());
+        assert!(
+            SigningKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn load_or_generate_persists() {
+        let dir = tempfile_dir();
+        let path = dir.join("k.pem");
+        let a = SigningKey::load_or_generate(&path).unwrap();
+        let b = SigningKey::load_or_generate(&path).unwrap();
+        assert_eq!(a.kid(), b.kid());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let d = std::env::temp_dir().join(format!("tessera-key-{}", SigningKey::generate().kid()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}
