@@ -1,1 +1,120 @@
+//! The broker worker: the business server of seed 000.
+//!
+//! # Layout
+//!
+//! - [`config`]: settings from the environment.
+//! - `issue`: `token.request`: auth result, mint, record, distribute, reply.
+//! - `revoke`: `token.revoke`: by token id or by account, distributed like tokens.
+//! - `introspect`: `token.introspect`: is this token live (for not-yet-distributed tokens).
+//! - `keys`: `keys`: the public JWKS of every broker signing key.
+//! - `store`: the Redis records (token records, account index, idempotency replies).
+//! - `distribute`: JetStream publishes to `dist.<server_id>`.
+//!
+//! [`start`] connects, provisions what the broker owns (the distribution stream, the routes
+//! and keys buckets), publishes its public key and starts serving; [`run`] also waits for the
+//! shutdown to finish draining.
 
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod distribute;
+mod introspect;
+mod issue;
+mod keys;
+mod revoke;
+mod store;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use async_nats::jetstream;
+use tessera_bus_config::provision;
+use tessera_core::service::{self, Endpoint, handler};
+use tessera_core::watched::WatchedKv;
+use tessera_core::{Shutdown, bus};
+use tessera_schemas::messages::Route;
+use tessera_schemas::{Subjects, codec};
+
+pub use config::BrokerConfig;
+
+/// Everything a handler needs, shared by all requests.
+pub(crate) struct State {
+    pub config: BrokerConfig,
+    pub subjects: Subjects,
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub store: store::Store,
+    pub routes: WatchedKv<Route>,
+    pub keys: WatchedKv<jsonwebtoken::jwk::Jwk>,
+}
+
+/// A running broker replica.
+pub struct Broker {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Broker {
+    /// Waits until the broker has drained after shutdown.
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Connects, provisions and starts serving. Returns once requests are being served.
+pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<Broker> {
+    let subjects = config.subjects.clone();
+    let nats = bus::connect(&config.nats_url, "tessera-broker", config.connect_wait).await?;
+    let js = jetstream::new(nats.clone());
+    let d = config.durability;
+    provision::dist_stream(&js, &subjects, config.token_ttl + config.dist_margin, d).await?;
+    let routes_kv = provision::routes_bucket(&js, &subjects, d).await?;
+    let keys_kv = provision::keys_bucket(&js, &subjects, d).await?;
+
+    // Publish our public key before minting with it, so a verifier never sees a kid it
+    // cannot find.
+    let jwk = serde_json::to_vec(&config.signing_key.public_jwk()).context("encoding JWK")?;
+    keys_kv
+        .put(config.signing_key.kid(), jwk.into())
+        .await
+        .context("publishing the public signing key")?;
+
+    let store = store::Store::connect(&config.redis_url, subjects.prefix(), config.redis_timeout).await?;
+    let routes = WatchedKv::start(routes_kv, |b| codec::decode::<Route>(b).map_err(|e| e.to_string()), shutdown.clone())
+        .await
+        .context("watching routes")?;
+    let keys = WatchedKv::start(keys_kv, |b| serde_json::from_slice(b).map_err(|e| e.to_string()), shutdown.clone())
+        .await
+        .context("watching keys")?;
+
+    let state = Arc::new(State { config, subjects: subjects.clone(), nats: nats.clone(), js, store, routes, keys });
+    let spec = service::ServiceSpec {
+        name: subjects.service_name("broker"),
+        description: "Tessera broker: plugin tokens".into(),
+        queue_group: tessera_schemas::subjects::QUEUE_BROKER.into(),
+        max_in_flight: state.config.max_in_flight,
+        grace: state.config.grace,
+        endpoints: vec![
+            endpoint(&state, "token-request", subjects.token_request(), issue::handle),
+            endpoint(&state, "token-revoke", subjects.token_revoke(), revoke::handle),
+            endpoint(&state, "token-introspect", subjects.token_introspect(), introspect::handle),
+            endpoint(&state, "keys", subjects.keys(), keys::handle),
+        ],
+    };
+    let task = service::start(nats, spec, shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
+    Ok(Broker { task })
+}
+
+/// Runs a broker replica until `shutdown`, then drains.
+pub async fn run(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<()> {
+    start(config, shutdown).await?.join().await;
+    Ok(())
+}
+
+fn endpoint<F, Fut>(state: &Arc<State>, name: &str, subject: String, f: F) -> Endpoint
+where
+    F: Fn(Arc<State>, service::Incoming) -> Fut + Send + Sync + Copy + 'static,
+    Fut: std::future::Future<Output = Result<service::Reply, tessera_schemas::WireError>> + Send + 'static,
+{
+    let state = state.clone();
+    Endpoint { name: name.into(), subject, handler: handler(move |req| f(state.clone(), req)) }
+}

@@ -17,9 +17,12 @@
 
 pub mod bus;
 pub mod config;
+pub mod redis_keys;
+pub mod rpc;
 pub mod service;
 pub mod signing;
 pub mod telemetry;
+pub mod watched;
 
 pub use tokio_util::sync::CancellationToken as Shutdown;
 

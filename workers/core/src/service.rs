@@ -133,13 +133,15 @@ pub struct ServiceSpec {
     pub grace: Duration,
 }
 
-/// Runs the service until `shutdown` fires, then drains. Returns once every request this
-/// replica accepted has been answered (or the grace period ran out).
-pub async fn serve(
+/// Registers the service and its endpoints, then runs the request loop in a task until
+/// `shutdown` fires. When this returns, the endpoints are subscribed (the server has seen
+/// the subscriptions), so requests sent afterwards are served. The task ends once every
+/// request this replica accepted has been answered (or the grace period ran out).
+pub async fn start(
     client: Client,
     spec: ServiceSpec,
     shutdown: Shutdown,
-) -> Result<(), async_nats::Error> {
+) -> Result<tokio::task::JoinHandle<()>, async_nats::Error> {
     let service = client
         .service_builder()
         .description(spec.description.clone())
@@ -149,20 +151,26 @@ pub async fn serve(
 
     let mut streams = Vec::with_capacity(spec.endpoints.len());
     for ep in &spec.endpoints {
-        let stream = service
-            .endpoint_builder()
-            .name(ep.name.clone())
-            .add(ep.subject.clone())
-            .await?;
+        let stream = service.endpoint_builder().name(ep.name.clone()).add(ep.subject.clone()).await?;
         let handler = ep.handler.clone();
         streams.push(stream.map(move |req| (req, handler.clone())).boxed());
     }
-    // Make sure the subscriptions reached the server before we report ready.
     client.flush().await?;
-    let mut requests = futures::stream::select_all(streams);
-    let limit = Arc::new(Semaphore::new(spec.max_in_flight));
     tracing::info!(service = %spec.name, endpoints = spec.endpoints.len(), "serving");
+    let requests = futures::stream::select_all(streams);
+    Ok(tokio::spawn(run_loop(client, service, requests, spec, shutdown)))
+}
 
+type RequestStream = futures::stream::SelectAll<futures::stream::BoxStream<'static, (async_nats::service::Request, Handler)>>;
+
+async fn run_loop(
+    client: Client,
+    service: async_nats::service::Service,
+    mut requests: RequestStream,
+    spec: ServiceSpec,
+    shutdown: Shutdown,
+) {
+    let limit = Arc::new(Semaphore::new(spec.max_in_flight));
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -184,11 +192,7 @@ pub async fn serve(
     let drained = async {
         let _ = service.stop().await;
         while let Some((req, handler)) = requests.next().await {
-            let permit = limit
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("semaphore is never closed");
+            let permit = limit.clone().acquire_owned().await.expect("semaphore is never closed");
             tokio::spawn(async move {
                 handle(req, handler).await;
                 drop(permit);
@@ -201,7 +205,6 @@ pub async fn serve(
         tracing::warn!(service = %spec.name, grace = ?spec.grace, "grace period ran out with requests in flight");
     }
     tracing::info!(service = %spec.name, "stopped");
-    Ok(())
 }
 
 async fn handle(req: async_nats::service::Request, handler: Handler) {

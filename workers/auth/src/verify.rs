@@ -1,0 +1,151 @@
+//! `auth.verify`: the auth result for an account token.
+//!
+//! Our own tokens are found by `kid`; external ones by `iss`, then checked against that
+//! issuer's keys and algorithm allow-list. Anything else (no `kid` we know, `alg: none`, an
+//! HMAC algorithm, an issuer nobody configured) is `unauthenticated`.
+
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use tessera_core::service::{Incoming, Reply};
+use tessera_core::signing::SigningKey;
+use tessera_schemas::claims::{ACCOUNT_TOKEN_AUDIENCE, AccountClaims};
+use tessera_schemas::messages::{AUTH_VERIFY, VerifyRequest, VerifyResponse};
+use tessera_schemas::{ErrorCode, WireError};
+
+use crate::State;
+use crate::config::{AuthConfig, ExternalIssuer};
+
+pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
+    let body: VerifyRequest = req.decode(AUTH_VERIFY)?;
+    let result = state.verifier.verify(&body.account_token)?;
+    Ok(Reply::msgpack(AUTH_VERIFY, &result))
+}
+
+struct External {
+    name: String,
+    issuer: String,
+    algorithms: Vec<Algorithm>,
+    audience: Option<String>,
+    keys: Vec<(Option<String>, DecodingKey)>,
+}
+
+pub struct Verifier {
+    own: Arc<SigningKey>,
+    own_issuer: String,
+    externals: Vec<External>,
+}
+
+fn unauthenticated(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::Unauthenticated, msg)
+}
+
+#[derive(Deserialize)]
+struct Peek {
+    #[serde(default)]
+    iss: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ExternalClaims {
+    sub: String,
+    exp: u64,
+}
+
+impl Verifier {
+    pub fn new(config: &AuthConfig) -> anyhow::Result<Verifier> {
+        let externals = config.external_issuers.iter().map(load_external).collect::<anyhow::Result<_>>()?;
+        Ok(Verifier { own: config.signing_key.clone(), own_issuer: config.issuer.clone(), externals })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<VerifyResponse, WireError> {
+        if token.is_empty() {
+            return Err(WireError::new(ErrorCode::BadRequest, "account_token is empty"));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("malformed account token"))?;
+        if header.kid.as_deref() == Some(self.own.kid()) {
+            let mut v = Validation::new(Algorithm::EdDSA);
+            v.set_issuer(&[&self.own_issuer]);
+            v.set_audience(&[ACCOUNT_TOKEN_AUDIENCE]);
+            v.leeway = 5;
+            let data = jsonwebtoken::decode::<AccountClaims>(token, self.own.decoding_key(), &v)
+                .map_err(|e| unauthenticated(format!("account token rejected: {e}")))?;
+            return Ok(VerifyResponse {
+                account_id: data.claims.sub,
+                issuer: data.claims.iss,
+                expires_at: data.claims.exp,
+            });
+        }
+        // Only to pick the issuer whose keys then verify the signature; nothing is trusted yet.
+        let iss = jsonwebtoken::dangerous::insecure_decode_claims::<Peek>(token)
+            .ok()
+            .and_then(|p| p.iss)
+            .ok_or_else(|| unauthenticated("account token has no issuer we know"))?;
+        let ext = self
+            .externals
+            .iter()
+            .find(|e| e.issuer == iss)
+            .ok_or_else(|| unauthenticated("account token issuer is not trusted"))?;
+        if !ext.algorithms.contains(&header.alg) {
+            return Err(unauthenticated(format!("algorithm {:?} is not allowed for this issuer", header.alg)));
+        }
+        let key = match &header.kid {
+            Some(kid) => ext.keys.iter().find(|(k, _)| k.as_deref() == Some(kid)),
+            None if ext.keys.len() == 1 => ext.keys.first(),
+            None => None,
+        }
+        .map(|(_, k)| k)
+        .ok_or_else(|| unauthenticated("unknown signing key"))?;
+        let mut v = Validation::new(header.alg);
+        v.algorithms = ext.algorithms.clone();
+        v.set_issuer(&[&ext.issuer]);
+        match &ext.audience {
+            Some(aud) => v.set_audience(&[aud]),
+            None => v.validate_aud = false,
+        }
+        v.set_required_spec_claims(&["exp", "sub", "iss"]);
+        v.leeway = 5;
+        let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &v)
+            .map_err(|e| unauthenticated(format!("account token rejected: {e}")))?;
+        Ok(VerifyResponse {
+            account_id: format!("{}:{}", ext.name, data.claims.sub),
+            issuer: ext.issuer.clone(),
+            expires_at: data.claims.exp,
+        })
+    }
+}
+
+fn load_external(cfg: &ExternalIssuer) -> anyhow::Result<External> {
+    use anyhow::Context as _;
+    if cfg.algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) {
+        anyhow::bail!("issuer {}: HMAC algorithms are not allowed for external issuers", cfg.name);
+    }
+    let mut keys = Vec::new();
+    if let Some(path) = &cfg.jwks_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("issuer {}: {}", cfg.name, path.display()))?;
+        let set: JwkSet = serde_json::from_str(&text).with_context(|| format!("issuer {}: JWKS", cfg.name))?;
+        for jwk in &set.keys {
+            keys.push((jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)?));
+        }
+    }
+    if let Some(path) = &cfg.public_key_file {
+        let pem = std::fs::read(path).with_context(|| format!("issuer {}: {}", cfg.name, path.display()))?;
+        let key = DecodingKey::from_ed_pem(&pem)
+            .or_else(|_| DecodingKey::from_ec_pem(&pem))
+            .or_else(|_| DecodingKey::from_rsa_pem(&pem))
+            .with_context(|| format!("issuer {}: unsupported public key", cfg.name))?;
+        keys.push((None, key));
+    }
+    if keys.is_empty() {
+        anyhow::bail!("issuer {}: give jwks_file or public_key_file", cfg.name);
+    }
+    Ok(External {
+        name: cfg.name.clone(),
+        issuer: cfg.issuer.clone(),
+        algorithms: cfg.algorithms.clone(),
+        audience: cfg.audience.clone(),
+        keys,
+    })
+}

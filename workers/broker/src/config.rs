@@ -1,0 +1,89 @@
+//! Broker settings, from the environment.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tessera_bus_config::Role;
+use tessera_bus_config::provision::Durability;
+use tessera_core::config::{self, ConfigError, Source};
+use tessera_core::signing::SigningKey;
+use tessera_schemas::Subjects;
+
+pub const ENV_REDIS_URL: &str = "REDIS_URL";
+/// PEM file of the broker's Ed25519 signing key; created if missing. Replicas share it.
+pub const ENV_KEY_FILE: &str = "TESSERA_BROKER_KEY_FILE";
+pub const ENV_TOKEN_TTL: &str = "TESSERA_TOKEN_TTL";
+pub const ENV_MAX_IN_FLIGHT: &str = "TESSERA_MAX_IN_FLIGHT";
+pub const ENV_GRACE: &str = "TESSERA_GRACE";
+pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub nats_url: String,
+    pub redis_url: String,
+    pub subjects: Subjects,
+    pub signing_key: Arc<SigningKey>,
+    /// Lifetime of a plugin token.
+    pub token_ttl: Duration,
+    /// Extra time the distribution stream keeps events beyond the token lifetime.
+    pub dist_margin: Duration,
+    pub max_in_flight: usize,
+    pub grace: Duration,
+    /// How long to wait for the auth worker's answer.
+    pub auth_timeout: Duration,
+    /// Bound on each Redis command, so a Redis outage is a prompt `unavailable`.
+    pub redis_timeout: Duration,
+    /// How long to keep trying the first NATS connection.
+    pub connect_wait: Duration,
+    pub durability: Durability,
+}
+
+impl BrokerConfig {
+    /// Defaults for everything but the endpoints and the key.
+    pub fn new(nats_url: String, redis_url: String, subjects: Subjects, signing_key: Arc<SigningKey>) -> Self {
+        BrokerConfig {
+            nats_url,
+            redis_url,
+            subjects,
+            signing_key,
+            token_ttl: Duration::from_secs(15 * 60),
+            dist_margin: Duration::from_secs(60),
+            max_in_flight: 256,
+            grace: Duration::from_secs(10),
+            auth_timeout: Duration::from_secs(2),
+            redis_timeout: Duration::from_millis(1000),
+            connect_wait: Duration::from_secs(30),
+            durability: Durability::default(),
+        }
+    }
+
+    pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
+        let subjects = config::prefix(src)?;
+        let nats_url = src
+            .get(Role::Broker.url_env())
+            .or_else(|| src.get(Role::Client.url_env()))
+            .ok_or_else(|| ConfigError::new(Role::Broker.url_env(), "is required (or NATS_URL)"))?;
+        let redis_url = config::required(src, ENV_REDIS_URL)?;
+        let signing_key = match src.get(ENV_KEY_FILE) {
+            Some(path) => SigningKey::load_or_generate(&PathBuf::from(&path))
+                .map_err(|e| ConfigError::new(ENV_KEY_FILE, e.to_string()))?,
+            None => {
+                tracing::warn!("{ENV_KEY_FILE} not set: using a throw-away signing key (tokens die with this process)");
+                SigningKey::generate()
+            }
+        };
+        let mut c = BrokerConfig::new(nats_url, redis_url, subjects, Arc::new(signing_key));
+        c.token_ttl = config::duration(src, ENV_TOKEN_TTL, c.token_ttl)?;
+        if c.token_ttl < Duration::from_secs(10) || c.token_ttl > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::new(ENV_TOKEN_TTL, "must be between 10s and 24h"));
+        }
+        c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
+        if c.max_in_flight == 0 {
+            return Err(ConfigError::new(ENV_MAX_IN_FLIGHT, "must be at least 1"));
+        }
+        c.grace = config::duration(src, ENV_GRACE, c.grace)?;
+        c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
+        Ok(c)
+    }
+}

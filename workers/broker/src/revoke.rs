@@ -1,0 +1,44 @@
+//! `token.revoke` (admin): by token id or by account. The revocation is distributed to the
+//! plugin servers first (acked), then the records are removed; a failure in between is
+//! answered `unavailable` and a retry is harmless.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tessera_core::service::{Incoming, Reply};
+use tessera_schemas::messages::{DistEvent, RevokeRequest, RevokeResponse, TOKEN_REVOKE};
+use tessera_schemas::{ErrorCode, WireError};
+
+use crate::{State, distribute};
+
+pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
+    let body: RevokeRequest = req.decode(TOKEN_REVOKE)?;
+    let tokens = match (body.token_id.as_deref(), body.account_id.as_deref()) {
+        (Some(id), None) if !id.is_empty() => match state.store.get(id).await? {
+            Some(record) => vec![(id.to_owned(), record)],
+            None => Vec::new(),
+        },
+        (None, Some(account)) if !account.is_empty() => state.store.account_tokens(account).await?,
+        _ => return Err(WireError::new(ErrorCode::BadRequest, "give exactly one of token_id and account_id")),
+    };
+
+    let mut by_server: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (id, record) in &tokens {
+        for server in &record.servers {
+            by_server.entry(server).or_default().push(id.clone());
+        }
+    }
+    let event_id = format!("revoke.{}", uuid::Uuid::new_v4());
+    for (server, ids) in by_server {
+        distribute::publish(&state, &[server.to_owned()], &event_id, &DistEvent::Revoke { token_ids: ids }).await?;
+    }
+    let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (id, record) in &tokens {
+        by_account.entry(&record.account_id).or_default().push(id.clone());
+    }
+    for (account, ids) in by_account {
+        state.store.delete(account, &ids).await?;
+    }
+    tracing::info!(revoked = tokens.len(), "revoked");
+    Ok(Reply::msgpack(TOKEN_REVOKE, &RevokeResponse { revoked: tokens.len() as u32 }))
+}

@@ -1,0 +1,170 @@
+//! Redis state of the broker: one record per issued token (a hash of the token, never the
+//! bearer string) with the token's TTL, a per-account index for revoke-all, and the replies to
+//! idempotent requests.
+//!
+//! Every command is bounded by a response timeout, so a Redis outage turns into a prompt,
+//! retryable `unavailable` instead of a hung request. The connection manager reconnects by
+//! itself when Redis comes back.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tessera_core::redis_keys::RedisKeys;
+use tessera_schemas::messages::TokenResponse;
+use tessera_schemas::{ErrorCode, WireError, codec};
+
+/// How long an idempotency key holds its reply.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(300);
+
+/// What Redis holds for one issued token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub account_id: String,
+    pub plugin_id: String,
+    pub servers: Vec<String>,
+    /// SHA-256 (hex) of the token string.
+    pub token_hash: String,
+    pub expires_at: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    keys: RedisKeys,
+}
+
+/// Redis failures become `unavailable` on the wire; the detail stays in the log.
+fn unavailable(e: redis::RedisError) -> WireError {
+    tracing::warn!(error = %e, "redis command failed");
+    WireError::new(ErrorCode::Unavailable, "token store unavailable")
+}
+
+impl Store {
+    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Store> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Store { conn, keys: RedisKeys::new(prefix) })
+    }
+
+    /// The stored reply for an idempotency key, if one was given in the last 5 minutes.
+    pub async fn idempotent_reply(&self, account: &str, plugin: &str, key: &str) -> Result<Option<TokenResponse>, WireError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.keys.idempotency(account, plugin, key))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(raw.and_then(|b| codec::decode(&b).ok()))
+    }
+
+    /// Records an issued token (and the idempotent reply, when a key was given) in one
+    /// round trip. If another request with the same idempotency key won the race, returns
+    /// that request's reply, which the caller must send instead of its own.
+    pub async fn record(
+        &self,
+        token_id: &str,
+        record: &TokenRecord,
+        ttl: Duration,
+        max_ttl: Duration,
+        idempotency: Option<(&str, &TokenResponse)>,
+    ) -> Result<Option<TokenResponse>, WireError> {
+        let mut conn = self.conn.clone();
+        let account_key = self.keys.account_tokens(&record.account_id);
+        let mut pipe = redis::pipe();
+        pipe.cmd("SET")
+            .arg(self.keys.token(token_id))
+            .arg(codec::encode(record))
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .ignore()
+            .cmd("SADD")
+            .arg(&account_key)
+            .arg(token_id)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&account_key)
+            .arg(max_ttl.as_millis() as u64)
+            .ignore();
+        let idem_key = idempotency.map(|(key, reply)| {
+            let k = self.keys.idempotency(&record.account_id, &record.plugin_id, key);
+            pipe.cmd("SET").arg(&k).arg(codec::encode(reply)).arg("NX").arg("PX").arg(IDEMPOTENCY_WINDOW.as_millis() as u64);
+            k
+        });
+        if idem_key.is_none() {
+            pipe.query_async::<()>(&mut conn).await.map_err(unavailable)?;
+            return Ok(None);
+        }
+        let (set,): (Option<String>,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        let raw: Option<Vec<u8>> =
+            redis::cmd("GET").arg(idem_key.expect("checked above")).query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(raw.and_then(|b| codec::decode(&b).ok()))
+    }
+
+    /// Undoes [`Store::record`] after a failed distribution, so no token is stored without
+    /// being distributed. Best effort: the record expires with the token anyway.
+    pub async fn forget(&self, token_id: &str, record: &TokenRecord, idempotency_key: Option<&str>) {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("DEL").arg(self.keys.token(token_id)).ignore();
+        pipe.cmd("SREM").arg(self.keys.account_tokens(&record.account_id)).arg(token_id).ignore();
+        if let Some(key) = idempotency_key {
+            pipe.cmd("DEL").arg(self.keys.idempotency(&record.account_id, &record.plugin_id, key)).ignore();
+        }
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            tracing::warn!(error = %e, token_id, "could not remove the record of an undistributed token");
+        }
+    }
+
+    pub async fn get(&self, token_id: &str) -> Result<Option<TokenRecord>, WireError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> =
+            redis::cmd("GET").arg(self.keys.token(token_id)).query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(raw.and_then(|b| codec::decode(&b).ok()))
+    }
+
+    /// Live tokens of an account, with their records.
+    pub async fn account_tokens(&self, account_id: &str) -> Result<Vec<(String, TokenRecord)>, WireError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.account_tokens(account_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for id in &ids {
+            mget.arg(self.keys.token(id));
+        }
+        let raws: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(ids
+            .into_iter()
+            .zip(raws)
+            .filter_map(|(id, raw)| Some((id, codec::decode(&raw?).ok()?)))
+            .collect())
+    }
+
+    /// Removes token records (after their revocation was distributed).
+    pub async fn delete(&self, account_id: &str, token_ids: &[String]) -> Result<(), WireError> {
+        if token_ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in token_ids {
+            pipe.cmd("DEL").arg(self.keys.token(id)).ignore();
+        }
+        pipe.cmd("SREM").arg(self.keys.account_tokens(account_id)).arg(token_ids).ignore();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+}
