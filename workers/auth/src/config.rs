@@ -75,7 +75,9 @@ impl AuthConfig {
             account_token_ttl: Duration::from_secs(3600),
             external_issuers: Vec::new(),
             max_in_flight: 256,
-            hash_concurrency: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            hash_concurrency: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             grace: Duration::from_secs(10),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
@@ -92,7 +94,9 @@ impl AuthConfig {
             Some(path) => SigningKey::load_or_generate(&PathBuf::from(&path))
                 .map_err(|e| ConfigError::new(ENV_KEY_FILE, e.to_string()))?,
             None => {
-                tracing::warn!("{ENV_KEY_FILE} not set: using a throw-away key (account tokens die with this process)");
+                tracing::warn!(
+                    "{ENV_KEY_FILE} not set: using a throw-away key (account tokens die with this process)"
+                );
                 SigningKey::generate()
             }
         };
@@ -102,7 +106,8 @@ impl AuthConfig {
         }
         c.account_token_ttl = config::duration(src, ENV_ACCOUNT_TOKEN_TTL, c.account_token_ttl)?;
         if let Some(path) = src.get(ENV_ISSUERS_FILE) {
-            c.external_issuers = load_issuers(&path).map_err(|e| ConfigError::new(ENV_ISSUERS_FILE, e))?;
+            c.external_issuers =
+                load_issuers(&path).map_err(|e| ConfigError::new(ENV_ISSUERS_FILE, e))?;
         }
         c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
         c.grace = config::duration(src, ENV_GRACE, c.grace)?;

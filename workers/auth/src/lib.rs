@@ -53,7 +53,11 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     let users_kv = provision::users_bucket(&js, &subjects, config.durability).await?;
     let users = users::Users::new(users_kv, config.hash_concurrency);
     let verifier = verify::Verifier::new(&config)?;
-    let state = Arc::new(State { config, users, verifier });
+    let state = Arc::new(State {
+        config,
+        users,
+        verifier,
+    });
 
     let spec = service::ServiceSpec {
         name: subjects.service_name("auth"),
@@ -63,11 +67,18 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
         grace: state.config.grace,
         endpoints: vec![
             endpoint(&state, "auth-login", subjects.auth_login(), login::login),
-            endpoint(&state, "auth-verify", subjects.auth_verify(), verify::handle),
+            endpoint(
+                &state,
+                "auth-verify",
+                subjects.auth_verify(),
+                verify::handle,
+            ),
             endpoint(&state, "users-add", subjects.users_add(), login::users_add),
         ],
     };
-    let task = service::start(nats, spec, shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
+    let task = service::start(nats, spec, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(Auth { task })
 }
 
@@ -80,8 +91,14 @@ pub async fn run(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<()> {
 fn endpoint<F, Fut>(state: &Arc<State>, name: &str, subject: String, f: F) -> Endpoint
 where
     F: Fn(Arc<State>, service::Incoming) -> Fut + Send + Sync + Copy + 'static,
-    Fut: std::future::Future<Output = Result<service::Reply, tessera_schemas::WireError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<service::Reply, tessera_schemas::WireError>>
+        + Send
+        + 'static,
 {
     let state = state.clone();
-    Endpoint { name: name.into(), subject, handler: handler(move |req| f(state.clone(), req)) }
+    Endpoint {
+        name: name.into(),
+        subject,
+        handler: handler(move |req| f(state.clone(), req)),
+    }
 }

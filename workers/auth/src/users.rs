@@ -47,34 +47,65 @@ fn hash(password: &str) -> Result<String, WireError> {
 }
 
 fn matches(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+    PasswordHash::new(phc).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
 }
 
 impl Users {
     pub fn new(kv: kv::Store, hash_concurrency: usize) -> Users {
-        let decoy = hash(&uuid::Uuid::new_v4().to_string()).expect("argon2 with default parameters works");
-        Users { kv, hashing: Arc::new(Semaphore::new(hash_concurrency.max(1))), decoy }
+        let decoy =
+            hash(&uuid::Uuid::new_v4().to_string()).expect("argon2 with default parameters works");
+        Users {
+            kv,
+            hashing: Arc::new(Semaphore::new(hash_concurrency.max(1))),
+            decoy,
+        }
     }
 
-    async fn blocking<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, WireError> {
-        let _permit = self.hashing.acquire().await.expect("semaphore is never closed");
-        tokio::task::spawn_blocking(f).await.map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, WireError> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
     }
 
     /// Creates a local account; `conflict` if the username is taken.
     pub async fn add(&self, username: &str, password: &str) -> Result<String, WireError> {
-        tessera_schemas::ids::check("username", username).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
+        tessera_schemas::ids::check("username", username)
+            .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
         if password.len() < MIN_PASSWORD || password.len() > MAX_PASSWORD {
-            return Err(WireError::new(ErrorCode::BadRequest, format!("password must be {MIN_PASSWORD}-{MAX_PASSWORD} bytes")));
+            return Err(WireError::new(
+                ErrorCode::BadRequest,
+                format!("password must be {MIN_PASSWORD}-{MAX_PASSWORD} bytes"),
+            ));
         }
         let pw = password.to_owned();
         let password_hash = self.blocking(move || hash(&pw)).await??;
-        let record = UserRecord { account_id: uuid::Uuid::new_v4().to_string(), password_hash, created_at: now_unix() };
-        match self.kv.create(username, codec::encode(&record).into()).await {
+        let record = UserRecord {
+            account_id: uuid::Uuid::new_v4().to_string(),
+            password_hash,
+            created_at: now_unix(),
+        };
+        match self
+            .kv
+            .create(username, codec::encode(&record).into())
+            .await
+        {
             Ok(_) => Ok(record.account_id),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-                Err(WireError::new(ErrorCode::Conflict, format!("user {username:?} already exists")))
-            }
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Err(WireError::new(
+                ErrorCode::Conflict,
+                format!("user {username:?} already exists"),
+            )),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -94,7 +125,9 @@ impl Users {
         } else {
             None
         };
-        let phc = record.as_ref().map_or_else(|| self.decoy.clone(), |r| r.password_hash.clone());
+        let phc = record
+            .as_ref()
+            .map_or_else(|| self.decoy.clone(), |r| r.password_hash.clone());
         let pw = password.to_owned();
         let ok = self.blocking(move || matches(&pw, &phc)).await?;
         match record {

@@ -56,15 +56,27 @@ struct ExternalClaims {
 
 impl Verifier {
     pub fn new(config: &AuthConfig) -> anyhow::Result<Verifier> {
-        let externals = config.external_issuers.iter().map(load_external).collect::<anyhow::Result<_>>()?;
-        Ok(Verifier { own: config.signing_key.clone(), own_issuer: config.issuer.clone(), externals })
+        let externals = config
+            .external_issuers
+            .iter()
+            .map(load_external)
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Verifier {
+            own: config.signing_key.clone(),
+            own_issuer: config.issuer.clone(),
+            externals,
+        })
     }
 
     pub fn verify(&self, token: &str) -> Result<VerifyResponse, WireError> {
         if token.is_empty() {
-            return Err(WireError::new(ErrorCode::BadRequest, "account_token is empty"));
+            return Err(WireError::new(
+                ErrorCode::BadRequest,
+                "account_token is empty",
+            ));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("malformed account token"))?;
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| unauthenticated("malformed account token"))?;
         if header.kid.as_deref() == Some(self.own.kid()) {
             let mut v = Validation::new(Algorithm::EdDSA);
             v.set_issuer(&[&self.own_issuer]);
@@ -89,7 +101,10 @@ impl Verifier {
             .find(|e| e.issuer == iss)
             .ok_or_else(|| unauthenticated("account token issuer is not trusted"))?;
         if !ext.algorithms.contains(&header.alg) {
-            return Err(unauthenticated(format!("algorithm {:?} is not allowed for this issuer", header.alg)));
+            return Err(unauthenticated(format!(
+                "algorithm {:?} is not allowed for this issuer",
+                header.alg
+            )));
         }
         let key = match &header.kid {
             Some(kid) => ext.keys.iter().find(|(k, _)| k.as_deref() == Some(kid)),
@@ -119,19 +134,29 @@ impl Verifier {
 
 fn load_external(cfg: &ExternalIssuer) -> anyhow::Result<External> {
     use anyhow::Context as _;
-    if cfg.algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)) {
-        anyhow::bail!("issuer {}: HMAC algorithms are not allowed for external issuers", cfg.name);
+    if cfg
+        .algorithms
+        .iter()
+        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+    {
+        anyhow::bail!(
+            "issuer {}: HMAC algorithms are not allowed for external issuers",
+            cfg.name
+        );
     }
     let mut keys = Vec::new();
     if let Some(path) = &cfg.jwks_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("issuer {}: {}", cfg.name, path.display()))?;
-        let set: JwkSet = serde_json::from_str(&text).with_context(|| format!("issuer {}: JWKS", cfg.name))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("issuer {}: {}", cfg.name, path.display()))?;
+        let set: JwkSet =
+            serde_json::from_str(&text).with_context(|| format!("issuer {}: JWKS", cfg.name))?;
         for jwk in &set.keys {
             keys.push((jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)?));
         }
     }
     if let Some(path) = &cfg.public_key_file {
-        let pem = std::fs::read(path).with_context(|| format!("issuer {}: {}", cfg.name, path.display()))?;
+        let pem = std::fs::read(path)
+            .with_context(|| format!("issuer {}: {}", cfg.name, path.display()))?;
         let key = DecodingKey::from_ed_pem(&pem)
             .or_else(|_| DecodingKey::from_ec_pem(&pem))
             .or_else(|_| DecodingKey::from_rsa_pem(&pem))

@@ -41,7 +41,12 @@ pub struct BrokerConfig {
 
 impl BrokerConfig {
     /// Defaults for everything but the endpoints and the key.
-    pub fn new(nats_url: String, redis_url: String, subjects: Subjects, signing_key: Arc<SigningKey>) -> Self {
+    pub fn new(
+        nats_url: String,
+        redis_url: String,
+        subjects: Subjects,
+        signing_key: Arc<SigningKey>,
+    ) -> Self {
         BrokerConfig {
             nats_url,
             redis_url,
@@ -69,14 +74,19 @@ impl BrokerConfig {
             Some(path) => SigningKey::load_or_generate(&PathBuf::from(&path))
                 .map_err(|e| ConfigError::new(ENV_KEY_FILE, e.to_string()))?,
             None => {
-                tracing::warn!("{ENV_KEY_FILE} not set: using a throw-away signing key (tokens die with this process)");
+                tracing::warn!(
+                    "{ENV_KEY_FILE} not set: using a throw-away signing key (tokens die with this process)"
+                );
                 SigningKey::generate()
             }
         };
         let mut c = BrokerConfig::new(nats_url, redis_url, subjects, Arc::new(signing_key));
         c.token_ttl = config::duration(src, ENV_TOKEN_TTL, c.token_ttl)?;
         if c.token_ttl < Duration::from_secs(10) || c.token_ttl > Duration::from_secs(24 * 3600) {
-            return Err(ConfigError::new(ENV_TOKEN_TTL, "must be between 10s and 24h"));
+            return Err(ConfigError::new(
+                ENV_TOKEN_TTL,
+                "must be between 10s and 24h",
+            ));
         }
         c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
         if c.max_in_flight == 0 {

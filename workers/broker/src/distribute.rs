@@ -12,7 +12,12 @@ use tessera_schemas::{ErrorCode, WireError, codec, headers};
 use crate::State;
 
 /// Publishes `event` to every server in `servers`; `msg_id` makes each publish idempotent.
-pub async fn publish(state: &State, servers: &[String], msg_id: &str, event: &DistEvent) -> Result<(), WireError> {
+pub async fn publish(
+    state: &State,
+    servers: &[String],
+    msg_id: &str,
+    event: &DistEvent,
+) -> Result<(), WireError> {
     let payload: bytes::Bytes = codec::encode(event).into();
     let mut acks = Vec::with_capacity(servers.len());
     for server in servers {

@@ -18,7 +18,10 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         return Err(WireError::new(ErrorCode::BadRequest, "token is empty"));
     }
     let Some(claims) = verify(&state, &body.token) else {
-        return Ok(Reply::msgpack(TOKEN_INTROSPECT, &IntrospectResponse::default()));
+        return Ok(Reply::msgpack(
+            TOKEN_INTROSPECT,
+            &IntrospectResponse::default(),
+        ));
     };
     let active = match state.store.get(&claims.jti).await? {
         Some(record) => record.token_hash == token_hash(&body.token),
@@ -48,5 +51,7 @@ fn verify(state: &State, token: &str) -> Option<PluginClaims> {
     v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
     v.validate_aud = false;
     v.leeway = 0;
-    jsonwebtoken::decode::<PluginClaims>(token, &key, &v).ok().map(|d| d.claims)
+    jsonwebtoken::decode::<PluginClaims>(token, &key, &v)
+        .ok()
+        .map(|d| d.claims)
 }

@@ -13,7 +13,10 @@ use tessera_core::rpc::{self, RpcError};
 use tessera_core::service::{Incoming, Reply};
 use tessera_core::{now_unix, signing::token_hash};
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
-use tessera_schemas::messages::{AUTH_VERIFY, DistEvent, TOKEN_REQUEST, TokenRequest, TokenResponse, VerifyRequest, VerifyResponse};
+use tessera_schemas::messages::{
+    AUTH_VERIFY, DistEvent, TOKEN_REQUEST, TokenRequest, TokenResponse, VerifyRequest,
+    VerifyResponse,
+};
 use tessera_schemas::{ErrorCode, WireError, ids};
 
 use crate::State;
@@ -24,39 +27,62 @@ const MAX_IDEMPOTENCY_KEY: usize = 128;
 
 pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: TokenRequest = req.decode(TOKEN_REQUEST)?;
-    ids::check("plugin_id", &body.plugin_id).map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
+    ids::check("plugin_id", &body.plugin_id)
+        .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
     if body.account_token.is_empty() {
-        return Err(WireError::new(ErrorCode::BadRequest, "account_token is empty"));
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            "account_token is empty",
+        ));
     }
     let idem = body.idempotency_key.as_deref();
     if let Some(k) = idem {
         if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(WireError::new(ErrorCode::BadRequest, "idempotency_key must be 1-128 bytes"));
+            return Err(WireError::new(
+                ErrorCode::BadRequest,
+                "idempotency_key must be 1-128 bytes",
+            ));
         }
     }
 
     let account = verify_account(&state, &body.account_token).await?;
 
     if let Some(k) = idem {
-        if let Some(previous) = state.store.idempotent_reply(&account.account_id, &body.plugin_id, k).await? {
+        if let Some(previous) = state
+            .store
+            .idempotent_reply(&account.account_id, &body.plugin_id, k)
+            .await?
+        {
             return Ok(Reply::msgpack(TOKEN_REQUEST, &previous));
         }
     }
 
-    let route = state.routes.get_or_fetch(&body.plugin_id).await.map_err(|e| {
-        tracing::warn!(error = %e, "routes lookup failed");
-        WireError::new(ErrorCode::Unavailable, "routes unavailable")
-    })?;
+    let route = state
+        .routes
+        .get_or_fetch(&body.plugin_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "routes lookup failed");
+            WireError::new(ErrorCode::Unavailable, "routes unavailable")
+        })?;
     let servers = match route {
         Some(r) if !r.servers.is_empty() => r.servers.clone(),
-        _ => return Err(WireError::new(ErrorCode::NotFound, format!("unknown plugin {:?}: no route", body.plugin_id))),
+        _ => {
+            return Err(WireError::new(
+                ErrorCode::NotFound,
+                format!("unknown plugin {:?}: no route", body.plugin_id),
+            ));
+        }
     };
 
     let now = now_unix();
     // A plugin token never outlives the account token it was minted from.
     let expires_at = (now + state.config.token_ttl.as_secs()).min(account.expires_at);
     if expires_at <= now {
-        return Err(WireError::new(ErrorCode::Unauthenticated, "account token expired"));
+        return Err(WireError::new(
+            ErrorCode::Unauthenticated,
+            "account token expired",
+        ));
     }
     let token_id = uuid::Uuid::new_v4().to_string();
     let claims = PluginClaims {
@@ -68,9 +94,11 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         iat: now,
         exp: expires_at,
     };
-    let token = state.config.signing_key.sign(&claims).map_err(|e| {
-        WireError::new(ErrorCode::Internal, format!("signing failed: {e}"))
-    })?;
+    let token = state
+        .config
+        .signing_key
+        .sign(&claims)
+        .map_err(|e| WireError::new(ErrorCode::Internal, format!("signing failed: {e}")))?;
     let record = TokenRecord {
         account_id: account.account_id.clone(),
         plugin_id: body.plugin_id.clone(),
@@ -89,13 +117,25 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
 
     let ttl = Duration::from_secs(expires_at - now);
     let max_ttl = state.config.token_ttl;
-    if let Some(winner) = state.store.record(&token_id, &record, ttl, max_ttl, idem.map(|k| (k, &response))).await? {
+    if let Some(winner) = state
+        .store
+        .record(
+            &token_id,
+            &record,
+            ttl,
+            max_ttl,
+            idem.map(|k| (k, &response)),
+        )
+        .await?
+    {
         // A concurrent request with the same idempotency key got there first: answer with
         // its token and drop ours before anyone learns of it.
         state.store.forget(&token_id, &record, None).await;
         return Ok(Reply::msgpack(TOKEN_REQUEST, &winner));
     }
-    if let Err(e) = distribute::publish(&state, &servers, &token_id, &DistEvent::Token { token }).await {
+    if let Err(e) =
+        distribute::publish(&state, &servers, &token_id, &DistEvent::Token { token }).await
+    {
         state.store.forget(&token_id, &record, idem).await;
         return Err(e);
     }
@@ -104,7 +144,9 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
 
 /// Seed 000 step 2: the auth result from the account server (the auth worker).
 async fn verify_account(state: &State, account_token: &str) -> Result<VerifyResponse, WireError> {
-    let req = VerifyRequest { account_token: account_token.to_owned() };
+    let req = VerifyRequest {
+        account_token: account_token.to_owned(),
+    };
     let result = rpc::request::<_, VerifyResponse>(
         &state.nats,
         state.subjects.auth_verify(),
@@ -114,7 +156,9 @@ async fn verify_account(state: &State, account_token: &str) -> Result<VerifyResp
     )
     .await;
     result.map_err(|e| match e {
-        RpcError::Wire(w) if matches!(w.code, ErrorCode::Unauthenticated | ErrorCode::BadRequest) => {
+        RpcError::Wire(w)
+            if matches!(w.code, ErrorCode::Unauthenticated | ErrorCode::BadRequest) =>
+        {
             WireError::new(ErrorCode::Unauthenticated, w.message)
         }
         other => {

@@ -11,7 +11,12 @@ use crate::State;
 pub const JWKS_CONTENT_TYPE: &str = "application/jwk-set+json";
 
 pub async fn handle(state: Arc<State>, _req: Incoming) -> Result<Reply, WireError> {
-    let keys: Vec<_> = state.keys.snapshot().into_iter().map(|(_, jwk)| (*jwk).clone()).collect();
+    let keys: Vec<_> = state
+        .keys
+        .snapshot()
+        .into_iter()
+        .map(|(_, jwk)| (*jwk).clone())
+        .collect();
     let body = serde_json::to_vec(&serde_json::json!({ "keys": keys }))
         .map_err(|e| WireError::new(ErrorCode::Internal, format!("encoding JWKS: {e}")))?;
     Ok(Reply::with_content_type(JWKS_CONTENT_TYPE, body.into()))

@@ -78,15 +78,32 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         .await
         .context("publishing the public signing key")?;
 
-    let store = store::Store::connect(&config.redis_url, subjects.prefix(), config.redis_timeout).await?;
-    let routes = WatchedKv::start(routes_kv, |b| codec::decode::<Route>(b).map_err(|e| e.to_string()), shutdown.clone())
-        .await
-        .context("watching routes")?;
-    let keys = WatchedKv::start(keys_kv, |b| serde_json::from_slice(b).map_err(|e| e.to_string()), shutdown.clone())
-        .await
-        .context("watching keys")?;
+    let store =
+        store::Store::connect(&config.redis_url, subjects.prefix(), config.redis_timeout).await?;
+    let routes = WatchedKv::start(
+        routes_kv,
+        |b| codec::decode::<Route>(b).map_err(|e| e.to_string()),
+        shutdown.clone(),
+    )
+    .await
+    .context("watching routes")?;
+    let keys = WatchedKv::start(
+        keys_kv,
+        |b| serde_json::from_slice(b).map_err(|e| e.to_string()),
+        shutdown.clone(),
+    )
+    .await
+    .context("watching keys")?;
 
-    let state = Arc::new(State { config, subjects: subjects.clone(), nats: nats.clone(), js, store, routes, keys });
+    let state = Arc::new(State {
+        config,
+        subjects: subjects.clone(),
+        nats: nats.clone(),
+        js,
+        store,
+        routes,
+        keys,
+    });
     let spec = service::ServiceSpec {
         name: subjects.service_name("broker"),
         description: "Tessera broker: plugin tokens".into(),
@@ -94,13 +111,30 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         max_in_flight: state.config.max_in_flight,
         grace: state.config.grace,
         endpoints: vec![
-            endpoint(&state, "token-request", subjects.token_request(), issue::handle),
-            endpoint(&state, "token-revoke", subjects.token_revoke(), revoke::handle),
-            endpoint(&state, "token-introspect", subjects.token_introspect(), introspect::handle),
+            endpoint(
+                &state,
+                "token-request",
+                subjects.token_request(),
+                issue::handle,
+            ),
+            endpoint(
+                &state,
+                "token-revoke",
+                subjects.token_revoke(),
+                revoke::handle,
+            ),
+            endpoint(
+                &state,
+                "token-introspect",
+                subjects.token_introspect(),
+                introspect::handle,
+            ),
             endpoint(&state, "keys", subjects.keys(), keys::handle),
         ],
     };
-    let task = service::start(nats, spec, shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
+    let task = service::start(nats, spec, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     Ok(Broker { task })
 }
 
@@ -113,8 +147,14 @@ pub async fn run(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<()>
 fn endpoint<F, Fut>(state: &Arc<State>, name: &str, subject: String, f: F) -> Endpoint
 where
     F: Fn(Arc<State>, service::Incoming) -> Fut + Send + Sync + Copy + 'static,
-    Fut: std::future::Future<Output = Result<service::Reply, tessera_schemas::WireError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<service::Reply, tessera_schemas::WireError>>
+        + Send
+        + 'static,
 {
     let state = state.clone();
-    Endpoint { name: name.into(), subject, handler: handler(move |req| f(state.clone(), req)) }
+    Endpoint {
+        name: name.into(),
+        subject,
+        handler: handler(move |req| f(state.clone(), req)),
+    }
 }

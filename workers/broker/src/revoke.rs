@@ -19,7 +19,12 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
             None => Vec::new(),
         },
         (None, Some(account)) if !account.is_empty() => state.store.account_tokens(account).await?,
-        _ => return Err(WireError::new(ErrorCode::BadRequest, "give exactly one of token_id and account_id")),
+        _ => {
+            return Err(WireError::new(
+                ErrorCode::BadRequest,
+                "give exactly one of token_id and account_id",
+            ));
+        }
     };
 
     let mut by_server: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -30,15 +35,29 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     }
     let event_id = format!("revoke.{}", uuid::Uuid::new_v4());
     for (server, ids) in by_server {
-        distribute::publish(&state, &[server.to_owned()], &event_id, &DistEvent::Revoke { token_ids: ids }).await?;
+        distribute::publish(
+            &state,
+            &[server.to_owned()],
+            &event_id,
+            &DistEvent::Revoke { token_ids: ids },
+        )
+        .await?;
     }
     let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (id, record) in &tokens {
-        by_account.entry(&record.account_id).or_default().push(id.clone());
+        by_account
+            .entry(&record.account_id)
+            .or_default()
+            .push(id.clone());
     }
     for (account, ids) in by_account {
         state.store.delete(account, &ids).await?;
     }
     tracing::info!(revoked = tokens.len(), "revoked");
-    Ok(Reply::msgpack(TOKEN_REVOKE, &RevokeResponse { revoked: tokens.len() as u32 }))
+    Ok(Reply::msgpack(
+        TOKEN_REVOKE,
+        &RevokeResponse {
+            revoked: tokens.len() as u32,
+        },
+    ))
 }

@@ -49,11 +49,19 @@ impl Store {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Store { conn, keys: RedisKeys::new(prefix) })
+        Ok(Store {
+            conn,
+            keys: RedisKeys::new(prefix),
+        })
     }
 
     /// The stored reply for an idempotency key, if one was given in the last 5 minutes.
-    pub async fn idempotent_reply(&self, account: &str, plugin: &str, key: &str) -> Result<Option<TokenResponse>, WireError> {
+    pub async fn idempotent_reply(
+        &self,
+        account: &str,
+        plugin: &str,
+        key: &str,
+    ) -> Result<Option<TokenResponse>, WireError> {
         let mut conn = self.conn.clone();
         let raw: Option<Vec<u8>> = redis::cmd("GET")
             .arg(self.keys.idempotency(account, plugin, key))
@@ -92,32 +100,57 @@ impl Store {
             .arg(max_ttl.as_millis() as u64)
             .ignore();
         let idem_key = idempotency.map(|(key, reply)| {
-            let k = self.keys.idempotency(&record.account_id, &record.plugin_id, key);
-            pipe.cmd("SET").arg(&k).arg(codec::encode(reply)).arg("NX").arg("PX").arg(IDEMPOTENCY_WINDOW.as_millis() as u64);
+            let k = self
+                .keys
+                .idempotency(&record.account_id, &record.plugin_id, key);
+            pipe.cmd("SET")
+                .arg(&k)
+                .arg(codec::encode(reply))
+                .arg("NX")
+                .arg("PX")
+                .arg(IDEMPOTENCY_WINDOW.as_millis() as u64);
             k
         });
         if idem_key.is_none() {
-            pipe.query_async::<()>(&mut conn).await.map_err(unavailable)?;
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)?;
             return Ok(None);
         }
         let (set,): (Option<String>,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         if set.is_some() {
             return Ok(None);
         }
-        let raw: Option<Vec<u8>> =
-            redis::cmd("GET").arg(idem_key.expect("checked above")).query_async(&mut conn).await.map_err(unavailable)?;
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(idem_key.expect("checked above"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(raw.and_then(|b| codec::decode(&b).ok()))
     }
 
     /// Undoes [`Store::record`] after a failed distribution, so no token is stored without
     /// being distributed. Best effort: the record expires with the token anyway.
-    pub async fn forget(&self, token_id: &str, record: &TokenRecord, idempotency_key: Option<&str>) {
+    pub async fn forget(
+        &self,
+        token_id: &str,
+        record: &TokenRecord,
+        idempotency_key: Option<&str>,
+    ) {
         let mut conn = self.conn.clone();
         let mut pipe = redis::pipe();
         pipe.cmd("DEL").arg(self.keys.token(token_id)).ignore();
-        pipe.cmd("SREM").arg(self.keys.account_tokens(&record.account_id)).arg(token_id).ignore();
+        pipe.cmd("SREM")
+            .arg(self.keys.account_tokens(&record.account_id))
+            .arg(token_id)
+            .ignore();
         if let Some(key) = idempotency_key {
-            pipe.cmd("DEL").arg(self.keys.idempotency(&record.account_id, &record.plugin_id, key)).ignore();
+            pipe.cmd("DEL")
+                .arg(
+                    self.keys
+                        .idempotency(&record.account_id, &record.plugin_id, key),
+                )
+                .ignore();
         }
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             tracing::warn!(error = %e, token_id, "could not remove the record of an undistributed token");
@@ -126,13 +159,19 @@ impl Store {
 
     pub async fn get(&self, token_id: &str) -> Result<Option<TokenRecord>, WireError> {
         let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> =
-            redis::cmd("GET").arg(self.keys.token(token_id)).query_async(&mut conn).await.map_err(unavailable)?;
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.keys.token(token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(raw.and_then(|b| codec::decode(&b).ok()))
     }
 
     /// Live tokens of an account, with their records.
-    pub async fn account_tokens(&self, account_id: &str) -> Result<Vec<(String, TokenRecord)>, WireError> {
+    pub async fn account_tokens(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<(String, TokenRecord)>, WireError> {
         let mut conn = self.conn.clone();
         let ids: Vec<String> = redis::cmd("SMEMBERS")
             .arg(self.keys.account_tokens(account_id))
@@ -164,7 +203,10 @@ impl Store {
         for id in token_ids {
             pipe.cmd("DEL").arg(self.keys.token(id)).ignore();
         }
-        pipe.cmd("SREM").arg(self.keys.account_tokens(account_id)).arg(token_ids).ignore();
+        pipe.cmd("SREM")
+            .arg(self.keys.account_tokens(account_id))
+            .arg(token_ids)
+            .ignore();
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 }

@@ -12,7 +12,9 @@ pub struct RedisKeys {
 
 impl RedisKeys {
     pub fn new(prefix: &str) -> Self {
-        Self { prefix: prefix.to_owned() }
+        Self {
+            prefix: prefix.to_owned(),
+        }
     }
 
     /// The record of one issued plugin token (MessagePack), with the token's TTL.

@@ -31,7 +31,9 @@ impl RpcError {
     pub fn code(&self) -> ErrorCode {
         match self {
             RpcError::Wire(w) => w.code,
-            RpcError::NoResponders(_) | RpcError::Timeout(..) | RpcError::Transport { .. } => ErrorCode::Unavailable,
+            RpcError::NoResponders(_) | RpcError::Timeout(..) | RpcError::Transport { .. } => {
+                ErrorCode::Unavailable
+            }
             RpcError::BadReply { .. } => ErrorCode::Internal,
         }
     }
@@ -46,19 +48,40 @@ pub async fn request_raw(
     payload: Bytes,
     timeout: Duration,
 ) -> Result<Message, RpcError> {
-    let req = async_nats::Request::new().headers(headers).payload(payload).timeout(Some(timeout));
-    let msg = client.send_request(subject.clone(), req).await.map_err(|e| match e.kind() {
-        RequestErrorKind::NoResponders => RpcError::NoResponders(subject.clone()),
-        RequestErrorKind::TimedOut => RpcError::Timeout(subject.clone(), timeout),
-        RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
-            RpcError::Wire(WireError::new(ErrorCode::BadRequest, e.to_string()))
-        }
-        _ => RpcError::Transport { subject: subject.clone(), message: e.to_string() },
-    })?;
-    if let Some(status) = msg.headers.as_ref().and_then(|h| h.get(headers::SERVICE_ERROR_CODE)) {
+    let req = async_nats::Request::new()
+        .headers(headers)
+        .payload(payload)
+        .timeout(Some(timeout));
+    let msg = client
+        .send_request(subject.clone(), req)
+        .await
+        .map_err(|e| match e.kind() {
+            RequestErrorKind::NoResponders => RpcError::NoResponders(subject.clone()),
+            RequestErrorKind::TimedOut => RpcError::Timeout(subject.clone(), timeout),
+            RequestErrorKind::InvalidSubject | RequestErrorKind::MaxPayloadExceeded => {
+                RpcError::Wire(WireError::new(ErrorCode::BadRequest, e.to_string()))
+            }
+            _ => RpcError::Transport {
+                subject: subject.clone(),
+                message: e.to_string(),
+            },
+        })?;
+    if let Some(status) = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::SERVICE_ERROR_CODE))
+    {
         let err = codec::decode::<WireError>(&msg.payload).unwrap_or_else(|_| {
-            let code = status.as_str().parse().map(ErrorCode::from_status).unwrap_or(ErrorCode::Internal);
-            let text = msg.headers.as_ref().and_then(|h| h.get(headers::SERVICE_ERROR)).map(|v| v.to_string());
+            let code = status
+                .as_str()
+                .parse()
+                .map(ErrorCode::from_status)
+                .unwrap_or(ErrorCode::Internal);
+            let text = msg
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(headers::SERVICE_ERROR))
+                .map(|v| v.to_string());
             WireError::new(code, text.unwrap_or_default())
         });
         return Err(RpcError::Wire(err));
@@ -76,6 +99,16 @@ pub async fn request<Req: Serialize, Resp: DeserializeOwned>(
 ) -> Result<Resp, RpcError> {
     let mut h = HeaderMap::new();
     h.insert(headers::SCHEMA, schema.header_value().as_str());
-    let msg = request_raw(client, subject.clone(), h, codec::encode(body).into(), timeout).await?;
-    codec::decode(&msg.payload).map_err(|e| RpcError::BadReply { subject, message: e.to_string() })
+    let msg = request_raw(
+        client,
+        subject.clone(),
+        h,
+        codec::encode(body).into(),
+        timeout,
+    )
+    .await?;
+    codec::decode(&msg.payload).map_err(|e| RpcError::BadReply {
+        subject,
+        message: e.to_string(),
+    })
 }

@@ -151,17 +151,25 @@ pub async fn start(
 
     let mut streams = Vec::with_capacity(spec.endpoints.len());
     for ep in &spec.endpoints {
-        let stream = service.endpoint_builder().name(ep.name.clone()).add(ep.subject.clone()).await?;
+        let stream = service
+            .endpoint_builder()
+            .name(ep.name.clone())
+            .add(ep.subject.clone())
+            .await?;
         let handler = ep.handler.clone();
         streams.push(stream.map(move |req| (req, handler.clone())).boxed());
     }
     client.flush().await?;
     tracing::info!(service = %spec.name, endpoints = spec.endpoints.len(), "serving");
     let requests = futures::stream::select_all(streams);
-    Ok(tokio::spawn(run_loop(client, service, requests, spec, shutdown)))
+    Ok(tokio::spawn(run_loop(
+        client, service, requests, spec, shutdown,
+    )))
 }
 
-type RequestStream = futures::stream::SelectAll<futures::stream::BoxStream<'static, (async_nats::service::Request, Handler)>>;
+type RequestStream = futures::stream::SelectAll<
+    futures::stream::BoxStream<'static, (async_nats::service::Request, Handler)>,
+>;
 
 async fn run_loop(
     client: Client,
@@ -192,7 +200,11 @@ async fn run_loop(
     let drained = async {
         let _ = service.stop().await;
         while let Some((req, handler)) = requests.next().await {
-            let permit = limit.clone().acquire_owned().await.expect("semaphore is never closed");
+            let permit = limit
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("semaphore is never closed");
             tokio::spawn(async move {
                 handle(req, handler).await;
                 drop(permit);

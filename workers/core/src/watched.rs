@@ -25,7 +25,11 @@ pub struct WatchedKv<T> {
 
 impl<T> Clone for WatchedKv<T> {
     fn clone(&self) -> Self {
-        Self { store: self.store.clone(), map: self.map.clone(), decode: self.decode.clone() }
+        Self {
+            store: self.store.clone(),
+            map: self.map.clone(),
+            decode: self.decode.clone(),
+        }
     }
 }
 
@@ -37,10 +41,19 @@ impl<T: Send + Sync + 'static> WatchedKv<T> {
         decode: impl Fn(&[u8]) -> Result<T, String> + Send + Sync + 'static,
         shutdown: Shutdown,
     ) -> Result<WatchedKv<T>, kv::WatchError> {
-        let view = WatchedKv { store, map: Arc::default(), decode: Arc::new(decode) };
+        let view = WatchedKv {
+            store,
+            map: Arc::default(),
+            decode: Arc::new(decode),
+        };
         let watch = view.store.watch_with_history(">").await?;
         let (synced_tx, synced_rx) = tokio::sync::oneshot::channel();
-        let empty = view.store.status().await.map(|s| s.values() == 0).unwrap_or(false);
+        let empty = view
+            .store
+            .status()
+            .await
+            .map(|s| s.values() == 0)
+            .unwrap_or(false);
         let synced = if empty { None } else { Some(synced_tx) };
         tokio::spawn(view.clone().follow(watch, synced, shutdown));
         if !empty {
@@ -50,7 +63,12 @@ impl<T: Send + Sync + 'static> WatchedKv<T> {
         Ok(view)
     }
 
-    async fn follow(self, mut watch: kv::Watch, mut synced: Option<tokio::sync::oneshot::Sender<()>>, shutdown: Shutdown) {
+    async fn follow(
+        self,
+        mut watch: kv::Watch,
+        mut synced: Option<tokio::sync::oneshot::Sender<()>>,
+        shutdown: Shutdown,
+    ) {
         let bucket = self.store.name.clone();
         loop {
             let next = tokio::select! {
@@ -66,7 +84,9 @@ impl<T: Send + Sync + 'static> WatchedKv<T> {
                         }
                     }
                 }
-                Some(Err(e)) => tracing::warn!(bucket = %bucket, error = %e, "watch error; continuing"),
+                Some(Err(e)) => {
+                    tracing::warn!(bucket = %bucket, error = %e, "watch error; continuing")
+                }
                 None => {
                     // The watch ended (e.g. the server restarted). Start again from history:
                     // applying the same values twice is harmless.
@@ -122,11 +142,16 @@ impl<T: Send + Sync + 'static> WatchedKv<T> {
         if let Some(v) = self.get(key) {
             return Ok(Some(v));
         }
-        let Some(bytes) = self.store.get(key).await? else { return Ok(None) };
+        let Some(bytes) = self.store.get(key).await? else {
+            return Ok(None);
+        };
         match (self.decode)(&bytes) {
             Ok(v) => {
                 let v = Arc::new(v);
-                self.map.write().expect("lock poisoned").insert(key.to_owned(), v.clone());
+                self.map
+                    .write()
+                    .expect("lock poisoned")
+                    .insert(key.to_owned(), v.clone());
                 Ok(Some(v))
             }
             Err(_) => Ok(None),

@@ -1,0 +1,289 @@
+//! The client SDK: everything a client app or an operator sends on the bus.
+//!
+//! Which calls succeed depends on the credentials in the URL: a client-role connection can
+//! log in, request tokens, fetch keys and call plugin servers; admin calls need the admin
+//! role (bus permissions refuse them otherwise, which shows up as [`Error::Unavailable`]
+//! with "no service is listening": NATS does not tell a client it was refused).
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use jsonwebtoken::jwk::JwkSet;
+use serde::{Serialize, de::DeserializeOwned};
+use tessera_core::rpc;
+use tessera_schemas::messages::{
+    AUTH_LOGIN, EchoReply, IntrospectRequest, IntrospectResponse, LoginRequest, LoginResponse,
+    RevokeRequest, RevokeResponse, Route, TOKEN_INTROSPECT, TOKEN_REQUEST, TOKEN_REVOKE,
+    TokenRequest, TokenResponse, USERS_ADD, UsersAddRequest, UsersAddResponse,
+};
+use tessera_schemas::{Schema, Subjects, codec, headers, ids};
+
+use crate::Error;
+
+/// How many times [`Client::request_token`] tries a request that failed retryably.
+const TOKEN_ATTEMPTS: u32 = 3;
+
+/// A connection to Tessera. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Client {
+    nats: async_nats::Client,
+    subjects: Subjects,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connects with the default subject prefix.
+    pub async fn connect(url: &str) -> Result<Client, Error> {
+        let nats = tessera_core::bus::connect(url, "tessera-client", Duration::from_secs(5))
+            .await
+            .map_err(|e| Error::Connect(e.to_string()))?;
+        Ok(Client::new(nats, Subjects::default()))
+    }
+
+    /// Wraps an existing NATS connection.
+    pub fn new(nats: async_nats::Client, subjects: Subjects) -> Client {
+        Client {
+            nats,
+            subjects,
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Per-request timeout (default 5 s).
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        &self.subjects
+    }
+
+    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        subject: String,
+        schema: Schema,
+        body: &Req,
+    ) -> Result<Resp, Error> {
+        Ok(rpc::request(&self.nats, subject, schema, body, self.timeout).await?)
+    }
+
+    /// Logs in with a local account; returns the account token.
+    pub async fn login(&self, username: &str, password: &str) -> Result<LoginResponse, Error> {
+        let req = LoginRequest {
+            username: Some(username.into()),
+            password: Some(password.into()),
+            ..Default::default()
+        };
+        self.call(self.subjects.auth_login(), AUTH_LOGIN, &req)
+            .await
+    }
+
+    /// Asks the broker for a plugin token. A timed-out or `unavailable` request is retried
+    /// with the same idempotency key (one is generated when none is given), so a retry never
+    /// mints a second token.
+    pub async fn request_token(
+        &self,
+        account_token: &str,
+        plugin_id: &str,
+        idempotency_key: Option<&str>,
+    ) -> Result<TokenResponse, Error> {
+        ids::check("plugin_id", plugin_id)?;
+        let key = idempotency_key.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        let req = TokenRequest {
+            account_token: account_token.to_owned(),
+            plugin_id: plugin_id.to_owned(),
+            idempotency_key: Some(key),
+        };
+        let mut attempt = 1;
+        loop {
+            match self
+                .call(self.subjects.token_request(), TOKEN_REQUEST, &req)
+                .await
+            {
+                Err(e) if e.is_retryable() && attempt < TOKEN_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %e, "token request failed; retrying with the same idempotency key");
+                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The broker's public keys (RFC 7517 JWKS).
+    pub async fn keys(&self) -> Result<JwkSet, Error> {
+        let msg = rpc::request_raw(
+            &self.nats,
+            self.subjects.keys(),
+            HeaderMap::new(),
+            Bytes::new(),
+            self.timeout,
+        )
+        .await?;
+        serde_json::from_slice(&msg.payload).map_err(|e| Error::BadReply(e.to_string()))
+    }
+
+    /// Calls `operation` on plugin server `server_id` with a plugin token; returns the raw
+    /// reply body.
+    pub async fn call_raw(
+        &self,
+        server_id: &str,
+        operation: &str,
+        plugin_token: &str,
+        body: Bytes,
+    ) -> Result<Bytes, Error> {
+        ids::check("server id", server_id)?;
+        ids::check("operation", operation)?;
+        let mut h = HeaderMap::new();
+        h.insert(
+            headers::AUTHORIZATION,
+            format!("{}{plugin_token}", headers::BEARER_PREFIX).as_str(),
+        );
+        let msg = rpc::request_raw(
+            &self.nats,
+            self.subjects.svc(server_id, operation),
+            h,
+            body,
+            self.timeout,
+        )
+        .await?;
+        Ok(msg.payload)
+    }
+
+    /// Calls the demo plugin server's `echo` operation.
+    pub async fn echo(
+        &self,
+        server_id: &str,
+        plugin_token: &str,
+        body: Vec<u8>,
+    ) -> Result<EchoReply, Error> {
+        let raw = self
+            .call_raw(server_id, "echo", plugin_token, body.into())
+            .await?;
+        codec::decode(&raw).map_err(|e| Error::BadReply(e.to_string()))
+    }
+
+    /// Is this plugin token live? (Plugin-server or admin role.)
+    pub async fn introspect(&self, token: &str) -> Result<IntrospectResponse, Error> {
+        self.call(
+            self.subjects.token_introspect(),
+            TOKEN_INTROSPECT,
+            &IntrospectRequest {
+                token: token.into(),
+            },
+        )
+        .await
+    }
+
+    // --- admin ------------------------------------------------------------------------
+
+    /// Creates a local account (admin role).
+    pub async fn add_user(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<UsersAddResponse, Error> {
+        ids::check("username", username)?;
+        self.call(
+            self.subjects.users_add(),
+            USERS_ADD,
+            &UsersAddRequest {
+                username: username.into(),
+                password: password.into(),
+            },
+        )
+        .await
+    }
+
+    /// Revokes one token (admin role).
+    pub async fn revoke_token(&self, token_id: &str) -> Result<RevokeResponse, Error> {
+        let req = RevokeRequest {
+            token_id: Some(token_id.into()),
+            account_id: None,
+        };
+        self.call(self.subjects.token_revoke(), TOKEN_REVOKE, &req)
+            .await
+    }
+
+    /// Revokes every live token of an account (admin role).
+    pub async fn revoke_account(&self, account_id: &str) -> Result<RevokeResponse, Error> {
+        let req = RevokeRequest {
+            token_id: None,
+            account_id: Some(account_id.into()),
+        };
+        self.call(self.subjects.token_revoke(), TOKEN_REVOKE, &req)
+            .await
+    }
+
+    async fn routes_bucket(&self) -> Result<jetstream::kv::Store, Error> {
+        let js = jetstream::new(self.nats.clone());
+        // The broker creates the bucket; create it here too so routes can be set first.
+        tessera_bus_config::provision::routes_bucket(&js, &self.subjects, Default::default())
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    /// Routes a plugin to its plugin servers (admin role).
+    pub async fn set_route(&self, plugin_id: &str, servers: &[String]) -> Result<(), Error> {
+        ids::check("plugin_id", plugin_id)?;
+        if servers.is_empty() {
+            return Err(Error::InvalidInput(
+                "give at least one plugin server id".into(),
+            ));
+        }
+        for s in servers {
+            ids::check("server id", s)?;
+        }
+        let kv = self.routes_bucket().await?;
+        let route = Route {
+            servers: servers.to_vec(),
+        };
+        kv.put(plugin_id, codec::encode(&route).into())
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Removes a plugin's route (admin role).
+    pub async fn delete_route(&self, plugin_id: &str) -> Result<(), Error> {
+        ids::check("plugin_id", plugin_id)?;
+        let kv = self.routes_bucket().await?;
+        kv.delete(plugin_id)
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
+    /// Every route, sorted by plugin id (admin role).
+    pub async fn routes(&self) -> Result<Vec<(String, Route)>, Error> {
+        let kv = self.routes_bucket().await?;
+        let keys: Vec<String> = kv
+            .keys()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?
+            .try_collect()
+            .await
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            if let Some(bytes) = kv
+                .get(&key)
+                .await
+                .map_err(|e| Error::Unavailable(e.to_string()))?
+            {
+                if let Ok(route) = codec::decode::<Route>(&bytes) {
+                    out.push((key, route));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
