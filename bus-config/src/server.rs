@@ -24,6 +24,19 @@ impl Credentials {
         Credentials { passwords }
     }
 
+    /// Rebuilds saved credentials; `None` if any role's password is missing or malformed.
+    pub fn from_passwords(mut get: impl FnMut(Role) -> Option<String>) -> Option<Credentials> {
+        let mut passwords = BTreeMap::new();
+        for role in Role::ALL {
+            let p = get(role)?;
+            if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                return None;
+            }
+            passwords.insert(role, p);
+        }
+        Some(Credentials { passwords })
+    }
+
     pub fn password(&self, role: Role) -> &str {
         &self.passwords[&role]
     }

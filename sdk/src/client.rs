@@ -273,14 +273,12 @@ impl Client {
             .map_err(|e| Error::Unavailable(e.to_string()))?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            if let Some(bytes) = kv
+            let value = kv
                 .get(&key)
                 .await
-                .map_err(|e| Error::Unavailable(e.to_string()))?
-            {
-                if let Ok(route) = codec::decode::<Route>(&bytes) {
-                    out.push((key, route));
-                }
+                .map_err(|e| Error::Unavailable(e.to_string()))?;
+            if let Some(Ok(route)) = value.map(|b| codec::decode::<Route>(&b)) {
+                out.push((key, route));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));

@@ -36,25 +36,24 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         ));
     }
     let idem = body.idempotency_key.as_deref();
-    if let Some(k) = idem {
-        if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY {
-            return Err(WireError::new(
-                ErrorCode::BadRequest,
-                "idempotency_key must be 1-128 bytes",
-            ));
-        }
+    if let Some(k) = idem
+        && (k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY)
+    {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            "idempotency_key must be 1-128 bytes",
+        ));
     }
 
     let account = verify_account(&state, &body.account_token).await?;
 
-    if let Some(k) = idem {
-        if let Some(previous) = state
+    if let Some(k) = idem
+        && let Some(previous) = state
             .store
             .idempotent_reply(&account.account_id, &body.plugin_id, k)
             .await?
-        {
-            return Ok(Reply::msgpack(TOKEN_REQUEST, &previous));
-        }
+    {
+        return Ok(Reply::msgpack(TOKEN_REQUEST, &previous));
     }
 
     let route = state

@@ -32,8 +32,20 @@ pub fn redact(url: &str) -> String {
 pub async fn connect(url: &str, name: &str, wait: Duration) -> Result<Client, ConnectError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut backoff = Duration::from_millis(50);
+    // async-nats ignores credentials in the URL; take them out and pass them explicitly.
+    let addr: async_nats::ServerAddr = url.parse().map_err(|e: std::io::Error| ConnectError {
+        url: redact(url),
+        source: async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::ServerParse, e),
+    })?;
+    let credentials = addr
+        .username()
+        .map(|u| (u.to_owned(), addr.password().unwrap_or_default().to_owned()));
     loop {
-        let opts = ConnectOptions::new()
+        let mut opts = ConnectOptions::new();
+        if let Some((user, pass)) = &credentials {
+            opts = opts.user_and_password(user.clone(), pass.clone());
+        }
+        let opts = opts
             .name(name)
             .connection_timeout(Duration::from_secs(2))
             .request_timeout(Some(Duration::from_secs(5)))

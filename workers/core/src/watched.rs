@@ -78,10 +78,10 @@ impl<T: Send + Sync + 'static> WatchedKv<T> {
             match next {
                 Some(Ok(entry)) => {
                     self.apply(&entry);
-                    if entry.delta == 0 {
-                        if let Some(tx) = synced.take() {
-                            let _ = tx.send(());
-                        }
+                    if entry.delta == 0
+                        && let Some(tx) = synced.take()
+                    {
+                        let _ = tx.send(());
                     }
                 }
                 Some(Err(e)) => {

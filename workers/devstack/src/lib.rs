@@ -59,7 +59,8 @@ pub enum DevstackError {
 }
 
 /// `$TESSERA_NATS_SERVER` if set, else `.tools/nats/bin/nats-server` in the current directory
-/// or an ancestor (so tests run from a crate directory find the repository's copy), else `$PATH`.
+/// or an ancestor (so tests run from a crate directory find the repository's copy), or in an
+/// ancestor of the running executable, else `$PATH`.
 pub fn find_nats_server() -> Result<PathBuf, DevstackError> {
     find_binary(NATS, "TESSERA_NATS_SERVER", Some(NATS_LOCAL))
 }
@@ -86,13 +87,23 @@ fn find_binary(
         };
     }
     let mut tried = vec![format!("${env_var} (unset)")];
-    if let (Some(rel), Ok(cwd)) = (project_local, std::env::current_dir()) {
-        for dir in cwd.ancestors() {
-            let p = dir.join(rel);
-            if is_executable(&p) {
-                return Ok(p);
+    // The current directory's ancestors, then the executable's (a `tessera` built in the
+    // repository finds the repository's copy from wherever it is run).
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf));
+    if let Some(rel) = project_local {
+        for start in [std::env::current_dir().ok(), exe_dir]
+            .into_iter()
+            .flatten()
+        {
+            for dir in start.ancestors() {
+                let p = dir.join(rel);
+                if is_executable(&p) {
+                    return Ok(p);
+                }
+                tried.push(p.display().to_string());
             }
-            tried.push(p.display().to_string());
         }
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -421,6 +432,11 @@ pub struct RedisOptions {
     /// Sets `requirepass`.
     pub password: Option<String>,
     pub ready_timeout: Duration,
+    /// A fixed port instead of a free one.
+    pub port: Option<u16>,
+    /// Keep data across restarts (append-only file in `dir`): the dev stack wants issued
+    /// tokens to survive a restart; tests want a clean, fast server.
+    pub persist: bool,
 }
 
 impl RedisOptions {
@@ -430,11 +446,13 @@ impl RedisOptions {
             binary: None,
             password: None,
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            port: None,
+            persist: false,
         }
     }
 }
 
-/// A running `redis-server` on 127.0.0.1, without persistence.
+/// A running `redis-server` on 127.0.0.1 (persistent only if asked).
 pub struct LocalRedis {
     proc: Proc,
     opts: RedisOptions,
@@ -445,6 +463,10 @@ impl LocalRedis {
     /// Picks a free port and starts the server on it, retrying if another process takes the
     /// port first (redis has no "pick a port" mode).
     pub async fn start(opts: RedisOptions) -> Result<LocalRedis, DevstackError> {
+        if let Some(port) = opts.port {
+            let proc = spawn_redis(&opts, port).await?;
+            return Ok(LocalRedis { proc, opts, port });
+        }
         let mut attempt = 1;
         loop {
             let port = free_port()?;
@@ -528,7 +550,7 @@ async fn spawn_redis(opts: &RedisOptions, port: u16) -> Result<Proc, DevstackErr
             "--save",
             "",
             "--appendonly",
-            "no",
+            if opts.persist { "yes" } else { "no" },
             "--daemonize",
             "no",
             "--dir",

@@ -1,0 +1,342 @@
+//! Every subcommand but `up`.
+
+use std::io::BufRead;
+
+use anyhow::{Context as _, bail};
+use clap::{Subcommand, ValueEnum};
+use tessera_bus_config::Role;
+use tessera_core::Shutdown;
+use tessera_sdk::{Client, PluginServerBuilder};
+
+use crate::env::Settings;
+use crate::{Cli, Command};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum WorkerName {
+    Broker,
+    Auth,
+}
+
+#[derive(Subcommand)]
+pub enum UsersCmd {
+    /// Create a local account.
+    Add {
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TokenCmd {
+    /// Ask the broker for a plugin token; prints the reply as JSON.
+    Request {
+        plugin_id: String,
+        /// The account token (default: $TESSERA_ACCOUNT_TOKEN).
+        #[arg(long, env = "TESSERA_ACCOUNT_TOKEN", hide_env_values = true)]
+        account_token: String,
+        /// Same key, same account, same plugin within 5 minutes: the same token.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// Print only the token.
+        #[arg(long)]
+        token_only: bool,
+    },
+    /// Revoke one token or every token of an account (admin).
+    Revoke {
+        #[arg(
+            long,
+            conflicts_with = "account_id",
+            required_unless_present = "account_id"
+        )]
+        token_id: Option<String>,
+        #[arg(long)]
+        account_id: Option<String>,
+    },
+    /// Ask the broker whether a plugin token is live (admin).
+    Introspect { token: String },
+}
+
+#[derive(Subcommand)]
+pub enum RoutesCmd {
+    /// Route a plugin to one or more plugin servers.
+    Set {
+        plugin_id: String,
+        #[arg(required = true)]
+        servers: Vec<String>,
+    },
+    /// Remove a plugin's route.
+    Delete { plugin_id: String },
+    /// List every route.
+    List,
+}
+
+/// Connects with the URL of `role` from the settings.
+async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
+    let url = settings.require(role.url_env())?;
+    let subjects = tessera_core::config::prefix(settings)?;
+    let nats =
+        tessera_core::bus::connect(&url, "tessera-cli", std::time::Duration::from_secs(5)).await?;
+    Ok(Client::new(nats, subjects))
+}
+
+fn read_password(password_stdin: bool) -> anyhow::Result<String> {
+    if !password_stdin {
+        bail!("give the password on standard input with --password-stdin");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password")?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_owned();
+    if pw.is_empty() {
+        bail!("the password on standard input is empty");
+    }
+    Ok(pw)
+}
+
+/// MessagePack as JSON for display: binary shown as text when it is UTF-8.
+fn to_json(v: rmpv::Value) -> serde_json::Value {
+    use rmpv::Value as M;
+    use serde_json::Value as J;
+    match v {
+        M::Nil => J::Null,
+        M::Boolean(b) => J::Bool(b),
+        M::Integer(i) => i
+            .as_i64()
+            .map(J::from)
+            .or_else(|| i.as_u64().map(J::from))
+            .unwrap_or(J::Null),
+        M::F32(f) => J::from(f64::from(f)),
+        M::F64(f) => J::from(f),
+        M::String(s) => J::String(s.into_str().unwrap_or_default()),
+        M::Binary(b) => match String::from_utf8(b) {
+            Ok(s) => J::String(s),
+            Err(e) => J::Array(e.into_bytes().into_iter().map(J::from).collect()),
+        },
+        M::Array(a) => J::Array(a.into_iter().map(to_json).collect()),
+        M::Map(m) => J::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().map_or_else(|| k.to_string(), str::to_owned),
+                        to_json(v),
+                    )
+                })
+                .collect(),
+        ),
+        M::Ext(_, b) => J::Array(b.into_iter().map(J::from).collect()),
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Up(args) = cli.command {
+        return crate::up::run(args).await;
+    }
+    let settings = Settings::load(cli.env_file.as_deref())?;
+    match cli.command {
+        Command::Up(_) => unreachable!("handled above"),
+        Command::Worker { name } => run_worker(&settings, name).await,
+        Command::PluginServer { id } => run_plugin_server(&settings, &id).await,
+        Command::CheckConfig => check_config(&settings),
+        Command::Users(UsersCmd::Add {
+            username,
+            password_stdin,
+        }) => {
+            let password = read_password(password_stdin)?;
+            let reply = connect(&settings, Role::Admin)
+                .await?
+                .add_user(&username, &password)
+                .await?;
+            eprintln!("user {username} created");
+            print_json(&reply)
+        }
+        Command::Login {
+            username,
+            password_stdin,
+            json,
+        } => {
+            let password = read_password(password_stdin)?;
+            let reply = connect(&settings, Role::Client)
+                .await?
+                .login(&username, &password)
+                .await?;
+            if json {
+                print_json(&reply)
+            } else {
+                println!("{}", reply.account_token);
+                eprintln!(
+                    "account {} logged in; token expires at {} (unix)",
+                    reply.account_id, reply.expires_at
+                );
+                Ok(())
+            }
+        }
+        Command::Token(cmd) => token(&settings, cmd).await,
+        Command::Routes(cmd) => routes(&settings, cmd).await,
+        Command::Call {
+            server,
+            operation,
+            token,
+            data,
+        } => {
+            let client = connect(&settings, Role::Client).await?;
+            let reply = client
+                .call_raw(&server, &operation, &token, data.into_bytes().into())
+                .await?;
+            // Our services answer MessagePack; show it as JSON, anything else as text.
+            match rmpv::decode::read_value(&mut &reply[..]) {
+                Ok(v) if !reply.is_empty() => print_json(&to_json(v)),
+                _ => {
+                    println!("{}", String::from_utf8_lossy(&reply));
+                    Ok(())
+                }
+            }
+        }
+        Command::Keys => print_json(&connect(&settings, Role::Client).await?.keys().await?),
+    }
+}
+
+async fn token(settings: &Settings, cmd: TokenCmd) -> anyhow::Result<()> {
+    match cmd {
+        TokenCmd::Request {
+            plugin_id,
+            account_token,
+            idempotency_key,
+            token_only,
+        } => {
+            let client = connect(settings, Role::Client).await?;
+            let reply = client
+                .request_token(&account_token, &plugin_id, idempotency_key.as_deref())
+                .await?;
+            if token_only {
+                println!("{}", reply.token);
+                Ok(())
+            } else {
+                print_json(&reply)
+            }
+        }
+        TokenCmd::Revoke {
+            token_id,
+            account_id,
+        } => {
+            let client = connect(settings, Role::Admin).await?;
+            let reply = match (token_id, account_id) {
+                (Some(id), _) => client.revoke_token(&id).await?,
+                (None, Some(acct)) => client.revoke_account(&acct).await?,
+                (None, None) => bail!("give --token-id or --account-id"),
+            };
+            print_json(&reply)
+        }
+        TokenCmd::Introspect { token } => print_json(
+            &connect(settings, Role::Admin)
+                .await?
+                .introspect(&token)
+                .await?,
+        ),
+    }
+}
+
+async fn routes(settings: &Settings, cmd: RoutesCmd) -> anyhow::Result<()> {
+    let client = connect(settings, Role::Admin).await?;
+    match cmd {
+        RoutesCmd::Set { plugin_id, servers } => {
+            client.set_route(&plugin_id, &servers).await?;
+            eprintln!("{plugin_id} -> {}", servers.join(", "));
+            Ok(())
+        }
+        RoutesCmd::Delete { plugin_id } => {
+            client.delete_route(&plugin_id).await?;
+            eprintln!("route of {plugin_id} removed");
+            Ok(())
+        }
+        RoutesCmd::List => {
+            for (plugin, route) in client.routes().await? {
+                println!("{plugin}\t{}", route.servers.join(","));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Cancels `shutdown` on SIGINT or SIGTERM.
+pub fn shutdown_on_signal() -> Shutdown {
+    let shutdown = Shutdown::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("signal received; shutting down");
+        s.cancel();
+    });
+    shutdown
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn run_worker(settings: &Settings, name: WorkerName) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signal();
+    match name {
+        WorkerName::Broker => {
+            tessera_broker::run(tessera_broker::BrokerConfig::from_env(settings)?, shutdown).await
+        }
+        WorkerName::Auth => {
+            tessera_auth::run(tessera_auth::AuthConfig::from_env(settings)?, shutdown).await
+        }
+    }
+}
+
+async fn run_plugin_server(settings: &Settings, id: &str) -> anyhow::Result<()> {
+    let shutdown = shutdown_on_signal();
+    let client = connect(settings, Role::PluginServer).await?;
+    let builder = PluginServerBuilder::new(client.nats().clone(), client.subjects().clone(), id);
+    let server = tessera_sdk::demo::with_echo(builder, id)
+        .start(shutdown)
+        .await?;
+    eprintln!("plugin server {id} serving; Ctrl-C stops it");
+    server.join().await;
+    Ok(())
+}
+
+fn check_config(settings: &Settings) -> anyhow::Result<()> {
+    if let Some(p) = &settings.file_path {
+        println!("env file: {}", p.display());
+    }
+    let b = tessera_broker::BrokerConfig::from_env(settings)?;
+    println!(
+        "broker: nats {} redis {} prefix {} key {} token ttl {:?}",
+        tessera_core::bus::redact(&b.nats_url),
+        tessera_core::bus::redact(&b.redis_url),
+        b.subjects.prefix(),
+        b.signing_key.kid(),
+        b.token_ttl
+    );
+    let a = tessera_auth::AuthConfig::from_env(settings)?;
+    println!(
+        "auth:   nats {} issuer {} key {} external issuers {}",
+        tessera_core::bus::redact(&a.nats_url),
+        a.issuer,
+        a.signing_key.kid(),
+        a.external_issuers.len()
+    );
+    println!("ok");
+    Ok(())
+}

