@@ -45,7 +45,7 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         ));
     }
 
-    let account = verify_account(&state, &body.account_token).await?;
+    let account = verify_account(&state, &body.account_token, &req).await?;
 
     if let Some(k) = idem
         && let Some(previous) = state
@@ -142,16 +142,17 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
 }
 
 /// Seed 000 step 2: the auth result from the account server (the auth worker).
-async fn verify_account(state: &State, account_token: &str) -> Result<VerifyResponse, WireError> {
+async fn verify_account(state: &State, account_token: &str, parent: &Incoming) -> Result<VerifyResponse, WireError> {
     let req = VerifyRequest {
         account_token: account_token.to_owned(),
     };
-    let result = rpc::request::<_, VerifyResponse>(
+    let result = rpc::request_in::<_, VerifyResponse>(
         &state.nats,
         state.subjects.auth_verify(),
         AUTH_VERIFY,
         &req,
         state.config.auth_timeout,
+        Some(parent),
     )
     .await;
     result.map_err(|e| match e {

@@ -97,8 +97,27 @@ pub async fn request<Req: Serialize, Resp: DeserializeOwned>(
     body: &Req,
     timeout: Duration,
 ) -> Result<Resp, RpcError> {
+    request_in(client, subject, schema, body, timeout, None).await
+}
+
+/// [`request`] on behalf of a request being handled: its request id and trace context
+/// travel on, so logs of both services join up.
+pub async fn request_in<Req: Serialize, Resp: DeserializeOwned>(
+    client: &Client,
+    subject: String,
+    schema: Schema,
+    body: &Req,
+    timeout: Duration,
+    parent: Option<&crate::service::Incoming>,
+) -> Result<Resp, RpcError> {
     let mut h = HeaderMap::new();
     h.insert(headers::SCHEMA, schema.header_value().as_str());
+    if let Some(parent) = parent {
+        h.insert(headers::REQUEST_ID, parent.request_id.as_str());
+        if let Some(tp) = parent.header(headers::TRACEPARENT) {
+            h.insert(headers::TRACEPARENT, tp);
+        }
+    }
     let msg = request_raw(
         client,
         subject.clone(),

@@ -231,8 +231,12 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
         "request",
         subject = %msg.subject,
         request_id = %request_id,
+        traceparent = field::Empty,
         outcome = field::Empty,
     );
+    if let Some(tp) = msg.headers.as_ref().and_then(|h| h.get(headers::TRACEPARENT)) {
+        span.record("traceparent", tp.as_str());
+    }
     let incoming = Incoming {
         subject: msg.subject.to_string(),
         headers: msg.headers.clone(),
