@@ -205,10 +205,33 @@ struct Verifier {
     client: Client,
     server_id: String,
     keys: RwLock<HashMap<String, DecodingKey>>,
+    /// When the keys were last fetched.
+    fetched: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
+/// At most one key fetch per this interval.
+const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
 impl Verifier {
-    async fn refresh(&self) -> Result<(), Error> {
+    fn new(client: Client, server_id: String) -> Verifier {
+        Verifier {
+            client,
+            server_id,
+            keys: RwLock::default(),
+            fetched: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Fetches the keys again, at most once per [`KEY_REFRESH_INTERVAL`]: tokens with
+    /// made-up `kid`s must not turn into a flood of key requests to the broker.
+    async fn refresh(&self, kid: &str) -> Result<(), Error> {
+        let mut fetched = self.fetched.lock().await;
+        if self.keys.read().expect("lock poisoned").contains_key(kid)
+            || fetched.is_some_and(|at| at.elapsed() < KEY_REFRESH_INTERVAL)
+        {
+            return Ok(());
+        }
+        *fetched = Some(tokio::time::Instant::now());
         let set: JwkSet = self.client.keys().await?;
         let mut keys = HashMap::new();
         for jwk in &set.keys {
@@ -221,20 +244,20 @@ impl Verifier {
     }
 
     /// Verifies signature, issuer, audience (this server) and expiry.
-    async fn verify(&self, token: &str) -> Result<TokenInfo, WireError> {
-        let bad = |m: &str| WireError::new(ErrorCode::Unauthenticated, m.to_owned());
+    async fn verify(&self, token: &str) -> Result<TokenInfo, VerifyError> {
+        let bad = |m: &str| {
+            VerifyError::Rejected(WireError::new(ErrorCode::Unauthenticated, m.to_owned()))
+        };
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| bad("malformed plugin token"))?;
         let kid = header.kid.ok_or_else(|| bad("plugin token has no kid"))?;
         if !self.keys.read().expect("lock poisoned").contains_key(&kid) {
-            self.refresh().await.map_err(|e| {
-                WireError::new(ErrorCode::Unavailable, format!("fetching keys: {e}"))
-            })?;
+            self.refresh(&kid)
+                .await
+                .map_err(|e| VerifyError::KeysUnavailable(e.to_string()))?;
         }
         let keys = self.keys.read().expect("lock poisoned");
-        let key = keys
-            .get(&kid)
-            .ok_or_else(|| bad("plugin token signed by an unknown key"))?;
+        let key = keys.get(&kid).ok_or(VerifyError::UnknownKey)?;
         let mut v = Validation::new(Algorithm::EdDSA);
         v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
         v.set_audience(&[&self.server_id]);
@@ -248,6 +271,30 @@ impl Verifier {
             plugin_id: claims.plugin_id,
             expires_at: claims.exp,
         })
+    }
+}
+
+/// Why [`Verifier::verify`] failed. The distribution path retries the last two (a key being
+/// rotated in, the broker restarting); the request path answers them at once.
+#[derive(Debug)]
+enum VerifyError {
+    Rejected(WireError),
+    UnknownKey,
+    KeysUnavailable(String),
+}
+
+impl From<VerifyError> for WireError {
+    fn from(e: VerifyError) -> WireError {
+        match e {
+            VerifyError::Rejected(w) => w,
+            VerifyError::UnknownKey => WireError::new(
+                ErrorCode::Unauthenticated,
+                "plugin token signed by an unknown key",
+            ),
+            VerifyError::KeysUnavailable(m) => {
+                WireError::new(ErrorCode::Unavailable, format!("fetching keys: {m}"))
+            }
+        }
     }
 }
 
@@ -331,11 +378,7 @@ impl PluginServerBuilder {
         }
         let client = Client::new(self.nats.clone(), self.subjects.clone());
         let store = Arc::new(TokenStore::default());
-        let verifier = Arc::new(Verifier {
-            client: client.clone(),
-            server_id: self.server_id.clone(),
-            keys: RwLock::default(),
-        });
+        let verifier = Arc::new(Verifier::new(client.clone(), self.server_id.clone()));
         let (caught_up_tx, caught_up) = watch::channel(false);
 
         let consumer = tokio::spawn(consume(
@@ -470,7 +513,11 @@ async fn introspect(
     scope: &PluginScope,
     now: u64,
 ) -> Result<Arc<TokenInfo>, WireError> {
-    let info = state.verifier.verify(bearer).await?;
+    let info = state
+        .verifier
+        .verify(bearer)
+        .await
+        .map_err(WireError::from)?;
     if state.store.is_revoked(&info.token_id) {
         return Err(AuthError::Revoked.into());
     }
@@ -592,11 +639,11 @@ async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier
                         return;
                     }
                     Ok(_) => return,
-                    Err(e) if e.code == ErrorCode::Unavailable => {
-                        tracing::debug!(error = %e, "keys unavailable; retrying");
+                    Err(e @ (VerifyError::UnknownKey | VerifyError::KeysUnavailable(_))) => {
+                        tracing::debug!(error = ?e, "token key not available yet; retrying");
                         tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
                     }
-                    Err(e) => {
+                    Err(VerifyError::Rejected(e)) => {
                         tracing::warn!(error = %e, "dropping a distributed token that does not verify");
                         return;
                     }
