@@ -77,6 +77,34 @@ fn js_consume(stream: &str) -> Vec<String> {
     ]
 }
 
+/// JetStream API subjects a role needs to create, read and write its own streams (a KV
+/// bucket `B` is the stream `KV_B`), and nothing on anybody else's: the users bucket stays
+/// the auth worker's alone.
+fn js_own(streams: &[String]) -> Vec<String> {
+    let mut out = vec!["$JS.API.INFO".to_owned(), "$JS.FC.>".to_owned()];
+    for s in streams {
+        out.extend([
+            format!("$JS.API.STREAM.CREATE.{s}"),
+            format!("$JS.API.STREAM.UPDATE.{s}"),
+            format!("$JS.API.STREAM.INFO.{s}"),
+            format!("$JS.API.STREAM.MSG.GET.{s}"),
+            format!("$JS.API.DIRECT.GET.{s}"),
+            format!("$JS.API.DIRECT.GET.{s}.>"),
+            format!("$JS.API.CONSUMER.CREATE.{s}"),
+            format!("$JS.API.CONSUMER.CREATE.{s}.>"),
+            format!("$JS.API.CONSUMER.INFO.{s}.>"),
+            format!("$JS.API.CONSUMER.DELETE.{s}.>"),
+            format!("$JS.API.CONSUMER.MSG.NEXT.{s}.>"),
+            format!("$JS.ACK.{s}.>"),
+        ]);
+    }
+    out
+}
+
+fn kv_stream(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
 impl Permissions {
     pub fn for_role(role: Role, s: &Subjects) -> Permissions {
         match role {
@@ -86,17 +114,21 @@ impl Permissions {
                 allow_responses: false,
             },
             Role::Broker => Permissions {
-                publish: vec![
-                    s.auth_verify(),
-                    s.dist_all(),
+                publish: [
+                    vec![
+                        s.auth_verify(),
+                        s.dist_all(),
+                        format!("$KV.{}.>", s.routes_bucket()),
+                        format!("$KV.{}.>", s.keys_bucket()),
+                    ],
                     // Workers provision their own streams and buckets at start.
-                    "$JS.API.>".to_owned(),
-                    format!("$KV.{}.>", s.routes_bucket()),
-                    format!("$KV.{}.>", s.keys_bucket()),
-                    "$JS.FC.>".to_owned(),
-                    format!("$JS.ACK.KV_{}.>", s.routes_bucket()),
-                    format!("$JS.ACK.KV_{}.>", s.keys_bucket()),
-                ],
+                    js_own(&[
+                        s.dist_stream(),
+                        kv_stream(&s.routes_bucket()),
+                        kv_stream(&s.keys_bucket()),
+                    ]),
+                ]
+                .concat(),
                 subscribe: vec![
                     s.token_request(),
                     s.token_revoke(),
@@ -108,11 +140,11 @@ impl Permissions {
                 allow_responses: true,
             },
             Role::Auth => Permissions {
-                publish: vec![
-                    "$JS.API.>".to_owned(),
-                    format!("$KV.{}.>", s.users_bucket()),
-                    "$JS.FC.>".to_owned(),
-                ],
+                publish: [
+                    vec![format!("$KV.{}.>", s.users_bucket())],
+                    js_own(&[kv_stream(&s.users_bucket())]),
+                ]
+                .concat(),
                 subscribe: vec![
                     s.auth_login(),
                     s.auth_verify(),
@@ -132,19 +164,22 @@ impl Permissions {
                 }
             }
             Role::Admin => Permissions {
-                publish: vec![
-                    s.token_revoke(),
-                    s.token_request(),
-                    s.token_introspect(),
-                    s.users_add(),
-                    s.auth_login(),
-                    s.keys(),
-                    s.svc_all(),
-                    "$JS.API.>".to_owned(),
-                    format!("$KV.{}.>", s.routes_bucket()),
-                    "$JS.FC.>".to_owned(),
-                    SRV.to_owned(),
-                ],
+                publish: [
+                    vec![
+                        s.token_revoke(),
+                        s.token_request(),
+                        s.token_introspect(),
+                        s.users_add(),
+                        s.auth_login(),
+                        s.keys(),
+                        s.svc_all(),
+                        format!("$KV.{}.>", s.routes_bucket()),
+                        SRV.to_owned(),
+                    ],
+                    // Routes are the admin's to write; the DIST stream may be inspected.
+                    js_own(&[kv_stream(&s.routes_bucket()), s.dist_stream()]),
+                ]
+                .concat(),
                 subscribe: vec![INBOX.to_owned()],
                 allow_responses: false,
             },
@@ -228,6 +263,12 @@ mod tests {
         let broker = Permissions::for_role(Role::Broker, &s);
         assert!(broker.may_publish(&s.auth_verify()));
         assert!(broker.may_publish(&s.dist("ps1")));
+        // Only the auth worker can touch the users bucket (password hashes).
+        let users_api = format!("$JS.API.STREAM.MSG.GET.KV_{}", s.users_bucket());
+        for role in Role::ALL {
+            let may = Permissions::for_role(role, &s).may_publish(&users_api);
+            assert_eq!(may, role == Role::Auth, "{role:?}");
+        }
         let ps = Permissions::for_role(Role::PluginServer, &s);
         assert!(!ps.may_publish(&s.dist("ps1")));
         assert!(ps.may_publish(&s.token_introspect()));

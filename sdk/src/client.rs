@@ -3,7 +3,8 @@
 //! Which calls succeed depends on the credentials in the URL: a client-role connection can
 //! log in, request tokens, fetch keys and call plugin servers; admin calls need the admin
 //! role (bus permissions refuse them otherwise, which shows up as [`Error::Unavailable`]
-//! with "no service is listening": NATS does not tell a client it was refused).
+//! after the request timeout: nats-server drops a refused publish without a reply, and
+//! reports the permissions violation only to the connection's event callback).
 
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 //! `token.request`: seed 000 steps 2-4.
 //!
 //! Order matters: auth result first (nothing happens for an unauthenticated caller); then
-//! the record in Redis; then distribution, acked by JetStream; then the reply. A failed
-//! distribution removes the record again, so no token is stored without being distributed
-//! (a crash between the two leaves a recorded but undistributed token, which plugin servers
-//! still accept through introspection).
+//! the record in Redis; then distribution, acked by JetStream; then the idempotent reply;
+//! then the reply. A failed distribution removes the record again, so no token is stored
+//! without being distributed (a crash between the two leaves a recorded but undistributed
+//! token, which plugin servers still accept through introspection).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,34 +115,52 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     };
 
     let ttl = Duration::from_secs(expires_at - now);
-    let max_ttl = state.config.token_ttl;
-    if let Some(winner) = state
+    state
         .store
-        .record(
-            &token_id,
-            &record,
-            ttl,
-            max_ttl,
-            idem.map(|k| (k, &response)),
-        )
-        .await?
-    {
-        // A concurrent request with the same idempotency key got there first: answer with
-        // its token and drop ours before anyone learns of it.
-        state.store.forget(&token_id, &record, None).await;
-        return Ok(Reply::msgpack(TOKEN_REQUEST, &winner));
-    }
+        .record(&token_id, &record, ttl, state.config.token_ttl)
+        .await?;
     if let Err(e) =
         distribute::publish(&state, &servers, &token_id, &DistEvent::Token { token }).await
     {
-        state.store.forget(&token_id, &record, idem).await;
+        state.store.forget(&token_id, &record).await;
         return Err(e);
+    }
+    // Only a recorded and distributed token becomes the idempotent reply, so a retry can
+    // never be handed a token that plugin servers will not accept.
+    if let Some(k) = idem {
+        match state.store.claim_idempotency(k, &response).await {
+            Ok(None) => {}
+            Ok(Some(winner)) => {
+                // A concurrent request with the same key finished first: send its token and
+                // withdraw ours, which nobody has seen.
+                withdraw(&state, &token_id, &record).await;
+                return Ok(Reply::msgpack(TOKEN_REQUEST, &winner));
+            }
+            // Our token is valid and delivered; only the replay protection is missing.
+            Err(e) => tracing::warn!(error = %e, "could not remember the idempotent reply"),
+        }
     }
     Ok(Reply::msgpack(TOKEN_REQUEST, &response))
 }
 
+/// Revokes a token that lost an idempotency race: distributed, but never handed out.
+async fn withdraw(state: &State, token_id: &str, record: &TokenRecord) {
+    let event = DistEvent::Revoke {
+        token_ids: vec![token_id.to_owned()],
+    };
+    let msg_id = format!("withdraw.{token_id}");
+    if let Err(e) = distribute::publish(state, &record.servers, &msg_id, &event).await {
+        tracing::warn!(error = %e, token_id, "could not withdraw a duplicate token; it expires with its TTL");
+    }
+    state.store.forget(token_id, record).await;
+}
+
 /// Seed 000 step 2: the auth result from the account server (the auth worker).
-async fn verify_account(state: &State, account_token: &str, parent: &Incoming) -> Result<VerifyResponse, WireError> {
+async fn verify_account(
+    state: &State,
+    account_token: &str,
+    parent: &Incoming,
+) -> Result<VerifyResponse, WireError> {
     let req = VerifyRequest {
         account_token: account_token.to_owned(),
     };

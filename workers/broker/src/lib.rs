@@ -80,13 +80,9 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
 
     let store =
         store::Store::connect(&config.redis_url, subjects.prefix(), config.redis_timeout).await?;
-    let routes = WatchedKv::start(
-        routes_kv,
-        |b| codec::decode::<Route>(b).map_err(|e| e.to_string()),
-        shutdown.clone(),
-    )
-    .await
-    .context("watching routes")?;
+    let routes = WatchedKv::start(routes_kv, decode_route, shutdown.clone())
+        .await
+        .context("watching routes")?;
     let keys = WatchedKv::start(
         keys_kv,
         |b| serde_json::from_slice(b).map_err(|e| e.to_string()),
@@ -142,6 +138,15 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
 pub async fn run(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     start(config, shutdown).await?.join().await;
     Ok(())
+}
+
+/// A route whose server ids could not be subjects is ignored (and logged by the view).
+fn decode_route(bytes: &[u8]) -> Result<Route, String> {
+    let route: Route = codec::decode(bytes).map_err(|e| e.to_string())?;
+    for server in &route.servers {
+        tessera_schemas::ids::check("server id", server).map_err(|e| e.to_string())?;
+    }
+    Ok(route)
 }
 
 fn endpoint<F, Fut>(state: &Arc<State>, name: &str, subject: String, f: F) -> Endpoint

@@ -55,7 +55,9 @@ impl Store {
         })
     }
 
-    /// The stored reply for an idempotency key, if one was given in the last 5 minutes.
+    /// The stored reply for an idempotency key given in the last 5 minutes, if its token is
+    /// still live. A reply whose token was revoked (or expired) is dropped, so a retry gets a
+    /// fresh token rather than a dead one.
     pub async fn idempotent_reply(
         &self,
         account: &str,
@@ -63,29 +65,75 @@ impl Store {
         key: &str,
     ) -> Result<Option<TokenResponse>, WireError> {
         let mut conn = self.conn.clone();
+        let idem_key = self.keys.idempotency(account, plugin, key);
         let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(self.keys.idempotency(account, plugin, key))
+            .arg(&idem_key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let Some(reply) = raw.and_then(|b| codec::decode::<TokenResponse>(&b).ok()) else {
+            return Ok(None);
+        };
+        let live: bool = redis::cmd("EXISTS")
+            .arg(self.keys.token(&reply.token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if live {
+            return Ok(Some(reply));
+        }
+        redis::cmd("DEL")
+            .arg(&idem_key)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(None)
+    }
+
+    /// Remembers the reply to an idempotent request, once its token is recorded and
+    /// distributed. If a concurrent request with the same key got there first, returns its
+    /// reply instead: the caller must send that one and withdraw its own token.
+    pub async fn claim_idempotency(
+        &self,
+        key: &str,
+        reply: &TokenResponse,
+    ) -> Result<Option<TokenResponse>, WireError> {
+        let mut conn = self.conn.clone();
+        let idem_key = self
+            .keys
+            .idempotency(&reply.account_id, &reply.plugin_id, key);
+        let set: Option<String> = redis::cmd("SET")
+            .arg(&idem_key)
+            .arg(codec::encode(reply))
+            .arg("NX")
+            .arg("PX")
+            .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if set.is_some() {
+            return Ok(None);
+        }
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&idem_key)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
         Ok(raw.and_then(|b| codec::decode(&b).ok()))
     }
 
-    /// Records an issued token (and the idempotent reply, when a key was given) in one
-    /// round trip. If another request with the same idempotency key won the race, returns
-    /// that request's reply, which the caller must send instead of its own.
+    /// Records an issued token and indexes it under its account, in one round trip.
     pub async fn record(
         &self,
         token_id: &str,
         record: &TokenRecord,
         ttl: Duration,
         max_ttl: Duration,
-        idempotency: Option<(&str, &TokenResponse)>,
-    ) -> Result<Option<TokenResponse>, WireError> {
+    ) -> Result<(), WireError> {
         let mut conn = self.conn.clone();
         let account_key = self.keys.account_tokens(&record.account_id);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
+        redis::pipe()
+            .cmd("SET")
             .arg(self.keys.token(token_id))
             .arg(codec::encode(record))
             .arg("PX")
@@ -98,61 +146,19 @@ impl Store {
             .cmd("PEXPIRE")
             .arg(&account_key)
             .arg(max_ttl.as_millis() as u64)
-            .ignore();
-        let idem_key = idempotency.map(|(key, reply)| {
-            let k = self
-                .keys
-                .idempotency(&record.account_id, &record.plugin_id, key);
-            pipe.cmd("SET")
-                .arg(&k)
-                .arg(codec::encode(reply))
-                .arg("NX")
-                .arg("PX")
-                .arg(IDEMPOTENCY_WINDOW.as_millis() as u64);
-            k
-        });
-        if idem_key.is_none() {
-            pipe.query_async::<()>(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            return Ok(None);
-        }
-        let (set,): (Option<String>,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        if set.is_some() {
-            return Ok(None);
-        }
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(idem_key.expect("checked above"))
-            .query_async(&mut conn)
+            .ignore()
+            .query_async::<()>(&mut conn)
             .await
-            .map_err(unavailable)?;
-        Ok(raw.and_then(|b| codec::decode(&b).ok()))
+            .map_err(unavailable)
     }
 
     /// Undoes [`Store::record`] after a failed distribution, so no token is stored without
     /// being distributed. Best effort: the record expires with the token anyway.
-    pub async fn forget(
-        &self,
-        token_id: &str,
-        record: &TokenRecord,
-        idempotency_key: Option<&str>,
-    ) {
-        let mut conn = self.conn.clone();
-        let mut pipe = redis::pipe();
-        pipe.cmd("DEL").arg(self.keys.token(token_id)).ignore();
-        pipe.cmd("SREM")
-            .arg(self.keys.account_tokens(&record.account_id))
-            .arg(token_id)
-            .ignore();
-        if let Some(key) = idempotency_key {
-            pipe.cmd("DEL")
-                .arg(
-                    self.keys
-                        .idempotency(&record.account_id, &record.plugin_id, key),
-                )
-                .ignore();
-        }
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+    pub async fn forget(&self, token_id: &str, record: &TokenRecord) {
+        if let Err(e) = self
+            .delete(&record.account_id, &[token_id.to_owned()])
+            .await
+        {
             tracing::warn!(error = %e, token_id, "could not remove the record of an undistributed token");
         }
     }

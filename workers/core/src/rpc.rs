@@ -14,7 +14,8 @@ pub enum RpcError {
     /// The service answered with a typed error.
     #[error(transparent)]
     Wire(#[from] WireError),
-    /// Nobody serves the subject (or we may not publish to it).
+    /// Nobody serves the subject. (A publish the bus refuses for lack of permission gets no
+    /// reply at all: it surfaces as [`RpcError::Timeout`].)
     #[error("no service is listening on {0}")]
     NoResponders(String),
     #[error("no reply on {0} within {1:?}")]

@@ -234,21 +234,36 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
         traceparent = field::Empty,
         outcome = field::Empty,
     );
-    if let Some(tp) = msg.headers.as_ref().and_then(|h| h.get(headers::TRACEPARENT)) {
+    if let Some(tp) = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::TRACEPARENT))
+    {
         span.record("traceparent", tp.as_str());
     }
     let incoming = Incoming {
         subject: msg.subject.to_string(),
         headers: msg.headers.clone(),
         payload: msg.payload.clone(),
-        request_id,
+        request_id: request_id.clone(),
     };
     async move {
-        let result = handler(incoming).await;
+        // The limit holds for every endpoint, whatever its body; checked before any work.
+        let result = if incoming.payload.len() > codec::MAX_MESSAGE_BYTES {
+            Err(WireError::from(codec::DecodeError::TooLarge {
+                len: incoming.payload.len(),
+                max: codec::MAX_MESSAGE_BYTES,
+            }))
+        } else {
+            handler(incoming).await
+        };
         let sent = match result {
-            Ok(reply) => {
+            Ok(mut reply) => {
                 tracing::Span::current().record("outcome", "ok");
                 tracing::debug!("answered");
+                reply
+                    .headers
+                    .insert(headers::REQUEST_ID, request_id.as_str());
                 req.respond_with_headers(Ok(reply.payload), reply.headers)
                     .await
             }
@@ -259,7 +274,8 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
                 } else {
                     tracing::info!(code = %err.code, message = %err.message, "request refused");
                 }
-                let (headers, body) = error_reply(&err);
+                let (mut headers, body) = error_reply(&err);
+                headers.insert(headers::REQUEST_ID, request_id.as_str());
                 req.respond_with_headers(Ok(body), headers).await
             }
         };
