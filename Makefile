@@ -18,7 +18,7 @@ up: build
 
 ## Formatting, lints, then the whole test suite against real servers.
 test: setup lint
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,0 +1,374 @@
+//! A whole Tessera: [`Servers`], one auth worker and N broker replicas running in-process,
+//! plus what tests need around them (clients per role, demo plugin servers, users).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tessera_auth::{AuthConfig, ExternalIssuer};
+use tessera_broker::BrokerConfig;
+use tessera_bus_config::Role;
+use tessera_core::Shutdown;
+use tessera_core::signing::SigningKey;
+use tessera_schemas::Subjects;
+use tessera_schemas::messages::LoginResponse;
+use tessera_sdk::{Client, PluginServer, PluginServerBuilder, TokenStore};
+
+use crate::{Backend, ServerErrors, Servers};
+
+/// Grace period of every worker and plugin server the harness starts: nothing is in flight
+/// when a test stops one, so stopping should never take long.
+const GRACE: Duration = Duration::from_secs(2);
+/// Bound on connecting, on a worker's drain, and on a plugin server catching up.
+const BOUND: Duration = Duration::from_secs(10);
+
+/// One running worker replica and the means to stop it.
+struct Worker {
+    shutdown: Shutdown,
+    join: Option<BoxFuture<'static, ()>>,
+}
+
+impl Worker {
+    /// Cancels its shutdown and waits (bounded) until it has drained.
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(join) = self.join.take()
+            && tokio::time::timeout(BOUND, join).await.is_err()
+        {
+            panic!("worker did not stop within {BOUND:?}");
+        }
+    }
+}
+
+/// Configures a [`Stack`].
+#[derive(Debug, Clone)]
+pub struct StackBuilder {
+    backend: Option<Backend>,
+    prefix: Option<String>,
+    brokers: usize,
+    token_ttl: Duration,
+    account_token_ttl: Duration,
+    external_issuers: Vec<ExternalIssuer>,
+}
+
+impl Default for StackBuilder {
+    fn default() -> Self {
+        StackBuilder {
+            backend: None,
+            prefix: None,
+            brokers: 1,
+            token_ttl: Duration::from_secs(15 * 60),
+            account_token_ttl: Duration::from_secs(3600),
+            external_issuers: Vec::new(),
+        }
+    }
+}
+
+impl StackBuilder {
+    /// Where the servers come from (default: [`Backend::from_env`]). Tests that stop servers
+    /// or rely on role permissions ask for [`Backend::Local`].
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// Subject and Redis key prefix (default: see [`Servers::start_with`]).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// Broker replicas, all with the same signing key (default 1).
+    pub fn brokers(mut self, n: usize) -> Self {
+        self.brokers = n;
+        self
+    }
+
+    /// Plugin-token lifetime (default 15 minutes).
+    pub fn token_ttl(mut self, ttl: Duration) -> Self {
+        self.token_ttl = ttl;
+        self
+    }
+
+    /// Account-token lifetime (default 1 hour).
+    pub fn account_token_ttl(mut self, ttl: Duration) -> Self {
+        self.account_token_ttl = ttl;
+        self
+    }
+
+    /// An external identity provider the auth worker trusts.
+    pub fn external_issuer(mut self, issuer: ExternalIssuer) -> Self {
+        self.external_issuers.push(issuer);
+        self
+    }
+
+    pub async fn start(self) -> Stack {
+        let backend = self.backend.clone().unwrap_or_else(Backend::from_env);
+        let servers = Servers::start_with(backend, self.prefix.as_deref()).await;
+        let mut stack = Stack {
+            brokers: Vec::new(),
+            auth: Vec::new(),
+            broker_key: Arc::new(SigningKey::generate()),
+            auth_key: Arc::new(SigningKey::generate()),
+            config: self,
+            servers,
+        };
+        stack.start_auth().await;
+        for _ in 0..stack.config.brokers {
+            stack.start_broker().await;
+        }
+        stack
+    }
+}
+
+/// Servers plus an auth worker and broker replicas. On drop the workers are told to stop
+/// first, then the servers are killed; [`Stack::shutdown`] also waits for the drain.
+pub struct Stack {
+    // Drop cancels these before `servers` (declared last) kills the servers.
+    brokers: Vec<Worker>,
+    auth: Vec<Worker>,
+    broker_key: Arc<SigningKey>,
+    auth_key: Arc<SigningKey>,
+    config: StackBuilder,
+    servers: Servers,
+}
+
+impl Stack {
+    /// One auth worker and one broker on fresh servers, with the defaults.
+    pub async fn start() -> Stack {
+        Stack::builder().start().await
+    }
+
+    pub fn builder() -> StackBuilder {
+        StackBuilder::default()
+    }
+
+    pub fn servers(&self) -> &Servers {
+        &self.servers
+    }
+
+    /// To stop, kill or restart a local server.
+    pub fn servers_mut(&mut self) -> &mut Servers {
+        &mut self.servers
+    }
+
+    pub fn subjects(&self) -> &Subjects {
+        self.servers.subjects()
+    }
+
+    pub fn url(&self, role: Role) -> String {
+        self.servers.url(role)
+    }
+
+    /// The key the broker replicas sign plugin tokens with.
+    pub fn broker_key(&self) -> &Arc<SigningKey> {
+        &self.broker_key
+    }
+
+    /// The key the auth worker signs account tokens with (to craft expired ones).
+    pub fn auth_key(&self) -> &Arc<SigningKey> {
+        &self.auth_key
+    }
+
+    /// The plugin-token lifetime the brokers were given.
+    pub fn token_ttl(&self) -> Duration {
+        self.config.token_ttl
+    }
+
+    /// Starts an auth worker replica.
+    pub async fn start_auth(&mut self) {
+        let mut config = AuthConfig::new(
+            self.url(Role::Auth),
+            self.subjects().clone(),
+            self.auth_key.clone(),
+        );
+        config.account_token_ttl = self.config.account_token_ttl;
+        config.external_issuers = self.config.external_issuers.clone();
+        config.grace = GRACE;
+        config.connect_wait = BOUND;
+        let shutdown = Shutdown::new();
+        let auth = tessera_auth::start(config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("starting the auth worker: {e:#}"));
+        self.auth.push(Worker {
+            shutdown,
+            join: Some(Box::pin(auth.join())),
+        });
+    }
+
+    /// Starts one more broker replica (same signing key as the others).
+    pub async fn start_broker(&mut self) {
+        let mut config = BrokerConfig::new(
+            self.url(Role::Broker),
+            self.servers.redis_url(),
+            self.subjects().clone(),
+            self.broker_key.clone(),
+        );
+        config.token_ttl = self.config.token_ttl;
+        config.grace = GRACE;
+        config.connect_wait = BOUND;
+        let shutdown = Shutdown::new();
+        let broker = tessera_broker::start(config, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("starting a broker: {e:#}"));
+        self.brokers.push(Worker {
+            shutdown,
+            join: Some(Box::pin(broker.join())),
+        });
+    }
+
+    /// Stops broker replica `i` (in start order) and waits until it has drained.
+    pub async fn stop_broker(&mut self, i: usize) {
+        self.brokers[i].stop().await;
+    }
+
+    /// Stops every auth worker and waits until they have drained.
+    pub async fn stop_auth(&mut self) {
+        for w in &mut self.auth {
+            w.stop().await;
+        }
+    }
+
+    /// Stops every worker (waiting for their drain), then the servers.
+    pub async fn shutdown(mut self) {
+        for w in self.brokers.iter_mut().chain(self.auth.iter_mut()) {
+            w.stop().await;
+        }
+        if let Some(n) = self.servers.nats_mut() {
+            n.stop().await;
+        }
+        if let Some(r) = self.servers.redis_mut() {
+            r.stop().await;
+        }
+    }
+
+    /// A raw NATS connection with `role`'s credentials.
+    pub async fn nats(&self, role: Role) -> async_nats::Client {
+        self.servers.connect(role).await
+    }
+
+    /// Options carrying `role`'s credentials (see [`Servers::connect_options`]).
+    pub fn connect_options(&self, role: Role) -> async_nats::ConnectOptions {
+        self.servers.connect_options(role)
+    }
+
+    /// A raw NATS connection with `role`'s credentials that records the errors the server
+    /// sends it (permission violations).
+    pub async fn nats_recording(&self, role: Role) -> (async_nats::Client, ServerErrors) {
+        self.servers.connect_recording(role).await
+    }
+
+    /// An SDK client with `role`'s credentials.
+    pub async fn client_as(&self, role: Role) -> Client {
+        Client::new(self.nats(role).await, self.subjects().clone())
+    }
+
+    /// An SDK client with the client role (what a client app has).
+    pub async fn client(&self) -> Client {
+        self.client_as(Role::Client).await
+    }
+
+    /// An SDK client with the admin role.
+    pub async fn admin(&self) -> Client {
+        self.client_as(Role::Admin).await
+    }
+
+    /// Adds a local user (admin) and logs in (client); returns the login reply, which holds
+    /// the account token and account id.
+    pub async fn user(&self, name: &str, password: &str) -> LoginResponse {
+        let added = self
+            .admin()
+            .await
+            .add_user(name, password)
+            .await
+            .unwrap_or_else(|e| panic!("adding user {name}: {e}"));
+        let login = self
+            .client()
+            .await
+            .login(name, password)
+            .await
+            .unwrap_or_else(|e| panic!("logging in as {name}: {e}"));
+        assert_eq!(login.account_id, added.account_id);
+        login
+    }
+
+    /// Routes `plugin` to `servers` (admin).
+    pub async fn route(&self, plugin: &str, servers: &[&str]) {
+        let servers: Vec<String> = servers.iter().map(|s| (*s).to_owned()).collect();
+        self.admin()
+            .await
+            .set_route(plugin, &servers)
+            .await
+            .unwrap_or_else(|e| panic!("routing {plugin}: {e}"));
+    }
+
+    /// Starts a demo plugin server replica `id` (the `echo` operation of
+    /// [`tessera_sdk::demo::with_echo`]) with the plugin-server role, and waits until it has
+    /// applied every distribution already in the stream.
+    pub async fn plugin_server(&self, id: &str) -> PluginServerHandle {
+        let nats = self.nats(Role::PluginServer).await;
+        let builder = PluginServerBuilder::new(nats, self.subjects().clone(), id).grace(GRACE);
+        let shutdown = Shutdown::new();
+        let server = tessera_sdk::demo::with_echo(builder, id)
+            .start(shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("starting plugin server {id}: {e}"));
+        assert!(
+            server.wait_caught_up(BOUND).await,
+            "plugin server {id} did not catch up with its distributions within {BOUND:?}"
+        );
+        PluginServerHandle {
+            id: id.to_owned(),
+            shutdown,
+            server: Some(server),
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        // Tell every worker to stop before the servers (dropped after this) are killed.
+        for w in self.brokers.iter().chain(self.auth.iter()) {
+            w.shutdown.cancel();
+        }
+    }
+}
+
+/// One running demo plugin server replica. Dropping it stops it (without waiting).
+pub struct PluginServerHandle {
+    pub id: String,
+    shutdown: Shutdown,
+    server: Option<PluginServer>,
+}
+
+impl PluginServerHandle {
+    fn server(&self) -> &PluginServer {
+        self.server.as_ref().expect("running until stopped")
+    }
+
+    /// The tokens this replica holds.
+    pub fn tokens(&self) -> &Arc<TokenStore> {
+        self.server().tokens()
+    }
+
+    /// Waits (bounded) until every distribution in the stream at its start is applied.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        self.server().wait_caught_up(timeout).await
+    }
+
+    /// Stops this replica and waits until it has drained.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take()
+            && tokio::time::timeout(BOUND, server.join()).await.is_err()
+        {
+            panic!("plugin server {} did not stop within {BOUND:?}", self.id);
+        }
+    }
+}
+
+impl Drop for PluginServerHandle {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}

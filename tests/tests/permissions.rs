@@ -1,0 +1,199 @@
+//! The role permissions, as the real nats-server enforces them from the generated config.
+//! (Local servers only: an external server has its own idea of permissions.)
+
+use std::time::Duration;
+
+use futures::StreamExt;
+
+use tessera_core::rpc::{self, RpcError};
+use tessera_schemas::messages::{DIST_EVENT, DistEvent};
+use tessera_schemas::{ErrorCode, codec, headers};
+use tessera_sdk::{Client, Error};
+use tessera_tests::{Backend, Role, Servers, Stack, assert_eventually};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn local() -> tessera_tests::StackBuilder {
+    Stack::builder().backend(Backend::Local)
+}
+
+/// A client cannot inject tokens into a plugin server's distribution: the server refuses
+/// the publish and the stream does not grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_cannot_publish_distribution_events() {
+    let stack = local().start().await;
+    let ann = stack.user("ann", PASSWORD).await;
+    stack.route("weather", &["ps1"]).await;
+    let ps1 = stack.plugin_server("ps1").await;
+    let client = stack.client().await;
+    // A real token, so the injected event would be accepted if it arrived.
+    let token = client
+        .request_token(&ann.account_token, "weather", None)
+        .await
+        .unwrap();
+    let revoke_all = DistEvent::Revoke {
+        token_ids: vec![token.token_id.clone()],
+    };
+
+    let js = async_nats::jetstream::new(stack.nats(Role::Admin).await);
+    let mut stream = js.get_stream(stack.subjects().dist_stream()).await.unwrap();
+    let before = stream.info().await.unwrap().state.messages;
+    assert_eq!(before, 1, "the token's distribution");
+
+    let (nats, errors) = stack.nats_recording(Role::Client).await;
+    let subject = stack.subjects().dist("ps1");
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(headers::SCHEMA, DIST_EVENT.header_value().as_str());
+    nats.publish_with_headers(subject.clone(), h, codec::encode(&revoke_all).into())
+        .await
+        .unwrap();
+    nats.flush().await.unwrap();
+    assert_eventually!(
+        errors.publish_denied(&subject),
+        "a permissions violation for {subject}, got {:?}",
+        errors.all()
+    );
+
+    assert_eq!(stream.info().await.unwrap().state.messages, before);
+    assert!(ps1.tokens().contains(&token.token_id));
+    assert!(
+        client
+            .echo("ps1", &token.token, b"x".to_vec())
+            .await
+            .is_ok()
+    );
+    // The same connection may still do what a client may do.
+    assert!(
+        Client::new(nats, stack.subjects().clone())
+            .keys()
+            .await
+            .is_ok()
+    );
+}
+
+/// A client cannot listen on (or answer) worker subjects: the subscriptions are refused,
+/// so a request there finds no responder at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_cannot_subscribe_to_worker_subjects() {
+    // No workers: whoever answers `token.request` here could only be the client.
+    let servers = Servers::start_with(Backend::Local, None).await;
+    let s = servers.subjects().clone();
+    let (nats, errors) = servers.connect_recording(Role::Client).await;
+    let subjects = [
+        s.token_request(),
+        s.auth_verify(),
+        s.dist("ps1"),
+        s.users_add(),
+    ];
+    let mut serving = Vec::new();
+    for subject in &subjects {
+        serving.push(nats.subscribe(subject.clone()).await.unwrap());
+    }
+    nats.flush().await.unwrap();
+    for subject in &subjects {
+        assert_eventually!(
+            errors.subscribe_denied(subject),
+            "a permissions violation for subscribing to {subject}, got {:?}",
+            errors.all()
+        );
+    }
+
+    // The admin role may send a token request; nobody is subscribed, so it is told so.
+    let admin = servers.connect(Role::Admin).await;
+    let err = admin
+        .request(s.token_request(), "x".into())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::NoResponders);
+
+    // The control: the broker role may serve that subject, and then the request is answered.
+    let broker = servers.connect(Role::Broker).await;
+    let mut requests = broker.subscribe(s.token_request()).await.unwrap();
+    broker.flush().await.unwrap();
+    let responder = tokio::spawn(async move {
+        let req = requests.next().await.expect("a request");
+        broker
+            .publish(req.reply.expect("a reply subject"), "served".into())
+            .await
+            .unwrap();
+        broker.flush().await.unwrap();
+    });
+    let reply = admin.request(s.token_request(), "x".into()).await.unwrap();
+    assert_eq!(reply.payload.as_ref(), b"served");
+    responder.await.unwrap();
+    drop(serving);
+}
+
+/// A client cannot call admin operations (nor introspect). nats-server drops the request,
+/// telling only the sender's connection (a permissions violation event), so the request
+/// times out: the SDK reports `Error::Unavailable`, and nothing happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_cannot_call_admin_operations() {
+    let stack = local().start().await;
+    let ann = stack.user("ann", PASSWORD).await;
+    stack.route("weather", &["ps1"]).await;
+    let _ps1 = stack.plugin_server("ps1").await;
+    let (nats, errors) = stack.nats_recording(Role::Client).await;
+    let client =
+        Client::new(nats, stack.subjects().clone()).with_timeout(Duration::from_millis(500));
+    let token = client
+        .request_token(&ann.account_token, "weather", None)
+        .await
+        .unwrap();
+
+    let refused = [
+        stack.subjects().users_add(),
+        stack.subjects().token_revoke(),
+        stack.subjects().token_introspect(),
+    ];
+    // On the wire: no reply at all (not even "no responders"), so the request times out.
+    // (The calls run concurrently: each waits out its timeout.)
+    let raw = refused.iter().map(|subject| {
+        rpc::request_raw(
+            client.nats(),
+            subject.clone(),
+            async_nats::HeaderMap::new(),
+            "x".into(),
+            Duration::from_millis(500),
+        )
+    });
+    for (subject, r) in refused.iter().zip(futures::future::join_all(raw).await) {
+        assert!(matches!(r, Err(RpcError::Timeout(..))), "{subject}: {r:?}");
+    }
+    // Through the SDK, the same as any unreachable service.
+    let (add, revoke, revoke_all, introspect) = tokio::join!(
+        client.add_user("mallory", PASSWORD),
+        client.revoke_token(&token.token_id),
+        client.revoke_account(&ann.account_id),
+        client.introspect(&token.token),
+    );
+    assert!(matches!(add, Err(Error::Unavailable(_))), "{add:?}");
+    assert!(matches!(revoke, Err(Error::Unavailable(_))), "{revoke:?}");
+    assert!(
+        matches!(revoke_all, Err(Error::Unavailable(_))),
+        "{revoke_all:?}"
+    );
+    assert!(
+        matches!(introspect, Err(Error::Unavailable(_))),
+        "{introspect:?}"
+    );
+    for subject in &refused {
+        assert_eventually!(
+            errors.publish_denied(subject),
+            "a permissions violation for {subject}, got {:?}",
+            errors.all()
+        );
+    }
+
+    // Nothing happened: no user, the token still live.
+    let admin = stack.admin().await;
+    let err = admin.login("mallory", PASSWORD).await.unwrap_err();
+    assert!(matches!(&err, Error::Rejected(w) if w.code == ErrorCode::Unauthenticated));
+    assert!(admin.introspect(&token.token).await.unwrap().active);
+    assert!(
+        client
+            .echo("ps1", &token.token, b"x".to_vec())
+            .await
+            .is_ok()
+    );
+}
