@@ -22,7 +22,7 @@ mod verify;
 use std::sync::Arc;
 
 use tessera_bus_config::provision;
-use tessera_core::service::{self, Endpoint, handler};
+use tessera_core::service::{self, endpoint_with};
 use tessera_core::{Shutdown, bus};
 use tessera_schemas::Subjects;
 
@@ -66,14 +66,14 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
         max_in_flight: state.config.max_in_flight,
         grace: state.config.grace,
         endpoints: vec![
-            endpoint(&state, "auth-login", subjects.auth_login(), login::login),
-            endpoint(
+            endpoint_with(&state, "auth-login", subjects.auth_login(), login::login),
+            endpoint_with(
                 &state,
                 "auth-verify",
                 subjects.auth_verify(),
                 verify::handle,
             ),
-            endpoint(&state, "users-add", subjects.users_add(), login::users_add),
+            endpoint_with(&state, "users-add", subjects.users_add(), login::users_add),
         ],
     };
     let task = service::start(nats, spec, shutdown)
@@ -86,19 +86,4 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
 pub async fn run(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<()> {
     start(config, shutdown).await?.join().await;
     Ok(())
-}
-
-fn endpoint<F, Fut>(state: &Arc<State>, name: &str, subject: String, f: F) -> Endpoint
-where
-    F: Fn(Arc<State>, service::Incoming) -> Fut + Send + Sync + Copy + 'static,
-    Fut: std::future::Future<Output = Result<service::Reply, tessera_schemas::WireError>>
-        + Send
-        + 'static,
-{
-    let state = state.clone();
-    Endpoint {
-        name: name.into(),
-        subject,
-        handler: handler(move |req| f(state.clone(), req)),
-    }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use tessera_bus_config::provision;
-use tessera_core::service::{self, Endpoint, handler};
+use tessera_core::service::{self, endpoint_with};
 use tessera_core::watched::WatchedKv;
 use tessera_core::{Shutdown, bus};
 use tessera_schemas::messages::Route;
@@ -107,25 +107,25 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         max_in_flight: state.config.max_in_flight,
         grace: state.config.grace,
         endpoints: vec![
-            endpoint(
+            endpoint_with(
                 &state,
                 "token-request",
                 subjects.token_request(),
                 issue::handle,
             ),
-            endpoint(
+            endpoint_with(
                 &state,
                 "token-revoke",
                 subjects.token_revoke(),
                 revoke::handle,
             ),
-            endpoint(
+            endpoint_with(
                 &state,
                 "token-introspect",
                 subjects.token_introspect(),
                 introspect::handle,
             ),
-            endpoint(&state, "keys", subjects.keys(), keys::handle),
+            endpoint_with(&state, "keys", subjects.keys(), keys::handle),
         ],
     };
     let task = service::start(nats, spec, shutdown)
@@ -147,19 +147,4 @@ fn decode_route(bytes: &[u8]) -> Result<Route, String> {
         tessera_schemas::ids::check("server id", server).map_err(|e| e.to_string())?;
     }
     Ok(route)
-}
-
-fn endpoint<F, Fut>(state: &Arc<State>, name: &str, subject: String, f: F) -> Endpoint
-where
-    F: Fn(Arc<State>, service::Incoming) -> Fut + Send + Sync + Copy + 'static,
-    Fut: std::future::Future<Output = Result<service::Reply, tessera_schemas::WireError>>
-        + Send
-        + 'static,
-{
-    let state = state.clone();
-    Endpoint {
-        name: name.into(),
-        subject,
-        handler: handler(move |req| f(state.clone(), req)),
-    }
 }

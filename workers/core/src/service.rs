@@ -114,6 +114,21 @@ where
     Arc::new(move |req| Box::pin(f(req)))
 }
 
+/// An endpoint whose handler receives the service's shared state with each request.
+pub fn endpoint_with<S, F, Fut>(state: &Arc<S>, name: &str, subject: String, f: F) -> Endpoint
+where
+    S: Send + Sync + 'static,
+    F: Fn(Arc<S>, Incoming) -> Fut + Send + Sync + Copy + 'static,
+    Fut: Future<Output = Result<Reply, WireError>> + Send + 'static,
+{
+    let state = state.clone();
+    Endpoint {
+        name: name.into(),
+        subject,
+        handler: handler(move |req| f(state.clone(), req)),
+    }
+}
+
 pub struct Endpoint {
     /// Endpoint name in `$SRV.INFO` (e.g. `token-request`).
     pub name: String,
