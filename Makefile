@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: setup build up test lint unit
+.PHONY: setup build up test lint unit images k8s-validate test-cluster
 
 setup:
 	@./scripts/setup.sh
@@ -16,9 +16,22 @@ build: setup
 up: build
 	./target/debug/tessera up $(ARGS)
 
-## Formatting, lints, then the whole test suite against real servers.
-test: setup lint
-	$(CARGO) test --workspace
+## Formatting, lints, manifest validation, then the whole test suite against real servers:
+## in containers (testcontainers) when a container engine answers, else local processes.
+test: setup lint k8s-validate
+	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test --workspace
+
+## The three-node NATS cluster test (containers; ignored by `make test`, see tests/tests/cluster.rs).
+test-cluster: setup
+	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test -p tessera-tests --test cluster -- --ignored --nocapture
+
+## Local images FROM scratch for hosts without a registry (see docker/README.md).
+images: setup
+	./docker/build-local-images.sh nats redis tessera
+
+## Render the Kubernetes manifests offline and check them against the API schemas.
+k8s-validate: setup
+	./scripts/k8s-validate.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

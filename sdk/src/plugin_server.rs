@@ -72,6 +72,10 @@ pub enum AuthError {
     Revoked,
     #[error("token is for plugin {0:?}, which this operation does not serve")]
     WrongPlugin(String),
+    /// Distributed but not yet verified: the caller verifies the signature once, then
+    /// [`TokenStore::mark_verified`].
+    #[error("token signature not verified yet")]
+    Unverified,
 }
 
 impl From<AuthError> for WireError {
@@ -91,9 +95,16 @@ fn digest(token: &str) -> Digest {
     d.as_ref().try_into().expect("SHA-256 is 32 bytes")
 }
 
+/// A stored token. `verified` turns true once its signature has been checked; until then
+/// its claims are only what the distribution said.
+struct Slot {
+    info: Arc<TokenInfo>,
+    verified: bool,
+}
+
 #[derive(Default)]
 struct Inner {
-    by_digest: HashMap<Digest, Arc<TokenInfo>>,
+    by_digest: HashMap<Digest, Slot>,
     by_id: HashMap<String, Digest>,
     /// Revoked token ids, until they would have expired, so a late introspection or a
     /// reordered event cannot bring one back.
@@ -115,14 +126,14 @@ impl TokenStore {
         now: u64,
     ) -> Result<Arc<TokenInfo>, AuthError> {
         let d = digest(bearer);
-        let info = self
-            .inner
-            .read()
-            .expect("lock poisoned")
-            .by_digest
-            .get(&d)
-            .cloned()
-            .ok_or(AuthError::Unknown)?;
+        let info = {
+            let inner = self.inner.read().expect("lock poisoned");
+            let slot = inner.by_digest.get(&d).ok_or(AuthError::Unknown)?;
+            if !slot.verified {
+                return Err(AuthError::Unverified);
+            }
+            slot.info.clone()
+        };
         if info.expires_at <= now {
             return Err(AuthError::Expired);
         }
@@ -134,14 +145,50 @@ impl TokenStore {
 
     /// Stores a verified token, unless it was revoked.
     pub fn insert(&self, token: &str, info: TokenInfo) -> bool {
+        self.put(token, info, true)
+    }
+
+    /// Stores a distributed token whose signature will be checked on first use.
+    pub fn insert_unverified(&self, token: &str, info: TokenInfo) -> bool {
+        self.put(token, info, false)
+    }
+
+    fn put(&self, token: &str, info: TokenInfo, verified: bool) -> bool {
         let mut inner = self.inner.write().expect("lock poisoned");
         if inner.revoked.contains_key(&info.token_id) {
             return false;
         }
         let d = digest(token);
         inner.by_id.insert(info.token_id.clone(), d);
-        inner.by_digest.insert(d, Arc::new(info));
+        inner.by_digest.insert(
+            d,
+            Slot {
+                info: Arc::new(info),
+                verified,
+            },
+        );
         true
+    }
+
+    /// Records that a stored token's signature checked out.
+    pub fn mark_verified(&self, token: &str) {
+        if let Some(slot) = self
+            .inner
+            .write()
+            .expect("lock poisoned")
+            .by_digest
+            .get_mut(&digest(token))
+        {
+            slot.verified = true;
+        }
+    }
+
+    /// Drops a stored token whose signature did not check out.
+    pub fn remove(&self, token: &str) {
+        let mut inner = self.inner.write().expect("lock poisoned");
+        if let Some(slot) = inner.by_digest.remove(&digest(token)) {
+            inner.by_id.remove(&slot.info.token_id);
+        }
     }
 
     /// Drops tokens at once and remembers them as revoked.
@@ -152,7 +199,7 @@ impl TokenStore {
                 .by_id
                 .remove(id)
                 .and_then(|d| inner.by_digest.remove(&d))
-                .map_or(until, |i| i.expires_at);
+                .map_or(until, |s| s.info.expires_at);
             inner.revoked.insert(id.clone(), exp);
         }
     }
@@ -188,8 +235,8 @@ impl TokenStore {
         let expired: Vec<(String, Digest)> = inner
             .by_digest
             .iter()
-            .filter(|(_, i)| i.expires_at <= now)
-            .map(|(d, i)| (i.token_id.clone(), *d))
+            .filter(|(_, s)| s.info.expires_at <= now)
+            .map(|(d, s)| (s.info.token_id.clone(), *d))
             .collect();
         for (id, d) in expired {
             inner.by_digest.remove(&d);
@@ -241,6 +288,23 @@ impl Verifier {
         }
         *self.keys.write().expect("lock poisoned") = keys;
         Ok(())
+    }
+
+    /// The claims of a distributed token, checked for issuer, audience (this server) and
+    /// expiry but not (yet) for the signature.
+    fn claims(&self, token: &str) -> Result<TokenInfo, WireError> {
+        let bad = |m: String| WireError::new(ErrorCode::Unauthenticated, m);
+        let c = jsonwebtoken::dangerous::insecure_decode_claims::<PluginClaims>(token)
+            .map_err(|e| bad(format!("plugin token claims: {e}")))?;
+        if c.iss != PLUGIN_TOKEN_ISSUER || !c.aud.contains(&self.server_id) {
+            return Err(bad("plugin token not issued for this server".into()));
+        }
+        Ok(TokenInfo {
+            token_id: c.jti,
+            account_id: c.sub,
+            plugin_id: c.plugin_id,
+            expires_at: c.exp,
+        })
     }
 
     /// Verifies signature, issuer, audience (this server) and expiry.
@@ -494,6 +558,7 @@ async fn serve(state: Arc<Served>, req: Incoming) -> Result<Reply, WireError> {
     let token = match state.store.authenticate(bearer, &op.scope, now) {
         Ok(info) => info,
         Err(AuthError::Unknown) => introspect(&state, bearer, &op.scope, now).await?,
+        Err(AuthError::Unverified) => verify_stored(&state, bearer, &op.scope, now).await?,
         Err(e) => return Err(e.into()),
     };
     let request = ServiceRequest {
@@ -503,6 +568,31 @@ async fn serve(state: Arc<Served>, req: Incoming) -> Result<Reply, WireError> {
         body: req.payload,
     };
     (op.handler)(request).await
+}
+
+/// First use of a distributed token: check its signature (the only time), then serve from
+/// the store like any other.
+async fn verify_stored(
+    state: &Served,
+    bearer: &str,
+    scope: &PluginScope,
+    now: u64,
+) -> Result<Arc<TokenInfo>, WireError> {
+    match state.verifier.verify(bearer).await {
+        Ok(_) => {
+            state.store.mark_verified(bearer);
+            state
+                .store
+                .authenticate(bearer, scope, now)
+                .map_err(Into::into)
+        }
+        Err(VerifyError::Rejected(e)) => {
+            tracing::warn!(error = %e, "dropping a distributed token that does not verify");
+            state.store.remove(bearer);
+            Err(e)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The fallback for a client faster than the distribution: verify locally, then ask the
@@ -550,17 +640,31 @@ async fn consume(
 ) {
     let js = jetstream::new(nats);
     let mut backoff = Duration::from_millis(100);
+    // The stream sequence to resume from: a new consumer picks up after the last event
+    // applied instead of replaying the whole stream.
+    let mut next_seq = 0u64;
     loop {
         if shutdown.is_cancelled() {
             return;
         }
-        match consume_once(
-            &js, &subjects, &server_id, &store, &verifier, &caught_up, &shutdown,
-        )
-        .await
-        {
+        let cx = Consume {
+            js: &js,
+            subjects: &subjects,
+            server_id: &server_id,
+            store: &store,
+            verifier: &verifier,
+        };
+        match consume_once(&cx, &mut next_seq, &caught_up, &shutdown).await {
             Ok(()) => return,
-            Err(e) => {
+            Err(ConsumeError::Stalled) => {
+                tracing::debug!(
+                    server_id,
+                    next_seq,
+                    "no distribution for a while; renewing the consumer"
+                );
+                backoff = Duration::from_millis(100);
+            }
+            Err(ConsumeError::Failed(e)) => {
                 tracing::warn!(server_id, error = %e, "distribution consumer failed; restarting");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -572,24 +676,57 @@ async fn consume(
     }
 }
 
+/// How long the consumer may be silent before it is renewed. async-nats 0.51's ordered
+/// consumer can stop yielding for good after missed heartbeats (seen when one node of a
+/// NATS cluster stops); renewing it from the last applied sequence is cheap and safe.
+const STALL: Duration = Duration::from_secs(10);
+
+struct Consume<'a> {
+    js: &'a jetstream::Context,
+    subjects: &'a Subjects,
+    server_id: &'a str,
+    store: &'a TokenStore,
+    verifier: &'a Verifier,
+}
+
+enum ConsumeError {
+    Stalled,
+    Failed(async_nats::Error),
+}
+
+impl<E: Into<async_nats::Error>> From<E> for ConsumeError {
+    fn from(e: E) -> Self {
+        ConsumeError::Failed(e.into())
+    }
+}
+
+impl std::fmt::Display for ConsumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsumeError::Stalled => f.write_str("stalled"),
+            ConsumeError::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
 async fn consume_once(
-    js: &jetstream::Context,
-    subjects: &Subjects,
-    server_id: &str,
-    store: &TokenStore,
-    verifier: &Verifier,
+    cx: &Consume<'_>,
+    next_seq: &mut u64,
     caught_up: &watch::Sender<bool>,
     shutdown: &Shutdown,
-) -> Result<(), async_nats::Error> {
-    let stream = js.get_stream(subjects.dist_stream()).await?;
-    let consumer = stream
+) -> Result<(), ConsumeError> {
+    let stream = cx.js.get_stream(cx.subjects.dist_stream()).await?;
+    let deliver_policy = match *next_seq {
+        0 => consumer::DeliverPolicy::All,
+        start_sequence => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+    };
+    let mut consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
-            filter_subject: subjects.dist(server_id),
-            deliver_policy: consumer::DeliverPolicy::All,
+            filter_subject: cx.subjects.dist(cx.server_id),
+            deliver_policy,
             ..Default::default()
         })
         .await?;
-    let mut consumer = consumer;
     if consumer.info().await?.num_pending == 0 {
         caught_up.send_replace(true);
     }
@@ -597,14 +734,23 @@ async fn consume_once(
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            next = messages.next() => next,
+            next = tokio::time::timeout(STALL, messages.next()) => next,
+        };
+        let Ok(next) = next else {
+            return Err(ConsumeError::Stalled);
         };
         let Some(msg) = next else {
-            return Err("distribution stream ended".into());
+            return Err(ConsumeError::Failed("distribution stream ended".into()));
         };
         let msg = msg?;
-        let pending = msg.info().map(|i| i.pending).unwrap_or(0);
-        apply(&msg, store, verifier).await;
+        let (pending, seq) = msg
+            .info()
+            .map(|i| (i.pending, i.stream_sequence))
+            .unwrap_or((0, 0));
+        apply(&msg, cx.store, cx.verifier).await;
+        if seq > 0 {
+            *next_seq = seq + 1;
+        }
         if pending == 0 {
             caught_up.send_replace(true);
         }
@@ -629,28 +775,19 @@ async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier
         }
     };
     match event {
-        DistEvent::Token { token } => {
-            // Keys may be briefly unreachable (broker restarting): retry, bounded, so a
-            // valid token is not dropped for a transient reason.
-            for attempt in 0..20u64 {
-                match verifier.verify(&token).await {
-                    Ok(info) if info.expires_at > now_unix() => {
-                        store.insert(&token, info);
-                        return;
-                    }
-                    Ok(_) => return,
-                    Err(e @ (VerifyError::UnknownKey | VerifyError::KeysUnavailable(_))) => {
-                        tracing::debug!(error = ?e, "token key not available yet; retrying");
-                        tokio::time::sleep(Duration::from_millis(50 * (attempt + 1))).await;
-                    }
-                    Err(VerifyError::Rejected(e)) => {
-                        tracing::warn!(error = %e, "dropping a distributed token that does not verify");
-                        return;
-                    }
-                }
+        DistEvent::Token { token } => match verifier.claims(&token) {
+            // Stored now, its signature checked on first use: the distribution subject is
+            // writable by the broker role alone, and most tokens are never presented at
+            // every server they are distributed to, so verifying each on receipt would
+            // spend an EdDSA verification per token per server for nothing.
+            Ok(info) if info.expires_at > now_unix() => {
+                store.insert_unverified(&token, info);
             }
-            tracing::warn!("dropping a distributed token: keys stayed unavailable");
-        }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a distributed token with unreadable claims")
+            }
+        },
         DistEvent::Revoke { token_ids } => {
             store.revoke(&token_ids, now_unix() + 24 * 3600);
             tracing::info!(count = token_ids.len(), "tokens revoked");
@@ -659,7 +796,8 @@ async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier
 }
 
 async fn sweep(store: Arc<TokenStore>, shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    // Often enough that memory follows the live tokens closely; a pass is one scan of a map.
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -711,6 +849,31 @@ mod tests {
         assert!(
             !s.insert("tok-a", info("a", "weather", 100)),
             "a revoked token stays out"
+        );
+    }
+
+    #[test]
+    fn unverified_tokens_are_served_only_after_verification() {
+        let s = TokenStore::default();
+        assert!(s.insert_unverified("tok-u", info("u", "weather", 100)));
+        assert!(s.contains("u"));
+        assert_eq!(
+            s.authenticate("tok-u", &PluginScope::Any, 50),
+            Err(AuthError::Unverified)
+        );
+        s.mark_verified("tok-u");
+        assert_eq!(
+            s.authenticate("tok-u", &PluginScope::Any, 50)
+                .unwrap()
+                .token_id,
+            "u"
+        );
+        s.insert_unverified("tok-f", info("f", "weather", 100));
+        s.remove("tok-f");
+        assert!(!s.contains("f"));
+        assert_eq!(
+            s.authenticate("tok-f", &PluginScope::Any, 50),
+            Err(AuthError::Unknown)
         );
     }
 

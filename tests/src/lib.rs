@@ -4,7 +4,11 @@
 //!
 //! - [`servers`]: [`Servers`], a `nats-server` (configured from `bus-config`, one user per
 //!   role) and a `redis-server`, started as child processes on free ports and killed on drop;
-//!   [`Backend`] says where they come from.
+//!   [`Backend`] says where they come from: local processes, containers (testcontainers,
+//!   the default when a container engine answers), or servers someone else runs.
+//! - [`containers`]: the container backend, and a NATS cluster of containers for multi-node
+//!   tests; [`docker`]: finding the engine, the API-version shim for older engines, and the
+//!   reaper of containers a killed run left behind.
 //! - [`stack`]: [`Stack`], the servers plus in-process auth and broker workers (any number
 //!   of broker replicas), each with its own [`tessera_core::Shutdown`] so a test can stop one;
 //!   SDK clients per role, demo plugin servers ([`PluginServerHandle`]) and users.
@@ -33,6 +37,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod containers;
+pub mod docker;
 pub mod servers;
 pub mod stack;
 

@@ -9,20 +9,31 @@ use tessera_schemas::Subjects;
 use tessera_schemas::subjects::DEFAULT_PREFIX;
 
 use crate::ServerErrors;
+use crate::containers::{
+    Images, NatsContainer, RedisContainer, cluster_url, single_server_config, start_cluster,
+};
+use crate::docker::{self, Probe};
 
 /// How long a connection attempt keeps retrying.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// Set to `1` to run against the servers in `NATS_URL` / `REDIS_URL` instead of starting
-/// local ones.
+/// local ones (the same as `TESSERA_TEST_BACKEND=external`).
 pub const ENV_EXTERNAL: &str = "TESSERA_TEST_EXTERNAL";
+/// `local`, `containers` or `external`; unset: containers when an engine answers, else local.
+pub const ENV_BACKEND: &str = "TESSERA_TEST_BACKEND";
 
-/// Where the servers come from. A testcontainers backend will be one more variant.
+/// Where the servers come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
     /// `nats-server` and `redis-server` child processes on free ports, one pair per
     /// [`Servers`], with a generated config (one user per role, real permissions).
     Local,
+    /// `nats-server` and `redis-server` containers (testcontainers), one pair per [`Servers`],
+    /// with the same generated config as [`Backend::Local`]; reached on 127.0.0.1 through the
+    /// mapped ports. They cannot be stopped or restarted through [`Servers`]: tests that do
+    /// that ask for [`Backend::Local`].
+    Containers(Images),
     /// Servers someone else runs. Every role connects with the same URL, so the role
     /// permissions are whatever that server enforces; each [`Servers`] gets a random subject
     /// (and Redis key) prefix for isolation.
@@ -30,11 +41,15 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// [`Backend::External`] when `TESSERA_TEST_EXTERNAL=1` (then `NATS_URL` and `REDIS_URL`
-    /// are required), else [`Backend::Local`]. Local is the default because the role
-    /// permissions the tests rely on come from our generated server config.
+    /// From `TESSERA_TEST_BACKEND`: `external` (or `TESSERA_TEST_EXTERNAL=1`; then `NATS_URL`
+    /// and `REDIS_URL` are required), `local`, or `containers` (which fails loudly when no
+    /// usable engine answers). Unset: [`Backend::Containers`] when a container engine answers
+    /// at `DOCKER_HOST` or the default socket and speaks testcontainers' API version,
+    /// else [`Backend::Local`]. Either way the servers run our generated config, so the role
+    /// permissions the tests rely on hold.
     pub fn from_env() -> Backend {
-        if std::env::var(ENV_EXTERNAL).is_ok_and(|v| v == "1") {
+        let choice = std::env::var(ENV_BACKEND).unwrap_or_default();
+        if std::env::var(ENV_EXTERNAL).is_ok_and(|v| v == "1") || choice == "external" {
             let var = |k: &str| {
                 std::env::var(k)
                     .ok()
@@ -46,9 +61,59 @@ impl Backend {
                 redis_url: var("REDIS_URL"),
             }
         } else {
-            Backend::Local
+            match choice.as_str() {
+                "local" => Backend::Local,
+                "containers" => match engine() {
+                    Probe::Usable => Backend::Containers(Images::from_env()),
+                    other => panic!("{ENV_BACKEND}=containers, but {}", describe(other)),
+                },
+                "" => match engine() {
+                    Probe::Usable => Backend::Containers(Images::from_env()),
+                    other => {
+                        note_local_once(other);
+                        Backend::Local
+                    }
+                },
+                other => panic!("{ENV_BACKEND}={other:?}: expected local, containers or external"),
+            }
         }
     }
+}
+
+/// The engine probe, asked once per process.
+fn engine() -> &'static Probe {
+    static PROBE: std::sync::OnceLock<Probe> = std::sync::OnceLock::new();
+    PROBE.get_or_init(docker::probe)
+}
+
+fn describe(p: &Probe) -> String {
+    match p {
+        Probe::Usable => "the container engine answers".into(),
+        Probe::NoEngine(why) => format!("no container engine answers ({why})"),
+        Probe::TooOld { api } => format!(
+            "the container engine speaks Docker API {api} only, older than testcontainers' {}: \
+             run the suite through `make test`, which puts the docker-api-shim in between \
+             (DOCKER_HOST=unix://<its socket>)",
+            docker::TESTCONTAINERS_API
+        ),
+    }
+}
+
+fn note_local_once(p: &Probe) {
+    static NOTED: std::sync::Once = std::sync::Once::new();
+    NOTED.call_once(|| {
+        eprintln!(
+            "tessera-tests: servers run as local processes: {}",
+            describe(p)
+        )
+    });
+}
+
+struct InContainers {
+    /// One server, or the members of a cluster.
+    nats: Vec<NatsContainer>,
+    redis: RedisContainer,
+    credentials: Credentials,
 }
 
 struct Local {
@@ -62,6 +127,7 @@ struct Local {
 pub struct Servers {
     subjects: Subjects,
     local: Option<Local>,
+    containers: Option<InContainers>,
     external: Option<(String, String)>,
 }
 
@@ -75,7 +141,17 @@ impl Servers {
     /// Servers from `backend`. `prefix` defaults to `tessera` for local servers and to a
     /// random prefix for external ones.
     pub async fn start_with(backend: Backend, prefix: Option<&str>) -> Servers {
+        Servers::start_nodes(backend, prefix, 1).await
+    }
+
+    /// Like [`Servers::start_with`], with a NATS cluster of `nodes` members (JetStream
+    /// clustered) when `nodes > 1`: only the container backend can do that.
+    pub async fn start_nodes(backend: Backend, prefix: Option<&str>, nodes: usize) -> Servers {
         crate::init_logging();
+        assert!(
+            nodes == 1 || matches!(backend, Backend::Containers(_)),
+            "a NATS cluster needs the container backend"
+        );
         match backend {
             Backend::Local => {
                 let subjects = Subjects::new(prefix.unwrap_or(DEFAULT_PREFIX));
@@ -83,6 +159,34 @@ impl Servers {
                 Servers {
                     subjects,
                     local: Some(local),
+                    containers: None,
+                    external: None,
+                }
+            }
+            Backend::Containers(images) => {
+                let subjects = Subjects::new(prefix.unwrap_or(DEFAULT_PREFIX));
+                let credentials = Credentials::generate();
+                let nats = async {
+                    if nodes > 1 {
+                        start_cluster(&images, &subjects, &credentials, nodes).await
+                    } else {
+                        let text = single_server_config(&subjects, &credentials).render();
+                        vec![NatsContainer::start(&images, text, None).await]
+                    }
+                };
+                let (nats, redis) = tokio::join!(nats, RedisContainer::start(&images));
+                if nodes > 1 {
+                    wait_for_jetstream_cluster(&cluster_url(&nats, &credentials, Role::Admin))
+                        .await;
+                }
+                Servers {
+                    subjects,
+                    local: None,
+                    containers: Some(InContainers {
+                        nats,
+                        redis,
+                        credentials,
+                    }),
                     external: None,
                 }
             }
@@ -95,6 +199,7 @@ impl Servers {
                 Servers {
                     subjects,
                     local: None,
+                    containers: None,
                     external: Some((nats_url, redis_url)),
                 }
             }
@@ -103,18 +208,24 @@ impl Servers {
 
     /// The connection URL for `role` (with that role's credentials, for local servers).
     pub fn url(&self, role: Role) -> String {
+        if let Some(c) = &self.containers {
+            return cluster_url(&c.nats, &c.credentials, role);
+        }
         match (&self.local, &self.external) {
             (Some(l), _) => l.nats.url_for(role),
             (None, Some((nats, _))) => nats.clone(),
-            (None, None) => unreachable!("servers are either local or external"),
+            (None, None) => unreachable!("servers are local, in containers or external"),
         }
     }
 
     pub fn redis_url(&self) -> String {
+        if let Some(c) = &self.containers {
+            return c.redis.url();
+        }
         match (&self.local, &self.external) {
             (Some(l), _) => l.redis.url(),
             (None, Some((_, redis))) => redis.clone(),
-            (None, None) => unreachable!("servers are either local or external"),
+            (None, None) => unreachable!("servers are local, in containers or external"),
         }
     }
 
@@ -167,9 +278,26 @@ impl Servers {
         (nats, errors)
     }
 
-    /// Whether the servers are ours (so they can be stopped, and enforce role permissions).
+    /// Whether the servers are local processes (so they can be stopped and restarted).
     pub fn is_local(&self) -> bool {
         self.local.is_some()
+    }
+
+    /// Whether the servers run in containers.
+    pub fn in_containers(&self) -> bool {
+        self.containers.is_some()
+    }
+
+    /// How many NATS servers there are (the members of a cluster).
+    pub fn nats_nodes(&self) -> usize {
+        self.containers.as_ref().map_or(1, |c| c.nats.len())
+    }
+
+    /// Stops NATS container `i` (SIGTERM, SIGKILL after `timeout_secs`), as when a node is
+    /// lost. Panics for servers that are not containers.
+    pub async fn stop_nats_container(&self, i: usize, timeout_secs: i32) {
+        let c = self.containers.as_ref().expect("servers in containers");
+        c.nats[i].stop(timeout_secs).await;
     }
 
     /// The local nats-server, to stop, kill or restart it. `None` for external servers.
@@ -181,6 +309,23 @@ impl Servers {
     pub fn redis_mut(&mut self) -> Option<&mut LocalRedis> {
         self.local.as_mut().map(|l| &mut l.redis)
     }
+}
+
+/// Each member says "ready" before the cluster has elected its JetStream meta leader; until
+/// then every JetStream request times out. Waits (bounded) until one is answered.
+async fn wait_for_jetstream_cluster(url: &str) {
+    let nats = tessera_core::bus::connect(url, "tessera-test-cluster-wait", CONNECT_WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to the NATS cluster: {e}"));
+    let js = async_nats::jetstream::new(nats);
+    let ready = crate::eventually(Duration::from_secs(60), || async {
+        js.query_account().await.is_ok()
+    })
+    .await;
+    assert!(
+        ready,
+        "the NATS cluster elected no JetStream leader within 60s"
+    );
 }
 
 async fn start_local(subjects: &Subjects) -> Local {

@@ -45,6 +45,7 @@ impl Worker {
 pub struct StackBuilder {
     backend: Option<Backend>,
     prefix: Option<String>,
+    nats_nodes: usize,
     brokers: usize,
     token_ttl: Duration,
     account_token_ttl: Duration,
@@ -56,6 +57,7 @@ impl Default for StackBuilder {
         StackBuilder {
             backend: None,
             prefix: None,
+            nats_nodes: 1,
             brokers: 1,
             token_ttl: Duration::from_secs(15 * 60),
             account_token_ttl: Duration::from_secs(3600),
@@ -75,6 +77,13 @@ impl StackBuilder {
     /// Subject and Redis key prefix (default: see [`Servers::start_with`]).
     pub fn prefix(mut self, prefix: &str) -> Self {
         self.prefix = Some(prefix.to_owned());
+        self
+    }
+
+    /// A NATS cluster of `n` members instead of one server (container backend only); the
+    /// workers then keep their streams and buckets with `n` replicas.
+    pub fn nats_nodes(mut self, n: usize) -> Self {
+        self.nats_nodes = n;
         self
     }
 
@@ -104,7 +113,7 @@ impl StackBuilder {
 
     pub async fn start(self) -> Stack {
         let backend = self.backend.clone().unwrap_or_else(Backend::from_env);
-        let servers = Servers::start_with(backend, self.prefix.as_deref()).await;
+        let servers = Servers::start_nodes(backend, self.prefix.as_deref(), self.nats_nodes).await;
         let mut stack = Stack {
             brokers: Vec::new(),
             auth: Vec::new(),
@@ -175,6 +184,13 @@ impl Stack {
         self.config.token_ttl
     }
 
+    /// On a cluster, a worker may start while JetStream is still placing a fresh stream's
+    /// replicas ("no stream found" for a moment); an orchestrator would restart it, the harness
+    /// tries again (bounded). On one server a failed start is a failure at once.
+    fn start_attempts(&self) -> usize {
+        if self.config.nats_nodes > 1 { 5 } else { 1 }
+    }
+
     /// Starts an auth worker replica.
     pub async fn start_auth(&mut self) {
         let mut config = AuthConfig::new(
@@ -184,12 +200,15 @@ impl Stack {
         );
         config.account_token_ttl = self.config.account_token_ttl;
         config.external_issuers = self.config.external_issuers.clone();
+        config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
         config.connect_wait = BOUND;
         let shutdown = Shutdown::new();
-        let auth = tessera_auth::start(config, shutdown.clone())
-            .await
-            .unwrap_or_else(|e| panic!("starting the auth worker: {e:#}"));
+        let attempts = self.start_attempts();
+        let auth = retry_start(attempts, "the auth worker", || {
+            tessera_auth::start(config.clone(), shutdown.clone())
+        })
+        .await;
         self.auth.push(Worker {
             shutdown,
             join: Some(Box::pin(auth.join())),
@@ -205,12 +224,15 @@ impl Stack {
             self.broker_key.clone(),
         );
         config.token_ttl = self.config.token_ttl;
+        config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
         config.connect_wait = BOUND;
         let shutdown = Shutdown::new();
-        let broker = tessera_broker::start(config, shutdown.clone())
-            .await
-            .unwrap_or_else(|e| panic!("starting a broker: {e:#}"));
+        let attempts = self.start_attempts();
+        let broker = retry_start(attempts, "a broker", || {
+            tessera_broker::start(config.clone(), shutdown.clone())
+        })
+        .await;
         self.brokers.push(Worker {
             shutdown,
             join: Some(Box::pin(broker.join())),
@@ -321,6 +343,26 @@ impl Stack {
             id: id.to_owned(),
             shutdown,
             server: Some(server),
+        }
+    }
+}
+
+/// Runs `start` up to `attempts` times, a second apart; panics with the last error.
+async fn retry_start<T, F, Fut>(attempts: usize, what: &str, mut start: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let mut attempt = 1;
+    loop {
+        match start().await {
+            Ok(t) => return t,
+            Err(e) if attempt < attempts => {
+                tracing::warn!(attempt, error = %format!("{e:#}"), "starting {what} failed; trying again");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => panic!("starting {what}: {e:#}"),
         }
     }
 }

@@ -111,16 +111,21 @@ async fn client_cannot_subscribe_to_worker_subjects() {
     let mut requests = broker.subscribe(s.token_request()).await.unwrap();
     broker.flush().await.unwrap();
     let responder = tokio::spawn(async move {
-        let req = requests.next().await.expect("a request");
-        broker
-            .publish(req.reply.expect("a reply subject"), "served".into())
-            .await
-            .unwrap();
-        broker.flush().await.unwrap();
+        while let Some(req) = requests.next().await {
+            let Some(reply) = req.reply else { continue };
+            let _ = broker.publish(reply, "served".into()).await;
+            let _ = broker.flush().await;
+        }
     });
-    let reply = admin.request(s.token_request(), "x".into()).await.unwrap();
-    assert_eq!(reply.payload.as_ref(), b"served");
-    responder.await.unwrap();
+    // Bounded retries, not one shot: on a loaded machine one request may time out.
+    assert_eventually!(
+        admin
+            .request(s.token_request(), "x".into())
+            .await
+            .is_ok_and(|r| r.payload.as_ref() == b"served"),
+        "the broker role could not serve token.request"
+    );
+    responder.abort();
     drop(serving);
 }
 

@@ -76,6 +76,8 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
             endpoint_with(&state, "users-add", subjects.users_add(), login::users_add),
         ],
     };
+    // Readiness (the health server's /readyz): NATS connected.
+    tessera_core::health::Readiness::global().register_nats("auth/nats", &shutdown, nats.clone());
     let task = service::start(nats, spec, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -36,7 +36,15 @@ pub struct Verifier {
     own: Arc<SigningKey>,
     own_issuer: String,
     externals: Vec<External>,
+    /// Auth results of account tokens already verified, by SHA-256 of the token, until the
+    /// token expires. A client logs in once and asks for many plugin tokens: without this,
+    /// every one of them costs an EdDSA verification of the same account token.
+    cache: std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifyResponse>>,
 }
+
+/// Entries kept at most; the cache is emptied when full (account tokens live an hour, so
+/// it refills with the ones in use).
+const CACHE_MAX: usize = 100_000;
 
 fn unauthenticated(msg: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::Unauthenticated, msg)
@@ -65,10 +73,33 @@ impl Verifier {
             own: config.signing_key.clone(),
             own_issuer: config.issuer.clone(),
             externals,
+            cache: Default::default(),
         })
     }
 
+    /// The auth result for an account token: from the cache when this token was verified
+    /// before and has not expired, else verified now.
     pub fn verify(&self, token: &str) -> Result<VerifyResponse, WireError> {
+        let key: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        let now = tessera_core::now_unix();
+        if let Some(hit) = self.cache.lock().expect("lock poisoned").get(&key)
+            && hit.expires_at > now
+        {
+            return Ok(hit.clone());
+        }
+        let result = self.verify_uncached(token)?;
+        let mut cache = self.cache.lock().expect("lock poisoned");
+        if cache.len() >= CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, result.clone());
+        Ok(result)
+    }
+
+    fn verify_uncached(&self, token: &str) -> Result<VerifyResponse, WireError> {
         if token.is_empty() {
             return Err(WireError::new(
                 ErrorCode::BadRequest,

@@ -111,7 +111,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
                 &state,
                 "token-request",
                 subjects.token_request(),
-                issue::handle,
+                issue_counted,
             ),
             endpoint_with(
                 &state,
@@ -128,10 +128,32 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
             endpoint_with(&state, "keys", subjects.keys(), keys::handle),
         ],
     };
+    // Readiness (the health server's /readyz): NATS connected and Redis answering.
+    let readiness = tessera_core::health::Readiness::global();
+    readiness.register_nats("broker/nats", &shutdown, nats.clone());
+    let store = state.store.clone();
+    readiness.register("broker/redis", &shutdown, move || {
+        let store = store.clone();
+        async move { store.get("readyz").await.map(drop).map_err(|e| e.message) }
+    });
     let task = service::start(nats, spec, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     Ok(Broker { task })
+}
+
+/// `token.request`, counting issued tokens and their acknowledged distributions.
+async fn issue_counted(
+    state: Arc<State>,
+    req: service::Incoming,
+) -> Result<service::Reply, tessera_schemas::WireError> {
+    let reply = issue::handle(state, req).await?;
+    if tessera_core::metrics::enabled()
+        && let Ok(t) = codec::decode::<tessera_schemas::messages::TokenResponse>(&reply.payload)
+    {
+        tessera_core::metrics::record_token_issued(t.servers.len());
+    }
+    Ok(reply)
 }
 
 /// Runs a broker replica until `shutdown`, then drains.

@@ -139,9 +139,17 @@ impl Store {
             .arg("PX")
             .arg(ttl.as_millis() as u64)
             .ignore()
-            .cmd("SADD")
+            // Scored by expiry, and pruned of expired ids on every add: an account that keeps
+            // asking for tokens must not grow its index for ever.
+            .cmd("ZADD")
             .arg(&account_key)
+            .arg(record.expires_at)
             .arg(token_id)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&account_key)
+            .arg("-inf")
+            .arg(tessera_core::now_unix())
             .ignore()
             .cmd("PEXPIRE")
             .arg(&account_key)
@@ -179,8 +187,10 @@ impl Store {
         account_id: &str,
     ) -> Result<Vec<(String, TokenRecord)>, WireError> {
         let mut conn = self.conn.clone();
-        let ids: Vec<String> = redis::cmd("SMEMBERS")
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(self.keys.account_tokens(account_id))
+            .arg(format!("({}", tessera_core::now_unix()))
+            .arg("+inf")
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -209,7 +219,7 @@ impl Store {
         for id in token_ids {
             pipe.cmd("DEL").arg(self.keys.token(id)).ignore();
         }
-        pipe.cmd("SREM")
+        pipe.cmd("ZREM")
             .arg(self.keys.account_tokens(account_id))
             .arg(token_ids)
             .ignore();

@@ -8,7 +8,9 @@
 //! - [`bus`]: connecting to NATS with bounded retries and a client name.
 //! - [`signing`]: Ed25519 signing keys (generate, load, save), their `kid` and public JWK.
 //! - [`config`]: reading and validating environment settings, errors that name the key.
-//! - [`telemetry`]: `tracing` set-up from `RUST_LOG`.
+//! - [`telemetry`]: `tracing` set-up from `RUST_LOG`, text or JSON (`TESSERA_LOG_FORMAT`).
+//! - [`health`]: the `/healthz`, `/readyz`, `/metrics` endpoint (`TESSERA_HEALTH_ADDR`);
+//!   [`metrics`]: what is measured (recorded once, in the request loop, for every service).
 //!
 //! Architecture invariant: nothing here knows about Redis or about a particular worker's
 //! messages; worker crates own their state.
@@ -17,6 +19,8 @@
 
 pub mod bus;
 pub mod config;
+pub mod health;
+pub mod metrics;
 pub mod redis_keys;
 pub mod rpc;
 pub mod service;

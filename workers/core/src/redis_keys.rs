@@ -22,7 +22,7 @@ impl RedisKeys {
         format!("{}:token:{token_id}", self.prefix)
     }
 
-    /// Set of token ids issued to one account (for revoke-all).
+    /// Sorted set of the token ids issued to one account, scored by expiry (for revoke-all).
     pub fn account_tokens(&self, account_id: &str) -> String {
         format!("{}:account:{account_id}:tokens", self.prefix)
     }

@@ -235,6 +235,7 @@ async fn run_loop(
 }
 
 async fn handle(req: async_nats::service::Request, handler: Handler) {
+    let started = std::time::Instant::now();
     let msg = &req.message;
     let request_id = msg
         .headers
@@ -272,6 +273,11 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
         } else {
             handler(incoming).await
         };
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(err) => err.code.as_str(),
+        };
+        crate::metrics::record_request(&req.message.subject, outcome, started.elapsed());
         let sent = match result {
             Ok(mut reply) => {
                 tracing::Span::current().record("outcome", "ok");

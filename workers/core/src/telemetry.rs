@@ -1,14 +1,29 @@
-//! Logging set-up. `RUST_LOG` filters; logs go to stderr.
+//! Logging set-up. `RUST_LOG` filters; logs go to stderr, as text, or as one JSON object per
+//! line with `TESSERA_LOG_FORMAT=json` (for log collectors: the request span's fields, such
+//! as `subject`, `request_id` and `outcome`, are included).
 
 use tracing_subscriber::EnvFilter;
+
+/// `text` (default) or `json`.
+pub const ENV_LOG_FORMAT: &str = "TESSERA_LOG_FORMAT";
 
 /// Installs the global subscriber once; later calls are no-ops (tests call it freely).
 /// `default` applies when `RUST_LOG` is unset (servers: `info`; one-shot commands: `warn`).
 pub fn init(default: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let json = std::env::var(ENV_LOG_FORMAT).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.try_init()
+    };
 }

@@ -1,0 +1,114 @@
+//! Closed-loop load: `n` tasks, each sending its next request as soon as the previous one
+//! is answered, for a warm-up then a measured window. Latency goes into an HDR histogram.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// One measured run at one concurrency.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub in_flight: usize,
+    pub ops: u64,
+    pub errors: u64,
+    pub ops_per_sec: f64,
+    pub p50_us: f64,
+    pub p90_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub max_us: f64,
+}
+
+/// Latencies recorded in nanoseconds, reported in microseconds. Two significant digits (1%)
+/// keep each of up to thousands of per-task histograms near 70 KiB.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 2).expect("valid histogram bounds")
+}
+
+pub fn figures(
+    in_flight: usize,
+    ops: u64,
+    errors: u64,
+    window: Duration,
+    h: &Histogram<u64>,
+) -> Figures {
+    let us = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    Figures {
+        in_flight,
+        ops,
+        errors,
+        ops_per_sec: ops as f64 / window.as_secs_f64(),
+        p50_us: us(0.5),
+        p90_us: us(0.9),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: h.max() as f64 / 1000.0,
+    }
+}
+
+/// Runs `op` from `in_flight` tasks: `warmup` unrecorded, then `window` recorded.
+pub async fn closed_loop<F, Fut, E>(
+    in_flight: usize,
+    warmup: Duration,
+    window: Duration,
+    op: F,
+) -> Figures
+where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send,
+    E: Send,
+{
+    let start = Instant::now() + warmup;
+    let end = start + window;
+    let tasks: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut h = histogram();
+                let (mut ops, mut errors) = (0u64, 0u64);
+                loop {
+                    let t0 = Instant::now();
+                    if t0 >= end {
+                        break;
+                    }
+                    let ok = op().await.is_ok();
+                    let t1 = Instant::now();
+                    // Count only requests that started and finished inside the window.
+                    if t0 >= start && t1 <= end {
+                        if ok {
+                            ops += 1;
+                            let _ = h.record((t1 - t0).as_nanos().max(1) as u64);
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                }
+                (h, ops, errors)
+            })
+        })
+        .collect();
+    let mut total = histogram();
+    let (mut ops, mut errors) = (0, 0);
+    for t in tasks {
+        let (h, o, e) = t.await.expect("load task panicked");
+        total.add(&h).expect("same bounds");
+        ops += o;
+        errors += e;
+    }
+    figures(in_flight, ops, errors, window, &total)
+}
+
+/// Times a synchronous operation `iterations` times, one call per sample (for per-call
+/// costs of a few microseconds or less).
+pub fn per_call(iterations: u64, mut op: impl FnMut()) -> Figures {
+    let mut h = histogram();
+    let started = Instant::now();
+    for _ in 0..iterations {
+        let t0 = Instant::now();
+        op();
+        let _ = h.record(t0.elapsed().as_nanos().max(1) as u64);
+    }
+    figures(1, iterations, 0, started.elapsed(), &h)
+}

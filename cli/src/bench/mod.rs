@@ -1,0 +1,315 @@
+//! `tessera bench`: the product's costs measured beside their floors, in one run, on a stack
+//! started by the same code as `tessera up`.
+//!
+//! Order: floors first (the servers alone, trivial responders on the product's subjects),
+//! then the workers start and each scenario runs at each concurrency for a warm-up and a
+//! measured window. Everything stays on loopback and stops by itself.
+
+mod floors;
+mod measure;
+mod report;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::Args;
+use tessera_bus_config::Role;
+use tessera_core::Shutdown;
+use tessera_core::config::ProcessEnv;
+use tessera_sdk::{Client, PluginScope, TokenInfo, TokenStore};
+
+use crate::stack::{DevStack, StackOptions};
+use measure::{Figures, closed_loop, per_call};
+use report::{Memory, Report, Scenario};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// A short run (under 30 s): shorter windows, same scenarios.
+    #[arg(long)]
+    quick: bool,
+    /// Write every figure, with the machine and the settings, to this JSON file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Requests in flight for the concurrency sweeps (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
+    concurrency: Vec<usize>,
+    /// Unrecorded time before each measurement (default 1s; 200ms with --quick).
+    #[arg(long, value_parser = parse_duration)]
+    warmup: Option<Duration>,
+    /// Recorded time of each measurement (default 4s; 1s with --quick).
+    #[arg(long, value_parser = parse_duration)]
+    measure: Option<Duration>,
+    /// Instead of the scenarios: issuance at 64 in flight for this long (e.g. 60s), with
+    /// 20 s tokens so stores turn over, reporting rate and memory every tenth of the run.
+    /// Shows whether memory stays bounded; also the run to profile issuance alone.
+    #[arg(long, value_parser = parse_duration)]
+    soak: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    tessera_core::config::parse_duration(s)
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 500ms, 4s)"))
+}
+
+pub(crate) async fn redis_connection(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    Ok(redis::aio::ConnectionManager::new(redis::Client::open(url)?).await?)
+}
+
+const PLUGIN: &str = "bench";
+const SERVERS: [&str; 2] = ["bench-a", "bench-b"];
+const PASSWORD: &str = "correct horse battery";
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let warmup = args.warmup.unwrap_or(if args.quick {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(1)
+    });
+    let window = args.measure.unwrap_or(if args.quick {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(4)
+    });
+    let conc = args.concurrency.clone();
+    anyhow::ensure!(
+        !conc.is_empty() && conc.iter().all(|&c| c > 0 && c <= 4096),
+        "--concurrency: give 1-4096 per level"
+    );
+
+    let data = tempfile::tempdir().context("creating a temporary data directory")?;
+    let shutdown = Shutdown::new();
+    let opts = StackOptions {
+        data_dir: data.path().to_path_buf(),
+        nats_port: None,
+        redis_port: None,
+        persist: false,
+        plugin_servers: Vec::new(),
+        subjects: tessera_core::config::prefix(&ProcessEnv)?,
+        token_ttl: args.soak.map(|_| Duration::from_secs(20)),
+    };
+    let mut stack = DevStack::servers(opts, shutdown.clone()).await?;
+    if let Some(total) = args.soak {
+        let result = soak(&mut stack, total).await;
+        stack.stop().await;
+        return result;
+    }
+    let result = run_on(&mut stack, &conc, warmup, window).await;
+    stack.stop().await;
+    let report = result?;
+    report.print();
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        eprintln!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+async fn connect(stack: &DevStack, role: Role) -> anyhow::Result<async_nats::Client> {
+    Ok(
+        tessera_core::bus::connect(&stack.url(role), "tessera-bench", Duration::from_secs(10))
+            .await?,
+    )
+}
+
+async fn run_on(
+    stack: &mut DevStack,
+    conc: &[usize],
+    warmup: Duration,
+    window: Duration,
+) -> anyhow::Result<Report> {
+    let steps = (2 * conc.len() + 4) + conc.len() + 1 + conc.len() + 1 + 1;
+    let bar = report::progress(steps as u64);
+    let mut memory = Memory::default();
+    memory.sample_start(stack);
+
+    // 1. Floors, before any worker runs.
+    let key = Arc::new(tessera_core::signing::SigningKey::generate());
+    let subjects = stack.subjects.clone();
+    let env = floors::Env {
+        subjects: &subjects,
+        client: connect(stack, Role::Client).await?,
+        broker: connect(stack, Role::Broker).await?,
+        auth: connect(stack, Role::Auth).await?,
+        redis_url: stack.redis.url(),
+        key,
+        warmup,
+        window,
+        concurrency: conc,
+    };
+    let floors = floors::measure(&env, |what| report::step(&bar, what)).await?;
+
+    // The product: auth, one broker, two plugin servers, one user, one route.
+    let servers: Vec<String> = SERVERS.iter().map(|s| s.to_string()).collect();
+    stack.start_workers(&servers).await?;
+    let admin = Client::new(connect(stack, Role::Admin).await?, stack.subjects.clone());
+    admin.add_user("bench", PASSWORD).await?;
+    admin.set_route(PLUGIN, &servers).await?;
+    let client = Client::new(env.client.clone(), stack.subjects.clone());
+    let account_token = client.login("bench", PASSWORD).await?.account_token;
+    let mut scenarios = Vec::new();
+
+    // 2. Issuance.
+    for (i, &c) in conc.iter().enumerate() {
+        let f = issuance(&client, &account_token, c, warmup, window).await;
+        scenarios.push(Scenario::against(
+            "issuance",
+            f,
+            &floors.composed_issuance[i],
+            "composed issuance floor",
+        ));
+        report::step(&bar, "issuance");
+    }
+
+    // 3. Plugin-server authentication: in process, then over the bus.
+    let token = client
+        .request_token(&account_token, PLUGIN, None)
+        .await?
+        .token;
+    let store = TokenStore::default();
+    let info = TokenInfo {
+        token_id: "t".into(),
+        account_id: "a".into(),
+        plugin_id: PLUGIN.into(),
+        expires_at: u64::MAX,
+    };
+    store.insert(&token, info);
+    let now = tessera_core::now_unix();
+    let iterations = (window.as_millis() as u64 * 1000).max(100_000);
+    let auth_in_process = per_call(iterations, || {
+        let _ = std::hint::black_box(store.authenticate(
+            std::hint::black_box(&token),
+            &PluginScope::Any,
+            now,
+        ));
+    });
+    scenarios.push(Scenario::alone(
+        "plugin-server auth, in process",
+        auth_in_process,
+        "one SHA-256 and one map lookup",
+    ));
+    report::step(&bar, "plugin-server auth in process");
+    for (i, &c) in conc.iter().enumerate() {
+        let (client, token) = (client.clone(), token.clone());
+        let f = closed_loop(c, warmup, window, move || {
+            let (client, token) = (client.clone(), token.clone());
+            async move {
+                client
+                    .call_raw(SERVERS[0], "echo", &token, Bytes::from_static(b"ping"))
+                    .await
+                    .map(drop)
+            }
+        })
+        .await;
+        scenarios.push(Scenario::against(
+            "plugin-server echo over the bus",
+            f,
+            &floors.nats_request_reply[i],
+            "NATS request-reply floor",
+        ));
+        report::step(&bar, "plugin-server echo");
+    }
+
+    // 4. Logins (argon2id is deliberately slow: as many in flight as cores).
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let login_client = client.clone();
+    let logins = closed_loop(cores, warmup, window, move || {
+        let c = login_client.clone();
+        async move { c.login("bench", PASSWORD).await.map(drop) }
+    })
+    .await;
+    let argon_floor_per_sec = cores as f64 * 1e6 / floors.argon2id_verify.p50_us.max(1.0);
+    scenarios.push(Scenario::against_rate(
+        "local login",
+        logins,
+        argon_floor_per_sec,
+        "argon2id verify x cores",
+    ));
+    report::step(&bar, "login");
+
+    // 5. Data access: the gateway has not landed yet.
+    // 6. Scale-out: two broker replicas at 64 in flight (or the largest level below it).
+    let c = conc
+        .iter()
+        .copied()
+        .filter(|&c| c <= 64)
+        .max()
+        .unwrap_or(conc[0]);
+    let one = scenarios
+        .iter()
+        .find(|s| s.name == "issuance" && s.figures.in_flight == c)
+        .map(|s| s.figures.clone());
+    stack.add_broker().await?;
+    let two = issuance(&client, &account_token, c, warmup, window).await;
+    stack.remove_broker().await;
+    if let Some(one) = one {
+        scenarios.push(Scenario::against(
+            "issuance, two broker replicas",
+            two,
+            &one,
+            "issuance with one broker",
+        ));
+    }
+    report::step(&bar, "scale-out");
+    bar.finish_and_clear();
+
+    memory.sample_end(stack);
+    Ok(Report::new(
+        stack, warmup, window, conc, floors, scenarios, memory,
+    ))
+}
+
+/// Issuance at 64 in flight for `total`, in ten slices, printing rate and memory per slice.
+async fn soak(stack: &mut DevStack, total: Duration) -> anyhow::Result<()> {
+    let servers: Vec<String> = SERVERS.iter().map(|s| s.to_string()).collect();
+    stack.start_workers(&servers).await?;
+    let admin = Client::new(connect(stack, Role::Admin).await?, stack.subjects.clone());
+    admin.add_user("bench", PASSWORD).await?;
+    admin.set_route(PLUGIN, &servers).await?;
+    let client = Client::new(connect(stack, Role::Client).await?, stack.subjects.clone());
+    let account_token = client.login("bench", PASSWORD).await?.account_token;
+    let slice = total / 10;
+    println!("soak: issuance at 64 in flight, 20 s tokens; RSS in KiB");
+    println!(
+        "{:>6} {:>10} {:>9} {:>9} {:>14} {:>12} {:>12}",
+        "t (s)", "tokens/s", "p50 us", "p99 us", "bench+workers", "nats-server", "redis"
+    );
+    let mut elapsed = Duration::ZERO;
+    for _ in 0..10 {
+        let f = issuance(&client, &account_token, 64, Duration::ZERO, slice).await;
+        elapsed += slice;
+        let mut m = Memory::default();
+        m.sample_end(stack);
+        println!(
+            "{:>6.0} {:>10.0} {:>9.0} {:>9.0} {:>14} {:>12} {:>12}",
+            elapsed.as_secs_f64(),
+            f.ops_per_sec,
+            f.p50_us,
+            f.p99_us,
+            m.bench_process_with_workers_kib.1,
+            m.nats_server_kib.1,
+            m.redis_server_kib.1
+        );
+    }
+    Ok(())
+}
+
+async fn issuance(
+    client: &Client,
+    account_token: &str,
+    c: usize,
+    warmup: Duration,
+    window: Duration,
+) -> Figures {
+    let (client, token) = (client.clone(), account_token.to_owned());
+    closed_loop(c, warmup, window, move || {
+        let (client, token) = (client.clone(), token.clone());
+        async move { client.request_token(&token, PLUGIN, None).await.map(drop) }
+    })
+    .await
+}

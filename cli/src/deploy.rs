@@ -1,0 +1,127 @@
+//! `tessera bus-config render`: the files a Docker Compose or Kubernetes deployment needs
+//! from bus-config (see `tessera_bus_config::deploy`):
+//!
+//! - `OUT/nats.conf`: the nats-server configuration of every cluster member (no secrets:
+//!   passwords and server name come from the environment); the committed copies in
+//!   `docker/compose` and `docker/k8s/base` are this output.
+//! - `SECRETS/*.env`: generated passwords, one env file per role (`nats.env` has them all,
+//!   for nats-server only), kept when they exist so re-rendering never locks workers out;
+//! - `SECRETS/broker.pem`, `SECRETS/auth.pem`: the signing keys every replica shares.
+//!
+//! Never bake SECRETS into an image or commit it: compose reads it with `env_file` and
+//! bind mounts, kustomize with a `secretGenerator`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand, ValueEnum};
+use tessera_bus_config::deploy::{self, Target};
+use tessera_bus_config::{Credentials, password_env};
+use tessera_core::config::ProcessEnv;
+use tessera_core::signing::SigningKey;
+
+#[derive(Subcommand)]
+pub enum BusConfigCmd {
+    /// Write the cluster's nats.conf and, unless they exist, generated credentials (one env
+    /// file per role) and signing keys.
+    Render(RenderArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum TargetArg {
+    Compose,
+    Kubernetes,
+}
+
+#[derive(Args)]
+pub struct RenderArgs {
+    /// Where the deployment runs (decides the cluster members' host names).
+    #[arg(long, value_enum)]
+    target: TargetArg,
+    /// Directory for nats.conf.
+    #[arg(long)]
+    out: PathBuf,
+    /// Directory for the env files and keys (default: OUT/secrets). Keep it out of images
+    /// and version control.
+    #[arg(long)]
+    secrets: Option<PathBuf>,
+    /// REDIS_URL of the brokers.
+    #[arg(long, default_value = "redis://redis:6379/")]
+    redis_url: String,
+    /// Generate new passwords even when SECRETS/nats.env exists.
+    #[arg(long)]
+    new_credentials: bool,
+}
+
+pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
+    let BusConfigCmd::Render(args) = cmd;
+    let target = match args.target {
+        TargetArg::Compose => Target::Compose,
+        TargetArg::Kubernetes => Target::Kubernetes,
+    };
+    let subjects = tessera_core::config::prefix(&ProcessEnv)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let conf = args.out.join("nats.conf");
+    std::fs::write(&conf, deploy::nats_conf(target, &subjects))
+        .with_context(|| format!("writing {}", conf.display()))?;
+    println!("wrote {}", conf.display());
+
+    let secrets = args.secrets.unwrap_or_else(|| args.out.join("secrets"));
+    create_private_dir(&secrets)?;
+    let nats_env = secrets.join("nats.env");
+    let existing = (!args.new_credentials)
+        .then(|| std::fs::read_to_string(&nats_env).ok())
+        .flatten()
+        .and_then(|text| {
+            let map = crate::env::parse(&text);
+            Credentials::from_passwords(|r| map.get(&password_env(r)).cloned())
+        });
+    let credentials = match existing {
+        Some(c) => {
+            println!("kept the credentials in {}", nats_env.display());
+            c
+        }
+        None => Credentials::generate(),
+    };
+    for file in deploy::env_files(target, &credentials, &args.redis_url) {
+        let path = secrets.join(file.name);
+        write_env(&path, &file.pairs)?;
+        println!("wrote {}", path.display());
+    }
+    for name in ["broker.pem", "auth.pem"] {
+        let path = secrets.join(name);
+        let existed = path.exists();
+        SigningKey::load_or_generate(&path)?;
+        // The workers run as uid 65532 in their containers and read the key through a bind
+        // mount (compose) or a Secret volume (Kubernetes): the file must be readable there;
+        // the private directory keeps it from other users of this host.
+        set_mode(&path, 0o644)?;
+        if !existed {
+            println!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    set_mode(dir, 0o700)
+}
+
+fn set_mode(path: &Path, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+fn write_env(path: &Path, pairs: &[(String, String)]) -> anyhow::Result<()> {
+    let mut text = String::from(
+        "# Written by `tessera bus-config render`. Secret: keep out of images and version control.\n",
+    );
+    for (k, v) in pairs {
+        text.push_str(&format!("{k}={v}\n"));
+    }
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    set_mode(path, 0o600)
+}

@@ -1,0 +1,254 @@
+//! The dev stack as a value: nats-server and redis-server children plus in-process workers.
+//! `tessera up` runs one until Ctrl-C; `tessera bench` runs one for its measurements, so
+//! both exercise exactly the same code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tessera_bus_config::{Credentials, Role, ServerConfig};
+use tessera_core::Shutdown;
+use tessera_core::signing::SigningKey;
+use tessera_devstack::{LocalNats, LocalRedis, NatsOptions, RedisOptions};
+use tessera_schemas::Subjects;
+use tessera_sdk::{PluginServer, PluginServerBuilder};
+
+use crate::env;
+
+pub struct StackOptions {
+    pub data_dir: PathBuf,
+    pub nats_port: Option<u16>,
+    pub redis_port: Option<u16>,
+    /// Keep Redis data across restarts (the dev stack does; the benchmark does not).
+    pub persist: bool,
+    /// Demo plugin servers to run (each with the `echo` operation).
+    pub plugin_servers: Vec<String>,
+    pub subjects: Subjects,
+    /// Plugin-token lifetime (default: the broker's, 15 minutes).
+    pub token_ttl: Option<Duration>,
+}
+
+/// One worker replica with its own shutdown, so it can be stopped alone.
+struct Replica<W> {
+    shutdown: Shutdown,
+    worker: W,
+}
+
+pub struct DevStack {
+    pub nats: LocalNats,
+    pub redis: LocalRedis,
+    pub subjects: Subjects,
+    pub data: PathBuf,
+    credentials: Credentials,
+    broker_key: Arc<SigningKey>,
+    auth_key: Arc<SigningKey>,
+    shutdown: Shutdown,
+    token_ttl: Option<Duration>,
+    auth: Vec<Replica<tessera_auth::Auth>>,
+    brokers: Vec<Replica<tessera_broker::Broker>>,
+    plugin_servers: Vec<Replica<PluginServer>>,
+}
+
+/// Credentials are kept in the data dir, so a restarted stack keeps its URLs.
+fn load_or_create_credentials(path: &Path) -> anyhow::Result<Credentials> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let map = env::parse(&text);
+        if let Some(c) = Credentials::from_passwords(|role| map.get(role.user()).cloned()) {
+            return Ok(c);
+        }
+    }
+    let c = Credentials::generate();
+    let pairs: Vec<(&str, String)> = Role::ALL
+        .iter()
+        .map(|r| (r.user(), c.password(*r).to_owned()))
+        .collect();
+    env::write(path, &pairs)?;
+    Ok(c)
+}
+
+impl DevStack {
+    /// Starts the servers, then the auth worker, one broker and the plugin servers.
+    /// `shutdown` stops every worker (each also has its own, child of it).
+    pub async fn start(opts: StackOptions, shutdown: Shutdown) -> anyhow::Result<DevStack> {
+        let plugin_servers = opts.plugin_servers.clone();
+        let mut stack = DevStack::servers(opts, shutdown).await?;
+        if let Err(e) = stack.start_workers(&plugin_servers).await {
+            stack.stop().await;
+            return Err(e);
+        }
+        Ok(stack)
+    }
+
+    /// The auth worker, one broker and the given plugin servers.
+    pub async fn start_workers(&mut self, plugin_servers: &[String]) -> anyhow::Result<()> {
+        self.add_auth().await?;
+        self.add_broker().await?;
+        for id in plugin_servers {
+            self.add_plugin_server(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Only the servers (nats-server, redis-server), no workers yet.
+    pub async fn servers(opts: StackOptions, shutdown: Shutdown) -> anyhow::Result<DevStack> {
+        for s in &opts.plugin_servers {
+            tessera_schemas::ids::check("plugin server id", s)?;
+        }
+        let data = opts.data_dir.clone();
+        for dir in ["jetstream", "redis", "keys", "nats"] {
+            std::fs::create_dir_all(data.join(dir))
+                .with_context(|| format!("creating {}", data.join(dir).display()))?;
+        }
+        let data = data.canonicalize()?;
+        let credentials = load_or_create_credentials(&data.join("credentials"))?;
+        let nats_config = ServerConfig {
+            host: "127.0.0.1".into(),
+            port: opts.nats_port,
+            store_dir: data.join("jetstream"),
+            server_name: "tessera-dev".into(),
+            subjects: opts.subjects.clone(),
+            credentials: credentials.clone(),
+        };
+        let nats = LocalNats::start(NatsOptions::new(nats_config, data.join("nats"))).await?;
+        let mut redis_opts = RedisOptions::new(data.join("redis"));
+        redis_opts.port = opts.redis_port;
+        redis_opts.persist = opts.persist;
+        let redis = LocalRedis::start(redis_opts).await?;
+        let broker_key = Arc::new(SigningKey::load_or_generate(&data.join("keys/broker.pem"))?);
+        let auth_key = Arc::new(SigningKey::load_or_generate(&data.join("keys/auth.pem"))?);
+
+        Ok(DevStack {
+            nats,
+            redis,
+            subjects: opts.subjects,
+            data,
+            credentials,
+            broker_key,
+            auth_key,
+            shutdown,
+            token_ttl: opts.token_ttl,
+            auth: Vec::new(),
+            brokers: Vec::new(),
+            plugin_servers: Vec::new(),
+        })
+    }
+
+    /// The URL (with credentials) of one role.
+    pub fn url(&self, role: Role) -> String {
+        self.credentials
+            .url(role, self.nats.host(), self.nats.port())
+    }
+
+    pub fn broker_key_file(&self) -> PathBuf {
+        self.data.join("keys/broker.pem")
+    }
+
+    pub fn auth_key_file(&self) -> PathBuf {
+        self.data.join("keys/auth.pem")
+    }
+
+    /// The settings a client of this stack needs, as `KEY=VALUE` pairs.
+    pub fn env_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs: Vec<(&'static str, String)> = [
+            Role::Client,
+            Role::Admin,
+            Role::PluginServer,
+            Role::Broker,
+            Role::Auth,
+        ]
+        .into_iter()
+        .map(|r| (r.url_env(), self.url(r)))
+        .collect();
+        pairs.extend([
+            (tessera_broker::config::ENV_REDIS_URL, self.redis.url()),
+            (
+                tessera_core::config::ENV_PREFIX,
+                self.subjects.prefix().to_owned(),
+            ),
+            (
+                tessera_broker::config::ENV_KEY_FILE,
+                self.broker_key_file().display().to_string(),
+            ),
+            (
+                tessera_auth::config::ENV_KEY_FILE,
+                self.auth_key_file().display().to_string(),
+            ),
+        ]);
+        pairs
+    }
+
+    pub async fn add_auth(&mut self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.child_token();
+        let cfg = tessera_auth::AuthConfig::new(
+            self.url(Role::Auth),
+            self.subjects.clone(),
+            self.auth_key.clone(),
+        );
+        let worker = tessera_auth::start(cfg, shutdown.clone())
+            .await
+            .context("starting the auth worker")?;
+        self.auth.push(Replica { shutdown, worker });
+        Ok(())
+    }
+
+    /// Starts another broker replica (they share the signing key and the queue group).
+    pub async fn add_broker(&mut self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.child_token();
+        let mut cfg = tessera_broker::BrokerConfig::new(
+            self.url(Role::Broker),
+            self.redis.url(),
+            self.subjects.clone(),
+            self.broker_key.clone(),
+        );
+        if let Some(ttl) = self.token_ttl {
+            cfg.token_ttl = ttl;
+        }
+        let worker = tessera_broker::start(cfg, shutdown.clone())
+            .await
+            .context("starting the broker")?;
+        self.brokers.push(Replica { shutdown, worker });
+        Ok(())
+    }
+
+    /// Stops the newest broker replica and waits for it to drain.
+    pub async fn remove_broker(&mut self) {
+        if let Some(r) = self.brokers.pop() {
+            r.shutdown.cancel();
+            r.worker.join().await;
+        }
+    }
+
+    pub async fn add_plugin_server(&mut self, id: &str) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.child_token();
+        let name = format!("tessera-plugin-server-{id}");
+        let nats = tessera_core::bus::connect(
+            &self.url(Role::PluginServer),
+            &name,
+            Duration::from_secs(10),
+        )
+        .await?;
+        let builder = PluginServerBuilder::new(nats, self.subjects.clone(), id);
+        let worker = tessera_sdk::demo::with_echo(builder, id)
+            .start(shutdown.clone())
+            .await?;
+        self.plugin_servers.push(Replica { shutdown, worker });
+        Ok(())
+    }
+
+    /// Drains every worker, then stops the servers.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        for r in self.plugin_servers.drain(..) {
+            r.worker.join().await;
+        }
+        for r in self.brokers.drain(..) {
+            r.worker.join().await;
+        }
+        for r in self.auth.drain(..) {
+            r.worker.join().await;
+        }
+        self.nats.stop().await;
+        self.redis.stop().await;
+    }
+}

@@ -1,0 +1,86 @@
+//! The metrics every worker records, in one place, and the Prometheus recorder that the health
+//! server renders on `/metrics`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `tessera_requests_total` | counter | `subject`, `outcome` (`ok` or the error code) |
+//! | `tessera_request_duration_seconds` | histogram | `subject` |
+//! | `tessera_tokens_issued_total` | counter | |
+//! | `tessera_distributions_acked_total` | counter | (one per plugin server a token reached) |
+//!
+//! Requests are recorded by the request loop ([`crate::service`]), for every service alike.
+//! Without an installed recorder (no health server) every update returns at once.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS: &str = "tessera_requests_total";
+pub const REQUEST_DURATION: &str = "tessera_request_duration_seconds";
+pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
+pub const DISTRIBUTIONS_ACKED: &str = "tessera_distributions_acked_total";
+
+/// Latency buckets (seconds): sub-millisecond local answers up to the 2 s auth timeout.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Whether [`install`] ran: until then recording is skipped before building any label (the
+/// dev stack, the tests and the benchmark run without a recorder).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Prometheus recorder once per process; returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), BUCKETS)
+                .expect("non-empty buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            }
+            metrics::describe_counter!(REQUESTS, "Requests answered, by subject and outcome");
+            metrics::describe_histogram!(
+                REQUEST_DURATION,
+                metrics::Unit::Seconds,
+                "Time from receipt to reply, by subject"
+            );
+            metrics::describe_counter!(TOKENS_ISSUED, "Plugin tokens issued");
+            metrics::describe_counter!(
+                DISTRIBUTIONS_ACKED,
+                "Token distributions acknowledged by JetStream (one per plugin server)"
+            );
+            INSTALLED.store(true, Ordering::Release);
+            handle
+        })
+        .clone()
+}
+
+/// Whether a recorder is installed (callers can skip work done only for a metric).
+pub fn enabled() -> bool {
+    INSTALLED.load(Ordering::Acquire)
+}
+
+/// One answered request.
+pub fn record_request(subject: &str, outcome: &'static str, elapsed: Duration) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(REQUESTS, "subject" => subject.to_owned(), "outcome" => outcome).increment(1);
+    metrics::histogram!(REQUEST_DURATION, "subject" => subject.to_owned())
+        .record(elapsed.as_secs_f64());
+}
+
+/// One issued token, distributed to `servers` plugin servers.
+pub fn record_token_issued(servers: usize) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(TOKENS_ISSUED).increment(1);
+    metrics::counter!(DISTRIBUTIONS_ACKED).increment(servers as u64);
+}
