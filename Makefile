@@ -21,9 +21,9 @@ up: build
 test: setup lint k8s-validate
 	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test --workspace
 
-## The three-node NATS cluster test (containers; ignored by `make test`, see tests/tests/cluster.rs).
+## The three-node NATS cluster test alone (containers; also part of `make test`).
 test-cluster: setup
-	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test -p tessera-tests --test cluster -- --ignored --nocapture
+	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test -p tessera-tests --test cluster -- --nocapture
 
 ## Local images FROM scratch for hosts without a registry (see docker/README.md).
 images: setup

@@ -3,12 +3,11 @@
 //!
 //! - `issuance_survives_losing_one_of_three_nats_nodes`: every logical request gets exactly
 //!   one token, and every token is served by every plugin server it was issued for;
-//! - `plugin_servers_receive_every_distribution_despite_node_loss` (ignored, `make
-//!   test-cluster`): and every distribution reaches the plugin servers' stores. It fails about
-//!   one run in three today: a plugin server whose ordered consumer lived on the lost node can
-//!   stop receiving for good (async-nats 0.51's ordered pull consumer returns `Pending`
-//!   without a wake-up after its first missed heartbeat; docker/README.md, "Known gaps").
-//!   Tokens it missed are still served, through introspection, which the first test checks.
+//! - `plugin_servers_receive_every_distribution_despite_node_loss`: and every distribution
+//!   reaches the plugin servers' stores. A plugin server whose ordered consumer lived on the
+//!   lost node used to stop receiving for good (async-nats 0.51's ordered pull consumer
+//!   returns `Pending` without a wake-up after its first missed heartbeat); the SDK now renews
+//!   a silent consumer from the last applied sequence (docker/README.md, "Known gaps").
 //!
 //! Both need the container backend; without a usable engine (or with
 //! `TESSERA_TEST_BACKEND=local`) they say so and pass without running.
@@ -151,7 +150,6 @@ async fn issuance_survives_losing_one_of_three_nats_nodes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a plugin server's distribution consumer can stall after the node loss (async-nats ordered consumer); make test-cluster"]
 async fn plugin_servers_receive_every_distribution_despite_node_loss() {
     let Some((_stack, ps1, ps2, client, issued)) = issue_across_node_loss().await else {
         return;
