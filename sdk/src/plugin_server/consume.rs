@@ -1,0 +1,183 @@
+//! The distribution consumer: `dist.<server_id>` applied in stream order, resumed from the
+//! last applied sequence after a failure or a stall.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures::StreamExt;
+use tessera_core::{Shutdown, now_unix};
+use tessera_schemas::messages::{DIST_EVENT, DistEvent};
+use tessera_schemas::{Subjects, codec, headers};
+use tokio::sync::watch;
+
+use super::TokenStore;
+use super::verify::Verifier;
+
+/// Applies `dist.<server_id>` in stream order, forever (the ordered consumer recreates
+/// itself after a reconnect or a gap).
+pub(super) async fn consume(
+    nats: async_nats::Client,
+    subjects: Subjects,
+    server_id: String,
+    store: Arc<TokenStore>,
+    verifier: Arc<Verifier>,
+    caught_up: watch::Sender<bool>,
+    shutdown: Shutdown,
+) {
+    let js = jetstream::new(nats);
+    let mut backoff = Duration::from_millis(100);
+    // The stream sequence to resume from: a new consumer picks up after the last event
+    // applied instead of replaying the whole stream.
+    let mut next_seq = 0u64;
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let cx = Consume {
+            js: &js,
+            subjects: &subjects,
+            server_id: &server_id,
+            store: &store,
+            verifier: &verifier,
+        };
+        match consume_once(&cx, &mut next_seq, &caught_up, &shutdown).await {
+            Ok(()) => return,
+            Err(ConsumeError::Stalled) => {
+                tracing::debug!(
+                    server_id,
+                    next_seq,
+                    "no distribution for a while; renewing the consumer"
+                );
+                backoff = Duration::from_millis(100);
+            }
+            Err(ConsumeError::Failed(e)) => {
+                tracing::warn!(server_id, error = %e, "distribution consumer failed; restarting");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// How long the consumer may be silent before it is renewed. async-nats 0.51's ordered
+/// consumer can stop yielding for good after missed heartbeats (seen when one node of a
+/// NATS cluster stops); renewing it from the last applied sequence is cheap and safe.
+const STALL: Duration = Duration::from_secs(10);
+
+struct Consume<'a> {
+    js: &'a jetstream::Context,
+    subjects: &'a Subjects,
+    server_id: &'a str,
+    store: &'a TokenStore,
+    verifier: &'a Verifier,
+}
+
+enum ConsumeError {
+    Stalled,
+    Failed(async_nats::Error),
+}
+
+impl<E: Into<async_nats::Error>> From<E> for ConsumeError {
+    fn from(e: E) -> Self {
+        ConsumeError::Failed(e.into())
+    }
+}
+
+impl std::fmt::Display for ConsumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsumeError::Stalled => f.write_str("stalled"),
+            ConsumeError::Failed(e) => e.fmt(f),
+        }
+    }
+}
+
+async fn consume_once(
+    cx: &Consume<'_>,
+    next_seq: &mut u64,
+    caught_up: &watch::Sender<bool>,
+    shutdown: &Shutdown,
+) -> Result<(), ConsumeError> {
+    let stream = cx.js.get_stream(cx.subjects.dist_stream()).await?;
+    let deliver_policy = match *next_seq {
+        0 => consumer::DeliverPolicy::All,
+        start_sequence => consumer::DeliverPolicy::ByStartSequence { start_sequence },
+    };
+    let mut consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subject: cx.subjects.dist(cx.server_id),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await?;
+    if consumer.info().await?.num_pending == 0 {
+        caught_up.send_replace(true);
+    }
+    let mut messages = consumer.messages().await?;
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            next = tokio::time::timeout(STALL, messages.next()) => next,
+        };
+        let Ok(next) = next else {
+            return Err(ConsumeError::Stalled);
+        };
+        let Some(msg) = next else {
+            return Err(ConsumeError::Failed("distribution stream ended".into()));
+        };
+        let msg = msg?;
+        let (pending, seq) = msg
+            .info()
+            .map(|i| (i.pending, i.stream_sequence))
+            .unwrap_or((0, 0));
+        apply(&msg, cx.store, cx.verifier).await;
+        if seq > 0 {
+            *next_seq = seq + 1;
+        }
+        if pending == 0 {
+            caught_up.send_replace(true);
+        }
+    }
+}
+
+async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier) {
+    let schema = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::SCHEMA))
+        .map(|v| v.as_str());
+    if let Err(e) = DIST_EVENT.check(schema) {
+        tracing::warn!(error = %e, "skipping distribution event of an unknown schema");
+        return;
+    }
+    let event = match codec::decode::<DistEvent>(&msg.payload) {
+        Ok(ev) => ev,
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping undecodable distribution event");
+            return;
+        }
+    };
+    match event {
+        DistEvent::Token { token } => match verifier.claims(&token) {
+            // Stored now, its signature checked on first use: the distribution subject is
+            // writable by the broker role alone, and most tokens are never presented at
+            // every server they are distributed to, so verifying each on receipt would
+            // spend an EdDSA verification per token per server for nothing.
+            Ok(info) if info.expires_at > now_unix() => {
+                store.insert_unverified(&token, info);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a distributed token with unreadable claims")
+            }
+        },
+        DistEvent::Revoke { token_ids } => {
+            store.revoke(&token_ids, now_unix() + 24 * 3600);
+            tracing::info!(count = token_ids.len(), "tokens revoked");
+        }
+    }
+}
