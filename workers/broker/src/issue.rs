@@ -1,8 +1,9 @@
 //! `token.request`: seed 000 steps 2-4.
 //!
 //! Order matters: auth result first (nothing happens for an unauthenticated caller); then
-//! the record in Redis; then distribution, acked by JetStream; then the idempotent reply;
-//! then the reply. A failed distribution removes the record again, so no token is stored
+//! the record in Redis, in the same round trip as reading any earlier reply to the same
+//! idempotency key (a live one is answered instead); then distribution, acked by
+//! JetStream; then the idempotent reply; then the reply. A failed distribution removes the record again, so no token is stored
 //! without being distributed (a crash between the two leaves a recorded but undistributed
 //! token, which plugin servers still accept through introspection).
 
@@ -46,15 +47,6 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     }
 
     let account = verify_account(&state, &body.account_token, &req).await?;
-
-    if let Some(k) = idem
-        && let Some(previous) = state
-            .store
-            .idempotent_reply(&account.account_id, &body.plugin_id, k)
-            .await?
-    {
-        return Ok(Reply::msgpack(TOKEN_REQUEST, &previous));
-    }
 
     let route = state
         .routes
@@ -115,10 +107,14 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     };
 
     let ttl = Duration::from_secs(expires_at - now);
-    state
+    if let Some(previous) = state
         .store
-        .record(&token_id, &record, ttl, state.config.token_ttl)
-        .await?;
+        .record(&token_id, &record, ttl, state.config.token_ttl, idem)
+        .await?
+    {
+        // A retry of a request that succeeded: the same token again (ours was not kept).
+        return Ok(Reply::msgpack(TOKEN_REQUEST, &previous));
+    }
     if let Err(e) =
         distribute::publish(&state, &servers, &token_id, &DistEvent::Token { token }).await
     {

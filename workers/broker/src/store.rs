@@ -55,41 +55,6 @@ impl Store {
         })
     }
 
-    /// The stored reply for an idempotency key given in the last 5 minutes, if its token is
-    /// still live. A reply whose token was revoked (or expired) is dropped, so a retry gets a
-    /// fresh token rather than a dead one.
-    pub async fn idempotent_reply(
-        &self,
-        account: &str,
-        plugin: &str,
-        key: &str,
-    ) -> Result<Option<TokenResponse>, WireError> {
-        let mut conn = self.conn.clone();
-        let idem_key = self.keys.idempotency(account, plugin, key);
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(&idem_key)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let Some(reply) = raw.and_then(|b| codec::decode::<TokenResponse>(&b).ok()) else {
-            return Ok(None);
-        };
-        let live: bool = redis::cmd("EXISTS")
-            .arg(self.keys.token(&reply.token_id))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if live {
-            return Ok(Some(reply));
-        }
-        redis::cmd("DEL")
-            .arg(&idem_key)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(None)
-    }
-
     /// Remembers the reply to an idempotent request, once its token is recorded and
     /// distributed. If a concurrent request with the same key got there first, returns its
     /// reply instead: the caller must send that one and withdraw its own token.
@@ -122,18 +87,33 @@ impl Store {
         Ok(raw.and_then(|b| codec::decode(&b).ok()))
     }
 
-    /// Records an issued token and indexes it under its account, in one round trip.
+    /// Records an issued token and indexes it under its account, in one round trip, which
+    /// also reads the reply remembered for `idempotency_key` if one was given.
+    ///
+    /// When that earlier reply's token is still live, our record is removed again and the
+    /// earlier reply returned: the caller sends it instead of its own (a retry gets the same
+    /// token). A remembered reply whose token was revoked or has expired is forgotten, so the
+    /// retry gets a fresh token rather than a dead one. Reading the reply in the same round
+    /// trip as the record keeps the common case (no earlier reply) to one round trip.
     pub async fn record(
         &self,
         token_id: &str,
         record: &TokenRecord,
         ttl: Duration,
         max_ttl: Duration,
-    ) -> Result<(), WireError> {
+        idempotency_key: Option<&str>,
+    ) -> Result<Option<TokenResponse>, WireError> {
         let mut conn = self.conn.clone();
         let account_key = self.keys.account_tokens(&record.account_id);
-        redis::pipe()
-            .cmd("SET")
+        let idem_key = idempotency_key.map(|k| {
+            self.keys
+                .idempotency(&record.account_id, &record.plugin_id, k)
+        });
+        let mut pipe = redis::pipe();
+        if let Some(k) = &idem_key {
+            pipe.cmd("GET").arg(k);
+        }
+        pipe.cmd("SET")
             .arg(self.keys.token(token_id))
             .arg(codec::encode(record))
             .arg("PX")
@@ -154,10 +134,32 @@ impl Store {
             .cmd("PEXPIRE")
             .arg(&account_key)
             .arg(max_ttl.as_millis() as u64)
-            .ignore()
+            .ignore();
+        let Some(idem_key) = idem_key else {
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            return Ok(None);
+        };
+        let (raw,): (Option<Vec<u8>>,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let Some(previous) = raw.and_then(|b| codec::decode::<TokenResponse>(&b).ok()) else {
+            return Ok(None);
+        };
+        let live: bool = redis::cmd("EXISTS")
+            .arg(self.keys.token(&previous.token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if live {
+            self.forget(token_id, record).await;
+            return Ok(Some(previous));
+        }
+        redis::cmd("DEL")
+            .arg(&idem_key)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(None)
     }
 
     /// Undoes [`Store::record`] after a failed distribution, so no token is stored without
