@@ -86,20 +86,8 @@ impl AuthConfig {
 
     pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
         let subjects = config::prefix(src)?;
-        let nats_url = src
-            .get(Role::Auth.url_env())
-            .or_else(|| src.get(Role::Client.url_env()))
-            .ok_or_else(|| ConfigError::new(Role::Auth.url_env(), "is required (or NATS_URL)"))?;
-        let signing_key = match src.get(ENV_KEY_FILE) {
-            Some(path) => SigningKey::load_or_generate(&PathBuf::from(&path))
-                .map_err(|e| ConfigError::new(ENV_KEY_FILE, e.to_string()))?,
-            None => {
-                tracing::warn!(
-                    "{ENV_KEY_FILE} not set: using a throw-away key (account tokens die with this process)"
-                );
-                SigningKey::generate()
-            }
-        };
+        let nats_url = config::first_of(src, &[Role::Auth.url_env(), Role::Client.url_env()])?;
+        let signing_key = config::signing_key(src, ENV_KEY_FILE)?;
         let mut c = AuthConfig::new(nats_url, subjects, Arc::new(signing_key));
         if let Some(iss) = src.get(ENV_ISSUER) {
             c.issuer = iss;

@@ -1,6 +1,5 @@
 //! Broker settings, from the environment.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,21 +64,9 @@ impl BrokerConfig {
 
     pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
         let subjects = config::prefix(src)?;
-        let nats_url = src
-            .get(Role::Broker.url_env())
-            .or_else(|| src.get(Role::Client.url_env()))
-            .ok_or_else(|| ConfigError::new(Role::Broker.url_env(), "is required (or NATS_URL)"))?;
+        let nats_url = config::first_of(src, &[Role::Broker.url_env(), Role::Client.url_env()])?;
         let redis_url = config::required(src, ENV_REDIS_URL)?;
-        let signing_key = match src.get(ENV_KEY_FILE) {
-            Some(path) => SigningKey::load_or_generate(&PathBuf::from(&path))
-                .map_err(|e| ConfigError::new(ENV_KEY_FILE, e.to_string()))?,
-            None => {
-                tracing::warn!(
-                    "{ENV_KEY_FILE} not set: using a throw-away signing key (tokens die with this process)"
-                );
-                SigningKey::generate()
-            }
-        };
+        let signing_key = config::signing_key(src, ENV_KEY_FILE)?;
         let mut c = BrokerConfig::new(nats_url, redis_url, subjects, Arc::new(signing_key));
         c.token_ttl = config::duration(src, ENV_TOKEN_TTL, c.token_ttl)?;
         if c.token_ttl < Duration::from_secs(10) || c.token_ttl > Duration::from_secs(24 * 3600) {

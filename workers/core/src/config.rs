@@ -91,6 +91,31 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
     Some(d)
 }
 
+/// The first of `keys` that is set; the error names the first (the preferred one).
+pub fn first_of(src: &dyn Source, keys: &[&str]) -> Result<String, ConfigError> {
+    keys.iter().find_map(|k| src.get(k)).ok_or_else(|| {
+        ConfigError::new(
+            keys[0],
+            format!("is required (or {})", keys[1..].join(", ")),
+        )
+    })
+}
+
+/// A worker's signing key: loaded from (or created at) the PEM file named by `key`, or a
+/// throw-away key, with a warning, when `key` is unset (what it signed dies with the process).
+pub fn signing_key(src: &dyn Source, key: &str) -> Result<crate::signing::SigningKey, ConfigError> {
+    match src.get(key) {
+        Some(path) => crate::signing::SigningKey::load_or_generate(std::path::Path::new(&path))
+            .map_err(|e| ConfigError::new(key, e.to_string())),
+        None => {
+            tracing::warn!(
+                "{key} not set: using a throw-away signing key (what it signs dies with this process)"
+            );
+            Ok(crate::signing::SigningKey::generate())
+        }
+    }
+}
+
 /// The subject prefix, validated.
 pub fn prefix(src: &dyn Source) -> Result<tessera_schemas::Subjects, ConfigError> {
     let p = src
@@ -113,6 +138,16 @@ mod tests {
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("x"), None);
         assert_eq!(parse_duration("5d"), None);
+    }
+
+    #[test]
+    fn first_of_prefers_the_first_and_names_it() {
+        let mut env = std::collections::HashMap::new();
+        assert_eq!(first_of(&env, &["A", "B"]).unwrap_err().key, "A");
+        env.insert("B".to_owned(), "b".to_owned());
+        assert_eq!(first_of(&env, &["A", "B"]).unwrap(), "b");
+        env.insert("A".to_owned(), "a".to_owned());
+        assert_eq!(first_of(&env, &["A", "B"]).unwrap(), "a");
     }
 
     #[test]
