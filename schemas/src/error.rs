@@ -29,13 +29,55 @@ pub enum ErrorCode {
     Unavailable,
     /// A bug or an unexpected failure. Logged with detail on the worker.
     Internal,
+    /// Auth packages: the installed package differs from the stored one (name, version or
+    /// digest). The node is reinstalling it; retry shortly.
+    PackageMismatch,
+    /// Auth packages: the app's package is missing, broken, ran out of time or memory, or
+    /// answered something undecodable. The message names the app.
+    PackageFailed,
+    /// Auth packages: an upload whose manifest, digest or publisher signature is wrong or
+    /// untrusted. Nothing was stored.
+    PackageRejected,
+    /// Data access: the packet's protocol signature does not verify (or the app is unknown).
+    BadSignature,
+    /// Data access: the packet's timestamp is outside the allowed skew.
+    StaleTimestamp,
+    /// Data access: the packet's nonce was already seen within the skew window.
+    ReplayedNonce,
+    /// Data access: the plugin token is valid but bound to another plugin (or the
+    /// verification info does not match what it was issued for).
+    WrongPlugin,
+    /// Data access: no data route for the packet's operation address.
+    UnknownOperation,
 }
 
 impl ErrorCode {
     /// Every code, for exhaustive tests and docs.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::BadRequest,
         ErrorCode::UnsupportedVersion,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::RateLimited,
+        ErrorCode::Unavailable,
+        ErrorCode::Internal,
+        ErrorCode::PackageMismatch,
+        ErrorCode::PackageFailed,
+        ErrorCode::PackageRejected,
+        ErrorCode::BadSignature,
+        ErrorCode::StaleTimestamp,
+        ErrorCode::ReplayedNonce,
+        ErrorCode::WrongPlugin,
+        ErrorCode::UnknownOperation,
+    ];
+
+    /// The codes [`ErrorCode::from_status`] gives back: one per status. The specific codes
+    /// share a status with one of these and are told apart by the body.
+    pub const GENERIC: [ErrorCode; 9] = [
+        ErrorCode::BadRequest,
         ErrorCode::PayloadTooLarge,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -58,12 +100,21 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable => 503,
             ErrorCode::Internal => 500,
+            ErrorCode::PackageMismatch => 503,
+            ErrorCode::PackageFailed => 502,
+            ErrorCode::PackageRejected => 422,
+            ErrorCode::BadSignature | ErrorCode::StaleTimestamp | ErrorCode::ReplayedNonce => 401,
+            ErrorCode::WrongPlugin => 403,
+            ErrorCode::UnknownOperation => 404,
         }
     }
 
     /// Whether the same request may succeed if sent again later.
     pub fn retryable(self) -> bool {
-        matches!(self, ErrorCode::Unavailable | ErrorCode::RateLimited)
+        matches!(
+            self,
+            ErrorCode::Unavailable | ErrorCode::RateLimited | ErrorCode::PackageMismatch
+        )
     }
 
     /// The snake_case name, as on the wire.
@@ -79,6 +130,14 @@ impl ErrorCode {
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::PackageMismatch => "package_mismatch",
+            ErrorCode::PackageFailed => "package_failed",
+            ErrorCode::PackageRejected => "package_rejected",
+            ErrorCode::BadSignature => "bad_signature",
+            ErrorCode::StaleTimestamp => "stale_timestamp",
+            ErrorCode::ReplayedNonce => "replayed_nonce",
+            ErrorCode::WrongPlugin => "wrong_plugin",
+            ErrorCode::UnknownOperation => "unknown_operation",
         }
     }
 
@@ -86,7 +145,7 @@ impl ErrorCode {
     /// body, e.g. from a non-Tessera responder).
     pub fn from_status(status: u16) -> ErrorCode {
         match status {
-            400 => ErrorCode::BadRequest,
+            400 | 422 => ErrorCode::BadRequest,
             401 => ErrorCode::Unauthenticated,
             403 => ErrorCode::Forbidden,
             404 => ErrorCode::NotFound,
@@ -137,11 +196,14 @@ mod tests {
     }
 
     #[test]
-    fn status_round_trips_for_distinct_codes() {
+    fn status_round_trips_for_generic_codes() {
+        for code in ErrorCode::GENERIC {
+            assert_eq!(ErrorCode::from_status(code.status()), code);
+        }
+        // Every specific code falls back to a generic one (502 and unknown statuses: internal).
         for code in ErrorCode::ALL {
-            if code != ErrorCode::UnsupportedVersion {
-                assert_eq!(ErrorCode::from_status(code.status()), code);
-            }
+            let generic = ErrorCode::from_status(code.status());
+            assert!(ErrorCode::GENERIC.contains(&generic), "{code}");
         }
     }
 }
