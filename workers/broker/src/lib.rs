@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: settings from the environment.
 //! - `issue`: `token.request`: auth result, mint, record, distribute, reply.
+//! - `auth_cache`: auth results already received, reused for a short time per account token.
 //! - `revoke`: `token.revoke`: by token id or by account, distributed like tokens.
 //! - `introspect`: `token.introspect`: is this token live (for not-yet-distributed tokens).
 //! - `keys`: `keys`: the public JWKS of every broker signing key.
@@ -16,6 +17,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth_cache;
 pub mod config;
 mod distribute;
 mod introspect;
@@ -46,6 +48,7 @@ pub(crate) struct State {
     pub store: store::Store,
     pub routes: WatchedKv<Route>,
     pub keys: WatchedKv<jsonwebtoken::jwk::Jwk>,
+    pub auth_cache: auth_cache::AuthCache,
 }
 
 /// A running broker replica.
@@ -92,6 +95,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     .context("watching keys")?;
 
     let state = Arc::new(State {
+        auth_cache: auth_cache::AuthCache::new(config.auth_cache_ttl),
         config,
         subjects: subjects.clone(),
         nats: nats.clone(),
