@@ -54,6 +54,8 @@ struct Inner {
     codes: HashMap<String, (String, String)>,
     /// access token -> sub
     tokens: HashMap<String, String>,
+    /// sub -> display name, so `GET /userinfo` needs no scan of the users.
+    names: HashMap<String, String>,
     hits: HashMap<String, u64>,
     fail_with: Option<u16>,
 }
@@ -103,7 +105,9 @@ impl StubIdp {
             sub: sub.into(),
             name: name.into(),
         };
-        self.state.lock().users.insert(username.into(), user);
+        let mut inner = self.state.lock();
+        inner.names.insert(sub.into(), name.into());
+        inner.users.insert(username.into(), user);
     }
 
     /// Adds an authorization code, usable once at `POST /oauth/token` with this redirect URI.
@@ -390,8 +394,8 @@ fn bearer_userinfo(state: &State, req: &Request) -> Response {
     let Some(sub) = token.and_then(|t| inner.tokens.get(t.trim())) else {
         return oauth_error(401, "invalid_token");
     };
-    match inner.users.values().find(|u| &u.sub == sub) {
-        Some(user) => json(200, serde_json::json!({ "sub": sub, "name": user.name })),
+    match inner.names.get(sub) {
+        Some(name) => json(200, serde_json::json!({ "sub": sub, "name": name })),
         None => json(200, serde_json::json!({ "sub": sub })),
     }
 }
