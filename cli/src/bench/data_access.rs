@@ -49,7 +49,7 @@ pub async fn scenarios(
     for (i, &c) in conc.iter().enumerate() {
         let f = run(client, &app, &call, c, warmup, window).await;
         out.push(Scenario::against(
-            "data access (signed packet -> gateway -> echo)",
+            "data access, gateway -> echo",
             f,
             &floor[i],
             "NATS request-reply floor",
