@@ -128,6 +128,13 @@ pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> 
             pairs: vec![(Role::Auth.url_env().into(), url(Role::Auth))],
         },
         EnvFile {
+            name: "gateway.env",
+            pairs: vec![
+                (Role::Gateway.url_env().into(), url(Role::Gateway)),
+                ("REDIS_URL".into(), redis_url.to_owned()),
+            ],
+        },
+        EnvFile {
             name: "plugin-server.env",
             pairs: vec![(Role::PluginServer.url_env().into(), url(Role::PluginServer))],
         },

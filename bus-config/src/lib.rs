@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`roles`]: the five roles and their permissions, built from [`Subjects`].
+//! - [`roles`]: the six roles and their permissions, built from [`Subjects`].
 //! - [`server`]: renders a nats-server configuration file (one account with JetStream, one
 //!   user per role) and generates credentials.
 //! - [`deploy`]: the cluster configuration and per-role env files of a Compose or Kubernetes

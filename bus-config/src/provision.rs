@@ -105,3 +105,21 @@ pub async fn users_bucket(
 ) -> Result<kv::Store, ProvisionError> {
     kv_bucket(js, s.users_bucket(), 1, d).await
 }
+
+/// Client app id -> its signing secret (data access; gateway and admin only).
+pub async fn client_apps_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.client_apps_bucket(), 1, d).await
+}
+
+/// `<plugin_id>.<operation>` -> plugin-server operation (data access).
+pub async fn data_routes_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.data_routes_bucket(), 5, d).await
+}

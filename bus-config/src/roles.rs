@@ -15,15 +15,18 @@ pub enum Role {
     PluginServer,
     /// Operators: users, routes, revocation.
     Admin,
+    /// The gateway worker (signed data-access packets, seed 002).
+    Gateway,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Client,
         Role::Broker,
         Role::Auth,
         Role::PluginServer,
         Role::Admin,
+        Role::Gateway,
     ];
 
     /// The nats-server user name of this role.
@@ -34,6 +37,7 @@ impl Role {
             Role::Auth => "auth",
             Role::PluginServer => "plugin-server",
             Role::Admin => "admin",
+            Role::Gateway => "gateway",
         }
     }
 
@@ -45,6 +49,7 @@ impl Role {
             Role::Auth => "TESSERA_AUTH_URL",
             Role::PluginServer => "TESSERA_PLUGIN_SERVER_URL",
             Role::Admin => "TESSERA_ADMIN_URL",
+            Role::Gateway => "TESSERA_GATEWAY_URL",
         }
     }
 }
@@ -109,7 +114,14 @@ impl Permissions {
     pub fn for_role(role: Role, s: &Subjects) -> Permissions {
         match role {
             Role::Client => Permissions {
-                publish: vec![s.token_request(), s.auth_login(), s.keys(), s.svc_all()],
+                publish: vec![
+                    s.token_request(),
+                    s.auth_login(),
+                    s.keys(),
+                    s.svc_all(),
+                    // Data access (gateway).
+                    s.data_all(),
+                ],
                 subscribe: vec![INBOX.to_owned()],
                 allow_responses: false,
             },
@@ -175,13 +187,37 @@ impl Permissions {
                         s.svc_all(),
                         format!("$KV.{}.>", s.routes_bucket()),
                         SRV.to_owned(),
+                        // Data access: client apps and data routes are the admin's to write.
+                        format!("$KV.{}.>", s.client_apps_bucket()),
+                        format!("$KV.{}.>", s.data_routes_bucket()),
                     ],
                     // Routes are the admin's to write; the DIST stream may be inspected.
-                    js_own(&[kv_stream(&s.routes_bucket()), s.dist_stream()]),
+                    js_own(&[
+                        kv_stream(&s.routes_bucket()),
+                        s.dist_stream(),
+                        kv_stream(&s.client_apps_bucket()),
+                        kv_stream(&s.data_routes_bucket()),
+                    ]),
                 ]
                 .concat(),
                 subscribe: vec![INBOX.to_owned()],
                 allow_responses: false,
+            },
+            // Reads client apps, data routes and the broker's public keys (it provisions
+            // the buckets if missing, but cannot write a value: no `$KV.<bucket>.>`), serves
+            // `data.*`, forwards to plugin servers.
+            Role::Gateway => Permissions {
+                publish: [
+                    vec![s.svc_all()],
+                    js_own(&[
+                        kv_stream(&s.client_apps_bucket()),
+                        kv_stream(&s.data_routes_bucket()),
+                        kv_stream(&s.keys_bucket()),
+                    ]),
+                ]
+                .concat(),
+                subscribe: vec![s.data_all(), SRV.to_owned(), INBOX.to_owned()],
+                allow_responses: true,
             },
         }
     }
@@ -272,5 +308,28 @@ mod tests {
         let ps = Permissions::for_role(Role::PluginServer, &s);
         assert!(!ps.may_publish(&s.dist("ps1")));
         assert!(ps.may_publish(&s.token_introspect()));
+
+        // Data access: clients send packets, only the gateway serves them and forwards.
+        assert!(serves(Role::Gateway, &s.data("weather")));
+        for role in Role::ALL {
+            let may = Permissions::for_role(role, &s).may_subscribe(&s.data("weather"));
+            assert_eq!(may, role == Role::Gateway, "{role:?}");
+        }
+        assert!(client.may_publish(&s.data("weather")));
+        let gw = Permissions::for_role(Role::Gateway, &s);
+        assert!(gw.may_publish(&s.svc("ps1", "echo")));
+        // Client-app secrets: only the gateway and admin reach that bucket's API; only the
+        // admin may write a value.
+        let apps_api = format!("$JS.API.DIRECT.GET.KV_{}", s.client_apps_bucket());
+        let apps_put = format!("$KV.{}.app1", s.client_apps_bucket());
+        let routes_put = format!("$KV.{}.weather.now", s.data_routes_bucket());
+        for role in Role::ALL {
+            let p = Permissions::for_role(role, &s);
+            let reads = matches!(role, Role::Gateway | Role::Admin);
+            assert_eq!(p.may_publish(&apps_api), reads, "{role:?}");
+            assert_eq!(p.may_publish(&apps_put), role == Role::Admin, "{role:?}");
+            assert_eq!(p.may_publish(&routes_put), role == Role::Admin, "{role:?}");
+        }
+        assert!(!gw.may_publish(&format!("$KV.{}.kid", s.keys_bucket())));
     }
 }

@@ -82,10 +82,18 @@ enum Command {
     },
     /// Print the broker's public keys (JWKS).
     Keys,
+    /// Client apps allowed to send signed data-access packets (admin).
+    #[command(subcommand)]
+    ClientApps(commands::ClientAppsCmd),
+    /// Data routes: which plugin-server operation serves a plugin's operation address (admin).
+    #[command(subcommand)]
+    DataRoutes(commands::DataRoutesCmd),
+    /// Send a signed data-access packet through the gateway; prints the plugin server's reply.
+    Data(commands::DataArgs),
     /// The bus configuration of a deployed cluster (Docker Compose, Kubernetes).
     #[command(subcommand)]
     BusConfig(deploy::BusConfigCmd),
-    /// Measure issuance, plugin-server authentication and logins beside their floors, on a
+    /// Measure issuance, plugin-server authentication, data access and logins beside their floors, on a
     /// stack of its own (bounded: ~2 minutes, --quick under 30 s).
     Bench(bench::BenchArgs),
 }

@@ -47,6 +47,7 @@ pub struct DevStack {
     token_ttl: Option<Duration>,
     auth: Vec<Replica<tessera_auth::Auth>>,
     brokers: Vec<Replica<tessera_broker::Broker>>,
+    gateways: Vec<Replica<tessera_gateway::Gateway>>,
     plugin_servers: Vec<Replica<PluginServer>>,
 }
 
@@ -80,10 +81,11 @@ impl DevStack {
         Ok(stack)
     }
 
-    /// The auth worker, one broker and the given plugin servers.
+    /// The auth worker, one broker, one gateway and the given plugin servers.
     pub async fn start_workers(&mut self, plugin_servers: &[String]) -> anyhow::Result<()> {
         self.add_auth().await?;
         self.add_broker().await?;
+        self.add_gateway().await?;
         for id in plugin_servers {
             self.add_plugin_server(id).await?;
         }
@@ -130,6 +132,7 @@ impl DevStack {
             token_ttl: opts.token_ttl,
             auth: Vec::new(),
             brokers: Vec::new(),
+            gateways: Vec::new(),
             plugin_servers: Vec::new(),
         })
     }
@@ -156,6 +159,7 @@ impl DevStack {
             Role::PluginServer,
             Role::Broker,
             Role::Auth,
+            Role::Gateway,
         ]
         .into_iter()
         .map(|r| (r.url_env(), self.url(r)))
@@ -226,6 +230,21 @@ impl DevStack {
         }
     }
 
+    /// Starts a gateway replica (signed data-access packets).
+    pub async fn add_gateway(&mut self) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.child_token();
+        let cfg = tessera_gateway::GatewayConfig::new(
+            self.url(Role::Gateway),
+            self.redis.url(),
+            self.subjects.clone(),
+        );
+        let worker = tessera_gateway::start(cfg, shutdown.clone())
+            .await
+            .context("starting the gateway")?;
+        self.gateways.push(Replica { shutdown, worker });
+        Ok(())
+    }
+
     pub async fn add_plugin_server(&mut self, id: &str) -> anyhow::Result<()> {
         let shutdown = self.shutdown.child_token();
         let name = format!("tessera-plugin-server-{id}");
@@ -247,6 +266,9 @@ impl DevStack {
     pub async fn stop(mut self) {
         self.shutdown.cancel();
         for r in self.plugin_servers.drain(..) {
+            r.worker.join().await;
+        }
+        for r in self.gateways.drain(..) {
             r.worker.join().await;
         }
         for r in self.brokers.drain(..) {

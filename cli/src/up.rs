@@ -1,7 +1,7 @@
 //! `tessera up`: a whole development stack in one process tree.
 //!
 //! nats-server (JetStream, the accounts and permissions from bus-config) and redis-server run
-//! as child processes; the broker, the auth worker and a demo plugin server run in this
+//! as child processes; the broker, the auth worker, the gateway and a demo plugin server run in this
 //! process. State lives in the data directory, so a restart keeps users, routes, keys,
 //! issued tokens and credentials. Ctrl-C (or SIGTERM) drains the workers, then stops the
 //! servers.
@@ -53,7 +53,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         stack.data.join("jetstream").display()
     );
     println!("  redis-server  redis://127.0.0.1:{}", stack.redis.port());
-    println!("  workers       broker, auth, plugin server \"{ps}\" (operation: echo)");
+    println!("  workers       broker, auth, gateway, plugin server \"{ps}\" (operation: echo)");
     println!("  settings      {}", env_path.display());
     println!();
     println!("In another shell, from this directory:");
@@ -64,6 +64,12 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  tessera routes set weather {ps}");
     println!("  export TESSERA_PLUGIN_TOKEN=$(tessera token request weather --token-only)");
     println!("  tessera call {ps} echo --data hello");
+    println!("Data access through the gateway (signed packets):");
+    println!(
+        "  export TESSERA_APP_ID=demo-app TESSERA_APP_SECRET=$(tessera client-apps add demo-app)"
+    );
+    println!("  tessera data-routes set weather now {ps} echo");
+    println!("  tessera data weather now --data hello");
     println!();
     println!("Ctrl-C stops everything.");
 

@@ -17,3 +17,13 @@ pub const MSG_ID: &str = "Nats-Msg-Id";
 pub const CONTENT_TYPE: &str = "Content-Type";
 
 pub const BEARER_PREFIX: &str = "Bearer ";
+
+// --- data access (gateway -> plugin server) --------------------------------------------
+
+/// The query string of a data-access packet, forwarded to the plugin server.
+pub const DATA_QUERY: &str = "Tessera-Data-Query";
+/// The client app that signed the packet.
+pub const DATA_APP_ID: &str = "Tessera-Data-App";
+/// The verification info of the packet (user IP and device id), as checked by the gateway.
+pub const DATA_USER_IP: &str = "Tessera-Data-User-Ip";
+pub const DATA_DEVICE_ID: &str = "Tessera-Data-Device";

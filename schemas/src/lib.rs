@@ -7,6 +7,8 @@
 //! - [`headers`]: header names (schema, request id, trace context, micro error headers).
 //! - [`messages`]: the request and reply bodies, one struct per message, plus the
 //!   distribution events that flow to plugin servers.
+//! - [`data`]: signed data-access packets (seed 002), their canonical signing string, the
+//!   data routes and client apps the gateway reads.
 //! - [`claims`]: JWT claim sets for plugin tokens and account tokens.
 //! - [`error`]: the closed [`ErrorCode`] enum and the [`WireError`] body.
 //! - [`codec`]: MessagePack encode/decode with a size limit and the schema-version check.
@@ -19,6 +21,7 @@
 
 pub mod claims;
 pub mod codec;
+pub mod data;
 pub mod error;
 pub mod headers;
 pub mod ids;

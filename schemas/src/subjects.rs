@@ -9,6 +9,8 @@ pub const DEFAULT_PREFIX: &str = "tessera";
 /// Queue group shared by all replicas of a worker: NATS hands each request to one of them.
 pub const QUEUE_BROKER: &str = "tessera-broker";
 pub const QUEUE_AUTH: &str = "tessera-auth";
+/// Queue group of the gateway replicas (signed data-access packets, seed 002).
+pub const QUEUE_GATEWAY: &str = "tessera-gateway";
 
 /// Names derived from one prefix. Cheap to clone; build it once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +122,25 @@ impl Subjects {
     pub fn users_bucket(&self) -> String {
         self.js_name("USERS")
     }
+    // --- data access (seed 002, gateway) ------------------------------------------------
+
+    /// Client app -> gateway: a signed data-access packet for one plugin.
+    pub fn data(&self, plugin_id: &str) -> String {
+        self.sub(&format!("data.{plugin_id}"))
+    }
+    /// Every plugin's data subject (what the gateway replicas subscribe to).
+    pub fn data_all(&self) -> String {
+        self.sub("data.*")
+    }
+    /// KV bucket: client app id -> its signing secret (gateway and admin only).
+    pub fn client_apps_bucket(&self) -> String {
+        self.js_name("CLIENT_APPS")
+    }
+    /// KV bucket: `<plugin_id>.<operation>` -> plugin-server operation.
+    pub fn data_routes_bucket(&self) -> String {
+        self.js_name("DATA_ROUTES")
+    }
+
     /// Name of the micro service each worker registers (`$SRV.PING.<name>` finds it).
     pub fn service_name(&self, worker: &str) -> String {
         format!("{}-{worker}", self.prefix.replace('.', "-"))
@@ -138,5 +159,8 @@ mod tests {
         assert_eq!(s.svc("ps1", "echo"), "acme.dev.svc.ps1.echo");
         assert_eq!(s.dist_stream(), "ACME_DEV_DIST");
         assert_eq!(s.service_name("broker"), "acme-dev-broker");
+        assert_eq!(s.data("weather"), "acme.dev.data.weather");
+        assert_eq!(s.client_apps_bucket(), "ACME_DEV_CLIENT_APPS");
+        assert_eq!(s.data_routes_bucket(), "ACME_DEV_DATA_ROUTES");
     }
 }

@@ -67,6 +67,11 @@ impl Client {
         &self.subjects
     }
 
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         subject: String,

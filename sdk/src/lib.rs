@@ -7,6 +7,8 @@
 //! - [`plugin_server`]: [`PluginServer`], for plugin servers: consume the tokens distributed
 //!   to a server id, keep them in a [`TokenStore`], and serve `svc.<server_id>.<operation>`
 //!   requests only for tokens that were distributed to it.
+//! - [`data`]: data access (seed 002): sign a data-access packet and send it to the
+//!   gateway ([`Client::data_request`]); register client apps and data routes (admin).
 //! - [`demo`]: the demo plugin server's `echo` operation ([`demo::with_echo`]), shared by
 //!   `tessera plugin-server` and the integration tests.
 //! - [`error`]: [`Error`], with [`Error::code`] to match on.
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod data;
 pub mod demo;
 pub mod error;
 pub mod plugin_server;

@@ -47,6 +47,8 @@ pub struct StackBuilder {
     prefix: Option<String>,
     nats_nodes: usize,
     brokers: usize,
+    gateways: usize,
+    data_skew: Duration,
     token_ttl: Duration,
     account_token_ttl: Duration,
     external_issuers: Vec<ExternalIssuer>,
@@ -59,6 +61,8 @@ impl Default for StackBuilder {
             prefix: None,
             nats_nodes: 1,
             brokers: 1,
+            gateways: 0,
+            data_skew: Duration::from_secs(30),
             token_ttl: Duration::from_secs(15 * 60),
             account_token_ttl: Duration::from_secs(3600),
             external_issuers: Vec::new(),
@@ -93,6 +97,18 @@ impl StackBuilder {
         self
     }
 
+    /// Gateway replicas (signed data-access packets; default 0).
+    pub fn gateways(mut self, n: usize) -> Self {
+        self.gateways = n;
+        self
+    }
+
+    /// The gateways' allowed timestamp skew (default 30 s).
+    pub fn data_skew(mut self, skew: Duration) -> Self {
+        self.data_skew = skew;
+        self
+    }
+
     /// Plugin-token lifetime (default 15 minutes).
     pub fn token_ttl(mut self, ttl: Duration) -> Self {
         self.token_ttl = ttl;
@@ -115,6 +131,7 @@ impl StackBuilder {
         let backend = self.backend.clone().unwrap_or_else(Backend::from_env);
         let servers = Servers::start_nodes(backend, self.prefix.as_deref(), self.nats_nodes).await;
         let mut stack = Stack {
+            gateways: Vec::new(),
             brokers: Vec::new(),
             auth: Vec::new(),
             broker_key: Arc::new(SigningKey::generate()),
@@ -126,6 +143,9 @@ impl StackBuilder {
         for _ in 0..stack.config.brokers {
             stack.start_broker().await;
         }
+        for _ in 0..stack.config.gateways {
+            stack.start_gateway().await;
+        }
         stack
     }
 }
@@ -134,6 +154,7 @@ impl StackBuilder {
 /// first, then the servers are killed; [`Stack::shutdown`] also waits for the drain.
 pub struct Stack {
     // Drop cancels these before `servers` (declared last) kills the servers.
+    gateways: Vec<Worker>,
     brokers: Vec<Worker>,
     auth: Vec<Worker>,
     broker_key: Arc<SigningKey>,
@@ -239,6 +260,34 @@ impl Stack {
         });
     }
 
+    /// Starts one more gateway replica (same queue group as the others).
+    pub async fn start_gateway(&mut self) {
+        let mut config = tessera_gateway::GatewayConfig::new(
+            self.url(Role::Gateway),
+            self.servers.redis_url(),
+            self.subjects().clone(),
+        );
+        config.skew = self.config.data_skew;
+        config.durability.replicas = self.config.nats_nodes;
+        config.grace = GRACE;
+        config.connect_wait = BOUND;
+        let shutdown = Shutdown::new();
+        let attempts = self.start_attempts();
+        let gateway = retry_start(attempts, "a gateway", || {
+            tessera_gateway::start(config.clone(), shutdown.clone())
+        })
+        .await;
+        self.gateways.push(Worker {
+            shutdown,
+            join: Some(Box::pin(gateway.join())),
+        });
+    }
+
+    /// Stops gateway replica `i` (in start order) and waits until it has drained.
+    pub async fn stop_gateway(&mut self, i: usize) {
+        self.gateways[i].stop().await;
+    }
+
     /// Stops broker replica `i` (in start order) and waits until it has drained.
     pub async fn stop_broker(&mut self, i: usize) {
         self.brokers[i].stop().await;
@@ -253,7 +302,12 @@ impl Stack {
 
     /// Stops every worker (waiting for their drain), then the servers.
     pub async fn shutdown(mut self) {
-        for w in self.brokers.iter_mut().chain(self.auth.iter_mut()) {
+        for w in self
+            .gateways
+            .iter_mut()
+            .chain(self.brokers.iter_mut())
+            .chain(self.auth.iter_mut())
+        {
             w.stop().await;
         }
         if let Some(n) = self.servers.nats_mut() {
@@ -370,7 +424,12 @@ where
 impl Drop for Stack {
     fn drop(&mut self) {
         // Tell every worker to stop before the servers (dropped after this) are killed.
-        for w in self.brokers.iter().chain(self.auth.iter()) {
+        for w in self
+            .gateways
+            .iter()
+            .chain(self.brokers.iter())
+            .chain(self.auth.iter())
+        {
             w.shutdown.cancel();
         }
     }

@@ -202,3 +202,83 @@ async fn client_cannot_call_admin_operations() {
             .is_ok()
     );
 }
+
+/// Client-app secrets and data routes (data access): only the gateway and admin reach the
+/// client-apps bucket, only the admin writes either bucket, and only the gateway may serve
+/// `data.*` (a client cannot impersonate it to collect packets).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_app_secrets_and_data_subjects_are_guarded() {
+    let stack = local().gateways(1).start().await;
+    let admin = stack.admin().await;
+    admin.add_client_app("app1").await.unwrap();
+    admin
+        .set_data_route("weather", "now", "ps1", "echo")
+        .await
+        .unwrap();
+    let s = stack.subjects().clone();
+    let apps_info = format!("$JS.API.STREAM.INFO.KV_{}", s.client_apps_bucket());
+    let apps_get = format!("$JS.API.DIRECT.GET.KV_{}", s.client_apps_bucket());
+
+    // Reading the secrets: refused (dropped, so the request times out) for client and
+    // plugin-server roles.
+    for role in [Role::Client, Role::PluginServer] {
+        let (nats, errors) = stack.nats_recording(role).await;
+        for subject in [&apps_info, &apps_get] {
+            let r = rpc::request_raw(
+                &nats,
+                subject.clone(),
+                async_nats::HeaderMap::new(),
+                "{}".into(),
+                Duration::from_millis(300),
+            )
+            .await;
+            assert!(
+                matches!(r, Err(RpcError::Timeout(..))),
+                "{role:?} {subject}: {r:?}"
+            );
+            assert_eventually!(
+                errors.publish_denied(subject),
+                "{role:?}: a permissions violation for {subject}, got {:?}",
+                errors.all()
+            );
+        }
+    }
+    // The gateway role may read them (it does, to check signatures) ...
+    let gw = stack.nats(Role::Gateway).await;
+    let info = rpc::request_raw(
+        &gw,
+        apps_info.clone(),
+        async_nats::HeaderMap::new(),
+        "".into(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(info.is_ok(), "{info:?}");
+    // ... but not write a secret or a route.
+    let (gw, errors) = stack.nats_recording(Role::Gateway).await;
+    for subject in [
+        format!("$KV.{}.app1", s.client_apps_bucket()),
+        format!("$KV.{}.weather.now", s.data_routes_bucket()),
+    ] {
+        gw.publish(subject.clone(), "x".into()).await.unwrap();
+        gw.flush().await.unwrap();
+        assert_eventually!(
+            errors.publish_denied(&subject),
+            "a permissions violation for {subject}, got {:?}",
+            errors.all()
+        );
+    }
+    let apps = admin.client_apps().await.unwrap();
+    assert_eq!(apps, vec!["app1".to_owned()]);
+
+    // A client may not listen on data.* (only the gateway serves it).
+    let (nats, errors) = stack.nats_recording(Role::Client).await;
+    let subject = s.data("weather");
+    let _sub = nats.subscribe(subject.clone()).await.unwrap();
+    nats.flush().await.unwrap();
+    assert_eventually!(
+        errors.subscribe_denied(&subject),
+        "a permissions violation for subscribing to {subject}, got {:?}",
+        errors.all()
+    );
+}

@@ -5,6 +5,7 @@
 //! then the workers start and each scenario runs at each concurrency for a warm-up and a
 //! measured window. Everything stays on loopback and stops by itself.
 
+mod data_access;
 mod floors;
 mod measure;
 mod report;
@@ -121,7 +122,7 @@ async fn run_on(
     warmup: Duration,
     window: Duration,
 ) -> anyhow::Result<Report> {
-    let steps = (2 * conc.len() + 4) + conc.len() + 1 + conc.len() + 1 + 1;
+    let steps = (2 * conc.len() + 4) + conc.len() + 1 + conc.len() + 1 + conc.len() + 1;
     let bar = report::progress(steps as u64);
     let mut memory = Memory::default();
     memory.sample_start(stack);
@@ -232,7 +233,22 @@ async fn run_on(
     ));
     report::step(&bar, "login");
 
-    // 5. Data access: the gateway has not landed yet.
+    // 5. Data access: signed packet -> gateway -> plugin-server echo, beside the NATS floor.
+    scenarios.extend(
+        data_access::scenarios(
+            &admin,
+            &client,
+            PLUGIN,
+            SERVERS[0],
+            &token,
+            conc,
+            &floors.nats_request_reply,
+            warmup,
+            window,
+            || report::step(&bar, "data access"),
+        )
+        .await?,
+    );
     // 6. Scale-out: two broker replicas at 64 in flight (or the largest level below it).
     let c = conc
         .iter()

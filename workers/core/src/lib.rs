@@ -7,6 +7,8 @@
 //!   work in flight, and drains on shutdown.
 //! - [`bus`]: connecting to NATS with bounded retries and a client name.
 //! - [`signing`]: Ed25519 signing keys (generate, load, save), their `kid` and public JWK.
+//! - [`data_sign`]: the HMAC-SHA256 protocol signature of data-access packets (shared by
+//!   the client SDK, which signs, and the gateway, which verifies).
 //! - [`config`]: reading and validating environment settings, errors that name the key.
 //! - [`telemetry`]: `tracing` set-up from `RUST_LOG`, text or JSON (`TESSERA_LOG_FORMAT`).
 //! - [`health`]: the `/healthz`, `/readyz`, `/metrics` endpoint (`TESSERA_HEALTH_ADDR`);
@@ -19,6 +21,7 @@
 
 pub mod bus;
 pub mod config;
+pub mod data_sign;
 pub mod health;
 pub mod metrics;
 pub mod redis_keys;

@@ -32,4 +32,10 @@ impl RedisKeys {
         let digest = crate::signing::token_hash(&format!("{account_id}\n{plugin_id}\n{key}"));
         format!("{}:idem:{digest}", self.prefix)
     }
+
+    /// A data-access packet's nonce, scoped by client app, kept for the replay window
+    /// (`SET NX PX`). `app_id` and `nonce` are validated (id, base64url) before use.
+    pub fn nonce(&self, app_id: &str, nonce: &str) -> String {
+        format!("{}:nonce:{app_id}:{nonce}", self.prefix)
+    }
 }

@@ -1,0 +1,182 @@
+//! Signed data-access packets (seed 002): a client app asks the gateway for a plugin's
+//! dynamic data on `data.<plugin_id>`.
+//!
+//! The packet carries the operation address, the verification info and a protocol
+//! signature. The signature is an HMAC-SHA256, keyed with the client app's secret, over the
+//! canonical signing string built by [`signing_string`]. This module is pure (no crypto):
+//! it defines the bytes; `tessera_core::data_sign` computes and checks the HMAC.
+//! docs/protocol.md ("Data access") has the same definition with a worked example.
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Schema;
+
+pub const DATA_REQUEST: Schema = Schema::v1("data.request");
+
+/// The packet format version this build speaks (the `version` field; it is signed).
+pub const PACKET_VERSION: u32 = 1;
+/// First line of the canonical signing string: a domain separator, so an HMAC made for this
+/// purpose cannot be replayed as any other message signed with the same secret.
+pub const SIGNING_DOMAIN: &str = "tessera-data/1";
+/// Bounds on the nonce (base64url characters `A-Z a-z 0-9 - _`).
+pub const NONCE_MIN_LEN: usize = 16;
+pub const NONCE_MAX_LEN: usize = 64;
+/// Bound on a device id (`A-Z a-z 0-9 - _ . :`).
+pub const DEVICE_ID_MAX_LEN: usize = 128;
+/// Bound on the query string.
+pub const QUERY_MAX_LEN: usize = 4096;
+/// Length of a client app's secret, in bytes.
+pub const CLIENT_SECRET_LEN: usize = 32;
+
+/// Who the request is for, as the client app saw it: checked by the gateway after the
+/// signature (seed 002 step 4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    pub plugin_id: String,
+    /// The user's IP address (IPv4 dotted or IPv6 text form).
+    pub user_ip: String,
+    pub device_id: String,
+}
+
+/// The data-access packet, body of a request on `data.<plugin_id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRequest {
+    pub version: u32,
+    pub app_id: String,
+    /// The plugin token (a JWT from `token.request`); forwarded to the plugin server.
+    pub plugin_token: String,
+    /// Unix time in milliseconds when the client app signed the packet.
+    pub timestamp: u64,
+    /// Random, unique per packet: 16-64 base64url characters.
+    pub nonce: String,
+    /// The operation address: a data route `<plugin_id>.<operation>` names it.
+    pub operation: String,
+    /// Free-form query (may be empty), forwarded in the `Tessera-Data-Query` header.
+    #[serde(default)]
+    pub query: String,
+    /// Forwarded to the plugin server as the request body.
+    #[serde(default, with = "serde_bytes")]
+    pub body: Vec<u8>,
+    pub verification: Verification,
+    /// base64url (no padding) of the 32-byte HMAC-SHA256 of [`signing_string`].
+    pub signature: String,
+}
+
+/// The canonical signing string, as UTF-8 bytes: ten lines joined by `\n` (0x0A), no
+/// trailing newline.
+///
+/// ```text
+/// tessera-data/1
+/// <app_id>
+/// <sha256 hex of plugin_token>
+/// <timestamp, decimal>
+/// <version, decimal>
+/// <nonce>
+/// <verification.plugin_id>
+/// <verification.user_ip>
+/// <verification.device_id>
+/// <sha256 hex of (operation || 0x0A || query || 0x0A || body)>
+/// ```
+///
+/// Hex is lowercase. The two digests are passed in, computed by the caller: this crate has
+/// no crypto. Fields that could hold a newline are rejected by the gateway, so the lines are
+/// unambiguous.
+pub fn signing_string(p: &DataRequest, token_sha256_hex: &str, payload_sha256_hex: &str) -> String {
+    let v = &p.verification;
+    format!(
+        "{SIGNING_DOMAIN}\n{}\n{token_sha256_hex}\n{}\n{}\n{}\n{}\n{}\n{}\n{payload_sha256_hex}",
+        p.app_id, p.timestamp, p.version, p.nonce, v.plugin_id, v.user_ip, v.device_id
+    )
+}
+
+/// The bytes whose SHA-256 is the last line of the signing string.
+pub fn payload_digest_input(p: &DataRequest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(p.operation.len() + p.query.len() + p.body.len() + 2);
+    out.extend_from_slice(p.operation.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(p.query.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(&p.body);
+    out
+}
+
+/// Whether a nonce is well-formed: 16-64 base64url characters.
+pub fn nonce_ok(nonce: &str) -> bool {
+    (NONCE_MIN_LEN..=NONCE_MAX_LEN).contains(&nonce.len())
+        && nonce
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether a device id is well-formed: 1-128 of `A-Z a-z 0-9 - _ . :`.
+pub fn device_id_ok(device_id: &str) -> bool {
+    (1..=DEVICE_ID_MAX_LEN).contains(&device_id.len())
+        && device_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// Value of the data-routes bucket, keyed `<plugin_id>.<operation>`: where the gateway
+/// forwards a packet (`svc.<server_id>.<server_operation>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataRoute {
+    pub server_id: String,
+    pub server_operation: String,
+}
+
+/// The data-routes key of one operation address.
+pub fn data_route_key(plugin_id: &str, operation: &str) -> String {
+    format!("{plugin_id}.{operation}")
+}
+
+/// Value of the client-apps bucket, keyed by app id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientApp {
+    /// The 32-byte HMAC key.
+    #[serde(with = "serde_bytes")]
+    pub secret: Vec<u8>,
+    /// Unix seconds.
+    pub created_at: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_formed_fields() {
+        assert!(nonce_ok("AAAAAAAAAAAAAAAA"));
+        assert!(nonce_ok(&"a-_".repeat(21)));
+        assert!(!nonce_ok("short"));
+        assert!(!nonce_ok(&"a".repeat(65)));
+        assert!(!nonce_ok("AAAAAAAAAAAAAAA\n"));
+        assert!(device_id_ok("phone-42.a:b"));
+        assert!(!device_id_ok(""));
+        assert!(!device_id_ok("a b"));
+        assert!(!device_id_ok("a\nb"));
+    }
+
+    #[test]
+    fn payload_digest_input_separates_fields() {
+        let mut p = DataRequest {
+            version: 1,
+            app_id: "a".into(),
+            plugin_token: "t".into(),
+            timestamp: 1,
+            nonce: "n".into(),
+            operation: "forecast".into(),
+            query: "city=Oslo".into(),
+            body: b"{}".to_vec(),
+            verification: Verification {
+                plugin_id: "weather".into(),
+                user_ip: "192.0.2.1".into(),
+                device_id: "d".into(),
+            },
+            signature: String::new(),
+        };
+        assert_eq!(payload_digest_input(&p), b"forecast\ncity=Oslo\n{}");
+        p.query.clear();
+        p.body.clear();
+        assert_eq!(payload_digest_input(&p), b"forecast\n\n");
+    }
+}

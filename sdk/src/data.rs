@@ -1,0 +1,346 @@
+//! Data access (seed 002): a client app signs a data-access packet for a plugin and sends it
+//! to the gateway on `data.<plugin_id>`; the gateway checks it and answers with the plugin
+//! server's data. Also the admin side: client apps and data routes.
+//!
+//! ```no_run
+//! # async fn demo(client: tessera_sdk::Client, plugin_token: String) -> Result<(), tessera_sdk::Error> {
+//! use tessera_sdk::data::{ClientAppCredentials, DataCall};
+//! // The secret `tessera client-apps add my-app` printed once.
+//! let app = ClientAppCredentials::from_base64("my-app", "wu6JCYjZNARHSZZAPkMtPk_QU9DEWUU301eEYfesOH4")?;
+//! let call = DataCall::new("weather", &plugin_token, "forecast", "192.0.2.10", "device-42")
+//!     .query("city=Oslo")
+//!     .body(b"{}".to_vec());
+//! let reply = client.data_request(&app, &call).await?;
+//! println!("{} bytes", reply.body.len());
+//! # Ok(()) }
+//! ```
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_nats::HeaderMap;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use futures::TryStreamExt;
+use tessera_core::{data_sign, rpc};
+use tessera_schemas::data::{
+    CLIENT_SECRET_LEN, ClientApp, DATA_REQUEST, DataRequest, DataRoute, PACKET_VERSION,
+    Verification, data_route_key,
+};
+use tessera_schemas::{codec, headers, ids};
+
+use crate::{Client, Error};
+
+/// A client app's id and signing secret.
+#[derive(Clone)]
+pub struct ClientAppCredentials {
+    pub app_id: String,
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for ClientAppCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAppCredentials")
+            .field("app_id", &self.app_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientAppCredentials {
+    /// From the base64url secret `tessera client-apps add` prints.
+    pub fn from_base64(app_id: &str, secret: &str) -> Result<Self, Error> {
+        ids::check("app_id", app_id)?;
+        let secret = URL_SAFE_NO_PAD
+            .decode(secret.trim().trim_end_matches('='))
+            .map_err(|e| Error::InvalidInput(format!("secret is not base64url: {e}")))?;
+        if secret.len() != CLIENT_SECRET_LEN {
+            return Err(Error::InvalidInput(format!(
+                "secret is {} bytes, not {CLIENT_SECRET_LEN}",
+                secret.len()
+            )));
+        }
+        Ok(Self {
+            app_id: app_id.to_owned(),
+            secret,
+        })
+    }
+
+    /// The secret as `tessera client-apps add` prints it (base64url, no padding).
+    pub fn secret_base64(&self) -> String {
+        URL_SAFE_NO_PAD.encode(&self.secret)
+    }
+}
+
+/// What a plugin asks for: the operation address and the verification info.
+#[derive(Debug, Clone)]
+pub struct DataCall {
+    pub plugin_id: String,
+    pub plugin_token: String,
+    pub operation: String,
+    pub query: String,
+    pub body: Vec<u8>,
+    pub user_ip: String,
+    pub device_id: String,
+}
+
+impl DataCall {
+    pub fn new(
+        plugin_id: &str,
+        plugin_token: &str,
+        operation: &str,
+        user_ip: &str,
+        device_id: &str,
+    ) -> Self {
+        Self {
+            plugin_id: plugin_id.into(),
+            plugin_token: plugin_token.into(),
+            operation: operation.into(),
+            query: String::new(),
+            body: Vec::new(),
+            user_ip: user_ip.into(),
+            device_id: device_id.into(),
+        }
+    }
+
+    pub fn query(mut self, query: &str) -> Self {
+        self.query = query.into();
+        self
+    }
+
+    pub fn body(mut self, body: Vec<u8>) -> Self {
+        self.body = body;
+        self
+    }
+}
+
+/// The plugin server's answer, relayed by the gateway.
+#[derive(Debug, Clone)]
+pub struct DataReply {
+    /// The `Tessera-Schema` header of the plugin server's reply, if it set one.
+    pub schema: Option<String>,
+    pub body: Bytes,
+}
+
+/// A fresh nonce: 16 random bytes as base64url (22 characters).
+pub fn new_nonce() -> String {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Builds and signs a packet with the given timestamp and nonce (for tests and for callers
+/// that manage their own clock); [`Client::data_request`] uses now and a fresh nonce.
+pub fn build_packet(
+    app: &ClientAppCredentials,
+    call: &DataCall,
+    timestamp_ms: u64,
+    nonce: &str,
+) -> DataRequest {
+    let mut packet = DataRequest {
+        version: PACKET_VERSION,
+        app_id: app.app_id.clone(),
+        plugin_token: call.plugin_token.clone(),
+        timestamp: timestamp_ms,
+        nonce: nonce.to_owned(),
+        operation: call.operation.clone(),
+        query: call.query.clone(),
+        body: call.body.clone(),
+        verification: Verification {
+            plugin_id: call.plugin_id.clone(),
+            user_ip: call.user_ip.clone(),
+            device_id: call.device_id.clone(),
+        },
+        signature: String::new(),
+    };
+    packet.signature = data_sign::sign(&app.secret, &packet);
+    packet
+}
+
+fn kv_error(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(e.to_string())
+}
+
+impl Client {
+    /// Signs a packet for `call` (now, fresh nonce) and sends it to the gateway. Not retried:
+    /// a retry needs a new nonce, i.e. a new call.
+    pub async fn data_request(
+        &self,
+        app: &ClientAppCredentials,
+        call: &DataCall,
+    ) -> Result<DataReply, Error> {
+        ids::check("plugin_id", &call.plugin_id)?;
+        ids::check("operation", &call.operation)?;
+        let packet = build_packet(app, call, now_ms(), &new_nonce());
+        self.send_packet(&call.plugin_id, &packet).await
+    }
+
+    /// Sends an already signed packet on `data.<plugin_id>`.
+    pub async fn send_packet(
+        &self,
+        plugin_id: &str,
+        packet: &DataRequest,
+    ) -> Result<DataReply, Error> {
+        ids::check("plugin_id", plugin_id)?;
+        let mut h = HeaderMap::new();
+        h.insert(headers::SCHEMA, DATA_REQUEST.header_value().as_str());
+        let msg = rpc::request_raw(
+            self.nats(),
+            self.subjects().data(plugin_id),
+            h,
+            codec::encode(packet).into(),
+            self.timeout(),
+        )
+        .await?;
+        let schema = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::SCHEMA))
+            .map(|v| v.to_string());
+        Ok(DataReply {
+            schema,
+            body: msg.payload,
+        })
+    }
+
+    // --- admin ------------------------------------------------------------------------
+
+    async fn data_bucket(&self, apps: bool) -> Result<async_nats::jetstream::kv::Store, Error> {
+        let js = async_nats::jetstream::new(self.nats().clone());
+        let (s, d) = (self.subjects(), Default::default());
+        // The gateway creates the buckets too; creating them here lets an operator register
+        // apps and routes before any gateway has started.
+        let r = if apps {
+            tessera_bus_config::provision::client_apps_bucket(&js, s, d).await
+        } else {
+            tessera_bus_config::provision::data_routes_bucket(&js, s, d).await
+        };
+        r.map_err(kv_error)
+    }
+
+    /// Registers a client app with a fresh 32-byte secret (admin role). The secret is
+    /// returned once; an app id that exists already is `conflict`.
+    pub async fn add_client_app(&self, app_id: &str) -> Result<ClientAppCredentials, Error> {
+        ids::check("app_id", app_id)?;
+        let mut secret = vec![0u8; CLIENT_SECRET_LEN];
+        aws_lc_rs::rand::fill(&mut secret).expect("system randomness");
+        let value = ClientApp {
+            secret: secret.clone(),
+            created_at: tessera_core::now_unix(),
+        };
+        let kv = self.data_bucket(true).await?;
+        kv.create(app_id, codec::encode(&value).into())
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
+                    Error::Rejected(tessera_schemas::WireError::new(
+                        tessera_schemas::ErrorCode::Conflict,
+                        format!("client app {app_id} exists already"),
+                    ))
+                }
+                _ => kv_error(e),
+            })?;
+        Ok(ClientAppCredentials {
+            app_id: app_id.to_owned(),
+            secret,
+        })
+    }
+
+    /// Removes a client app (admin role): its packets are refused from then on.
+    pub async fn delete_client_app(&self, app_id: &str) -> Result<(), Error> {
+        ids::check("app_id", app_id)?;
+        self.data_bucket(true)
+            .await?
+            .delete(app_id)
+            .await
+            .map_err(kv_error)
+    }
+
+    /// Every client app id, sorted (admin role). Secrets are never listed.
+    pub async fn client_apps(&self) -> Result<Vec<String>, Error> {
+        let kv = self.data_bucket(true).await?;
+        let mut keys: Vec<String> = kv
+            .keys()
+            .await
+            .map_err(kv_error)?
+            .try_collect()
+            .await
+            .map_err(kv_error)?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Routes the operation address `operation` of `plugin_id` to
+    /// `svc.<server_id>.<server_operation>` (admin role).
+    pub async fn set_data_route(
+        &self,
+        plugin_id: &str,
+        operation: &str,
+        server_id: &str,
+        server_operation: &str,
+    ) -> Result<(), Error> {
+        ids::check("plugin_id", plugin_id)?;
+        ids::check("operation", operation)?;
+        ids::check("server id", server_id)?;
+        ids::check("server operation", server_operation)?;
+        let route = DataRoute {
+            server_id: server_id.into(),
+            server_operation: server_operation.into(),
+        };
+        self.data_bucket(false)
+            .await?
+            .put(
+                data_route_key(plugin_id, operation),
+                codec::encode(&route).into(),
+            )
+            .await
+            .map_err(kv_error)?;
+        Ok(())
+    }
+
+    /// Removes a data route (admin role).
+    pub async fn delete_data_route(&self, plugin_id: &str, operation: &str) -> Result<(), Error> {
+        ids::check("plugin_id", plugin_id)?;
+        ids::check("operation", operation)?;
+        self.data_bucket(false)
+            .await?
+            .delete(data_route_key(plugin_id, operation))
+            .await
+            .map_err(kv_error)
+    }
+
+    /// Every data route as `(plugin_id, operation, route)`, sorted (admin role).
+    pub async fn data_routes(&self) -> Result<Vec<(String, String, DataRoute)>, Error> {
+        let kv = self.data_bucket(false).await?;
+        let keys: Vec<String> = kv
+            .keys()
+            .await
+            .map_err(kv_error)?
+            .try_collect()
+            .await
+            .map_err(kv_error)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some((plugin, op)) = key.split_once('.') else {
+                continue;
+            };
+            if let Some(Ok(route)) = kv
+                .get(&key)
+                .await
+                .map_err(kv_error)?
+                .map(|b| codec::decode::<DataRoute>(&b))
+            {
+                out.push((plugin.to_owned(), op.to_owned(), route));
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        Ok(out)
+    }
+}

@@ -1,0 +1,121 @@
+//! Gateway settings, from the environment.
+
+use std::time::Duration;
+
+use tessera_bus_config::Role;
+use tessera_bus_config::provision::Durability;
+use tessera_core::config::{self, ConfigError, Source};
+use tessera_schemas::Subjects;
+
+pub const ENV_REDIS_URL: &str = "REDIS_URL";
+/// How far a packet's timestamp may be from the gateway's clock (either way).
+pub const ENV_SKEW: &str = "TESSERA_DATA_SKEW";
+/// Bound on the forward to the plugin server; shorter than a client's request timeout, so
+/// a silent plugin server is an `unavailable` reply, never a client-side timeout.
+pub const ENV_FORWARD_TIMEOUT: &str = "TESSERA_DATA_FORWARD_TIMEOUT";
+pub const ENV_MAX_IN_FLIGHT: &str = "TESSERA_MAX_IN_FLIGHT";
+pub const ENV_GRACE: &str = "TESSERA_GRACE";
+pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub nats_url: String,
+    pub redis_url: String,
+    pub subjects: Subjects,
+    /// Allowed clock difference; nonces are remembered for twice this (a packet stamped
+    /// `skew` ahead stays acceptable until `skew` after its stamp).
+    pub skew: Duration,
+    pub forward_timeout: Duration,
+    pub max_in_flight: usize,
+    pub grace: Duration,
+    /// Bound on each Redis command, so a Redis outage is a prompt `unavailable`.
+    pub redis_timeout: Duration,
+    /// How long to keep trying the first NATS connection.
+    pub connect_wait: Duration,
+    pub durability: Durability,
+}
+
+impl GatewayConfig {
+    /// Defaults for everything but the endpoints.
+    pub fn new(nats_url: String, redis_url: String, subjects: Subjects) -> Self {
+        GatewayConfig {
+            nats_url,
+            redis_url,
+            subjects,
+            skew: Duration::from_secs(30),
+            forward_timeout: Duration::from_secs(3),
+            max_in_flight: 256,
+            grace: Duration::from_secs(10),
+            redis_timeout: Duration::from_millis(1000),
+            connect_wait: Duration::from_secs(30),
+            durability: Durability::default(),
+        }
+    }
+
+    pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
+        let subjects = config::prefix(src)?;
+        let nats_url = config::first_of(src, &[Role::Gateway.url_env(), Role::Client.url_env()])?;
+        let redis_url = config::required(src, ENV_REDIS_URL)?;
+        let mut c = GatewayConfig::new(nats_url, redis_url, subjects);
+        c.skew = config::duration(src, ENV_SKEW, c.skew)?;
+        if c.skew < Duration::from_secs(1) || c.skew > Duration::from_secs(3600) {
+            return Err(ConfigError::new(ENV_SKEW, "must be between 1s and 1h"));
+        }
+        c.forward_timeout = config::duration(src, ENV_FORWARD_TIMEOUT, c.forward_timeout)?;
+        if c.forward_timeout < Duration::from_millis(10)
+            || c.forward_timeout > Duration::from_secs(60)
+        {
+            return Err(ConfigError::new(
+                ENV_FORWARD_TIMEOUT,
+                "must be between 10ms and 60s",
+            ));
+        }
+        c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
+        if c.max_in_flight == 0 {
+            return Err(ConfigError::new(ENV_MAX_IN_FLIGHT, "must be at least 1"));
+        }
+        c.grace = config::duration(src, ENV_GRACE, c.grace)?;
+        c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_and_bad_values_name_their_key() {
+        let ok = env(&[("NATS_URL", "nats://x"), ("REDIS_URL", "redis://y")]);
+        let c = GatewayConfig::from_env(&ok).unwrap();
+        assert_eq!(c.skew, Duration::from_secs(30));
+        assert!(
+            c.forward_timeout < Duration::from_secs(5),
+            "below a client's timeout"
+        );
+
+        let mut bad = ok.clone();
+        bad.insert(ENV_SKEW.into(), "0s".into());
+        assert_eq!(GatewayConfig::from_env(&bad).unwrap_err().key, ENV_SKEW);
+        let mut bad = ok.clone();
+        bad.insert(ENV_FORWARD_TIMEOUT.into(), "soon".into());
+        assert_eq!(
+            GatewayConfig::from_env(&bad).unwrap_err().key,
+            ENV_FORWARD_TIMEOUT
+        );
+        let missing = env(&[("NATS_URL", "nats://x")]);
+        assert_eq!(
+            GatewayConfig::from_env(&missing).unwrap_err().key,
+            ENV_REDIS_URL
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! `data.<plugin_id>`: one signed data-access packet, checked in a fixed order. The first
+//! check that fails decides the typed error:
+//!
+//! 1. size and decoding: `payload_too_large` (the request loop), `bad_request`,
+//!    `unsupported_version` (the packet's `version`);
+//! 2. protocol signature: a known client app and a valid HMAC, else `bad_signature`;
+//! 3. timestamp within the skew: `stale_timestamp`;
+//! 4. nonce not seen before (shared Redis replay cache): `replayed_nonce`;
+//! 5. plugin token: signed by the broker, unexpired (`unauthenticated`), bound to the
+//!    plugin of the packet and of the subject (`wrong_plugin`), and still live in the
+//!    broker's Redis record, i.e. not revoked (`unauthenticated`);
+//! 6. verification info: user IP parses, device id is well-formed (`bad_request`);
+//! 7. data route `<plugin_id>.<operation>`: `unknown_operation`;
+//! 8. forward (see `forward`): the plugin server's reply or error; no answer: `unavailable`.
+//!
+//! Steps 4 and 5 share one Redis round trip (the nonce claim and the token record read are
+//! pipelined); the token's signature is checked just before it, from memory.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tessera_core::data_sign;
+use tessera_core::service::{Incoming, Reply};
+use tessera_core::signing::token_hash;
+use tessera_schemas::data::{
+    DATA_REQUEST, DataRequest, PACKET_VERSION, QUERY_MAX_LEN, data_route_key, device_id_ok,
+    nonce_ok,
+};
+use tessera_schemas::{ErrorCode, WireError, ids};
+
+use crate::State;
+
+/// Bound on the plugin token's length (a JWT of ours is a few hundred bytes).
+const MAX_TOKEN_LEN: usize = 8192;
+
+fn bad_request(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::BadRequest, msg)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Shape checks that need no secret. They also keep newlines out of every line of the
+/// signing string (ids, base64url, no control characters), so its lines are unambiguous.
+fn well_formed(p: &DataRequest) -> Result<(), WireError> {
+    if p.version != PACKET_VERSION {
+        return Err(WireError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("packet version {} is not supported (use 1)", p.version),
+        ));
+    }
+    ids::check("app_id", &p.app_id).map_err(|e| bad_request(e.to_string()))?;
+    ids::check("operation", &p.operation).map_err(|e| bad_request(e.to_string()))?;
+    ids::check("verification.plugin_id", &p.verification.plugin_id)
+        .map_err(|e| bad_request(e.to_string()))?;
+    if !nonce_ok(&p.nonce) {
+        return Err(bad_request("nonce must be 16-64 base64url characters"));
+    }
+    if p.plugin_token.is_empty() || p.plugin_token.len() > MAX_TOKEN_LEN {
+        return Err(bad_request("plugin_token is empty or too long"));
+    }
+    if p.query.len() > QUERY_MAX_LEN || p.query.chars().any(char::is_control) {
+        return Err(bad_request(
+            "query must be at most 4096 bytes without control characters",
+        ));
+    }
+    if p.signature.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::BadSignature,
+            "signature is missing",
+        ));
+    }
+    Ok(())
+}
+
+pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
+    // 1. Decoding (the request loop already refused oversized packets).
+    let packet: DataRequest = req.decode(DATA_REQUEST)?;
+    let subject_plugin = req
+        .subject
+        .strip_prefix(&state.data_subject_prefix)
+        .unwrap_or_default();
+    well_formed(&packet)?;
+
+    // 2. Protocol signature. An unknown app and a wrong HMAC get the same answer, so the
+    //    reply does not tell a prober which app ids exist.
+    let bad_signature = || WireError::new(ErrorCode::BadSignature, "protocol signature is invalid");
+    let app = state
+        .apps
+        .get_or_fetch(&packet.app_id)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reading the client-apps bucket");
+            WireError::new(ErrorCode::Unavailable, "client apps unavailable")
+        })?
+        .ok_or_else(bad_signature)?;
+    let th = token_hash(&packet.plugin_token);
+    if !data_sign::verify(&app.secret, &packet, &th) {
+        return Err(bad_signature());
+    }
+
+    // 3. Timestamp.
+    let skew_ms = state.config.skew.as_millis() as u64;
+    let now = now_ms();
+    if now.abs_diff(packet.timestamp) > skew_ms {
+        return Err(WireError::new(
+            ErrorCode::StaleTimestamp,
+            format!(
+                "timestamp {} is more than {} ms from the gateway's clock",
+                packet.timestamp, skew_ms
+            ),
+        ));
+    }
+
+    // 4 and 5, one Redis round trip: the token's signature first (memory only), then the
+    // nonce claim and the token record together; the nonce's verdict comes first.
+    let claims = state
+        .tokens
+        .verify(&packet.plugin_token, &th, now / 1000)
+        .await;
+    let token_id = claims.as_ref().ok().map(|c| c.jti.as_str());
+    let checked = state
+        .store
+        .check(
+            &packet.app_id,
+            &packet.nonce,
+            state.config.skew * 2,
+            token_id,
+        )
+        .await?;
+    if !checked.fresh_nonce {
+        return Err(WireError::new(
+            ErrorCode::ReplayedNonce,
+            "nonce was already used within the replay window",
+        ));
+    }
+    let claims = claims?;
+    if claims.plugin_id != packet.verification.plugin_id || claims.plugin_id != subject_plugin {
+        return Err(WireError::new(
+            ErrorCode::WrongPlugin,
+            format!(
+                "plugin token is for plugin {}, the packet is for {} on data.{}",
+                claims.plugin_id, packet.verification.plugin_id, subject_plugin
+            ),
+        ));
+    }
+    match checked.record {
+        Some(r) if r.token_hash == th => {}
+        _ => {
+            return Err(WireError::new(
+                ErrorCode::Unauthenticated,
+                "plugin token is revoked or unknown",
+            ));
+        }
+    }
+
+    // 6. Verification info. Plugin tokens are not bound to an IP or device today, so there
+    //    is nothing further to match them against (docs/protocol.md).
+    if packet.verification.user_ip.parse::<IpAddr>().is_err() {
+        return Err(bad_request("verification.user_ip is not an IP address"));
+    }
+    if !device_id_ok(&packet.verification.device_id) {
+        return Err(bad_request(
+            "verification.device_id must be 1-128 of A-Z a-z 0-9 - _ . :",
+        ));
+    }
+
+    // 7. Route.
+    let key = data_route_key(subject_plugin, &packet.operation);
+    let route = state
+        .routes
+        .get_or_fetch(&key)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "reading the data-routes bucket");
+            WireError::new(ErrorCode::Unavailable, "data routes unavailable")
+        })?
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::UnknownOperation,
+                format!("no data route for {key}"),
+            )
+        })?;
+
+    // 8. Forward.
+    crate::forward::forward(&state, &req, packet, &route).await
+}
