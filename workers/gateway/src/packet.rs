@@ -190,3 +190,52 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     // 8. Forward.
     crate::forward::forward(&state, &req, packet, &route).await
 }
+
+#[cfg(test)]
+mod tests {
+    use tessera_schemas::data::Verification;
+
+    use super::*;
+
+    fn packet() -> DataRequest {
+        DataRequest {
+            version: PACKET_VERSION,
+            app_id: "app".into(),
+            plugin_token: "a.b.c".into(),
+            timestamp: 1,
+            nonce: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            operation: "now".into(),
+            query: "q=1".into(),
+            body: Vec::new(),
+            verification: Verification {
+                plugin_id: "weather".into(),
+                user_ip: "192.0.2.1".into(),
+                device_id: "d".into(),
+            },
+            signature: "sig".into(),
+        }
+    }
+
+    /// Every line of the signing string that a packet controls is newline-free once the
+    /// shape checks pass (user IP and device id are checked later, and fail there).
+    #[test]
+    fn shape_checks_name_the_right_code() {
+        assert!(well_formed(&packet()).is_ok());
+        let code = |f: fn(&mut DataRequest)| {
+            let mut p = packet();
+            f(&mut p);
+            well_formed(&p).unwrap_err().code
+        };
+        assert_eq!(code(|p| p.version = 2), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(|p| p.app_id = "a\nb".into()), ErrorCode::BadRequest);
+        assert_eq!(code(|p| p.operation = "a.b".into()), ErrorCode::BadRequest);
+        assert_eq!(code(|p| p.nonce = "short".into()), ErrorCode::BadRequest);
+        assert_eq!(code(|p| p.plugin_token.clear()), ErrorCode::BadRequest);
+        assert_eq!(code(|p| p.query = "a\nb".into()), ErrorCode::BadRequest);
+        assert_eq!(
+            code(|p| p.verification.plugin_id = "x\n".into()),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(|p| p.signature.clear()), ErrorCode::BadSignature);
+    }
+}
