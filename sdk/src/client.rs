@@ -67,7 +67,7 @@ impl Client {
         &self.subjects
     }
 
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         subject: String,
         schema: Schema,
