@@ -196,7 +196,9 @@ impl Permissions {
         let (publish, subscribe) = assets_permissions(role, s);
         p.publish.extend(publish);
         p.subscribe.extend(subscribe);
-        p.publish.dedup_by(|a, b| a == b);
+        // The JetStream helpers share a few subjects ($JS.API.INFO, $JS.FC.>): list each once.
+        let mut seen = std::collections::HashSet::new();
+        p.publish.retain(|subject| seen.insert(subject.clone()));
         p
     }
 
@@ -398,8 +400,16 @@ mod tests {
         let keys_put = format!("$KV.{}.weather", s.plugin_keys_bucket());
         for role in Role::ALL {
             let may = p(role);
-            assert_eq!(may.may_publish(&chunk), matches!(role, Role::Admin | Role::Broker), "{role:?}");
-            assert_eq!(may.may_publish(&versions_put), role == Role::Broker, "{role:?}");
+            assert_eq!(
+                may.may_publish(&chunk),
+                matches!(role, Role::Admin | Role::Broker),
+                "{role:?}"
+            );
+            assert_eq!(
+                may.may_publish(&versions_put),
+                role == Role::Broker,
+                "{role:?}"
+            );
             assert_eq!(may.may_publish(&keys_put), role == Role::Admin, "{role:?}");
             for purge in [&obj, &versions, &keys] {
                 let api = format!("$JS.API.STREAM.PURGE.{purge}");

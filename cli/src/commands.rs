@@ -73,7 +73,7 @@ pub enum RoutesCmd {
 }
 
 /// Connects with the URL of `role` from the settings.
-async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
+pub(crate) async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
     let url = settings.require(role.url_env())?;
     let subjects = tessera_core::config::prefix(settings)?;
     let nats =
@@ -131,7 +131,7 @@ fn to_json(v: rmpv::Value) -> serde_json::Value {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -206,6 +206,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Keys => print_json(&connect(&settings, Role::Client).await?.keys().await?),
+        Command::Assets(cmd) => crate::assets::assets(&settings, cmd).await,
+        Command::Plugins(cmd) => crate::assets::plugins(&settings, cmd).await,
     }
 }
 

@@ -237,7 +237,12 @@ mod tests {
 
     #[test]
     fn paths() {
-        for ok in ["index.html", "css/app.css", "img/a b.png", "x/.well-known/y"] {
+        for ok in [
+            "index.html",
+            "css/app.css",
+            "img/a b.png",
+            "x/.well-known/y",
+        ] {
             assert!(check_path(ok).is_ok(), "{ok}");
         }
         for bad in [

@@ -33,7 +33,11 @@ fn write(dir: &Path, rel: &str, bytes: &[u8]) {
 /// A bundle of four files: three the client caches (HTML, CSS, JS), one image it does not.
 fn bundle_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "index.html", b"<html><script src=js/app.js></script></html>");
+    write(
+        dir.path(),
+        "index.html",
+        b"<html><script src=js/app.js></script></html>",
+    );
     write(dir.path(), "css/app.css", b"body { color: teal }");
     write(dir.path(), "js/app.js", APP_JS_V1);
     write(dir.path(), "img/logo.png", LOGO);
@@ -331,7 +335,10 @@ async fn bad_publishes_get_typed_errors() {
         ("weather", &empty.path().join("missing")),
         ("bad.id", src.path()),
     ] {
-        let err = admin.publish_assets(plugin, dir, &|_| {}).await.unwrap_err();
+        let err = admin
+            .publish_assets(plugin, dir, &|_| {})
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
         assert_eq!(err.code(), ErrorCode::BadRequest);
     }

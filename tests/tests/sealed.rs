@@ -33,7 +33,10 @@ async fn sealed_data_opens_only_with_the_plugins_private_key() {
     );
 
     // The plugin opens it; nobody else does.
-    assert_eq!(sealed::open(&plugin_key, "weather", &sealed).unwrap(), SECRET);
+    assert_eq!(
+        sealed::open(&plugin_key, "weather", &sealed).unwrap(),
+        SECRET
+    );
     let stranger = PluginSecretKey::generate();
     assert_eq!(
         sealed::open(&stranger, "weather", &sealed),
@@ -95,7 +98,10 @@ async fn unknown_plugins_and_bad_keys_get_typed_errors() {
 
     for bad in ["", "AAAA", "not base64 at all!", &"A".repeat(44)] {
         let err = admin.register_plugin_key("weather", bad).await.unwrap_err();
-        assert!(matches!(err, Error::Sealed(SealError::BadKey(_))), "{bad:?}: {err:?}");
+        assert!(
+            matches!(err, Error::Sealed(SealError::BadKey(_))),
+            "{bad:?}: {err:?}"
+        );
         assert_eq!(err.code(), ErrorCode::BadRequest);
     }
     // Nothing was registered by the refused attempts.

@@ -109,8 +109,7 @@ impl Client {
         for f in &bundle {
             // The bytes on disk decide, not the cached manifest: a cache edited or damaged
             // by hand is repaired.
-            if file_digest(&files_dir.join(&f.path)).await.as_deref() == Some(f.sha256.as_str())
-            {
+            if file_digest(&files_dir.join(&f.path)).await.as_deref() == Some(f.sha256.as_str()) {
                 report.reused += 1;
             } else {
                 wanted.push(*f);
@@ -156,9 +155,7 @@ impl Client {
                 .await
                 .map_err(|e| io("creating", &path, e))?;
             read_blob(&store, f, progress, &mut out).await?;
-            out.sync_all()
-                .await
-                .map_err(|e| io("syncing", &path, e))?;
+            out.sync_all().await.map_err(|e| io("syncing", &path, e))?;
         }
         Ok(bytes)
     }

@@ -125,7 +125,10 @@ pub fn verify_manifest(
         .map_err(|e| bad(format!("signature or claims: {e}")))?
         .claims;
     if claims.kind != tessera_schemas::assets::MANIFEST_KIND {
-        return Err(bad(format!("kind {:?}, not {MANIFEST_KIND:?}", claims.kind)));
+        return Err(bad(format!(
+            "kind {:?}, not {MANIFEST_KIND:?}",
+            claims.kind
+        )));
     }
     if claims.plugin_id != plugin_id {
         return Err(bad(format!("signed for plugin {:?}", claims.plugin_id)));

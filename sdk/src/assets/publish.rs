@@ -10,8 +10,7 @@ use std::task::{Context, Poll};
 use aws_lc_rs::digest;
 use futures::StreamExt as _;
 use tessera_schemas::assets::{
-    ASSETS_PUBLISH, AssetFile, AssetsPublishRequest, AssetsPublishResponse, blob_name,
-    check_files,
+    ASSETS_PUBLISH, AssetFile, AssetsPublishRequest, AssetsPublishResponse, blob_name, check_files,
 };
 use tessera_schemas::{codec, ids};
 use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};

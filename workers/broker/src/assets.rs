@@ -196,12 +196,22 @@ async fn sign_and_point(
                 .asset_versions
                 .update(claims.plugin_id.as_str(), value, r)
                 .await
-                .map_err(|e| (e.kind() == kv::UpdateErrorKind::WrongLastRevision, e.to_string())),
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::UpdateErrorKind::WrongLastRevision,
+                        e.to_string(),
+                    )
+                }),
             None => state
                 .asset_versions
                 .create(claims.plugin_id.as_str(), value)
                 .await
-                .map_err(|e| (e.kind() == kv::CreateErrorKind::AlreadyExists, e.to_string())),
+                .map_err(|e| {
+                    (
+                        e.kind() == kv::CreateErrorKind::AlreadyExists,
+                        e.to_string(),
+                    )
+                }),
         };
         match moved {
             Ok(_) => return Ok((claims.version, jws)),
