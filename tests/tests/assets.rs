@@ -283,6 +283,14 @@ async fn a_manifest_not_signed_by_the_platform_is_refused() {
     let forged = SigningKey::generate().sign(&good.claims).unwrap();
     put_latest(&stack, "weather", &forged).await;
     refused(client.asset_manifest("weather").await, "unknown key");
+    // The same, claiming the platform key's kid (the header of a genuine manifest).
+    let genuine_header = good.jws.split('.').next().unwrap();
+    let (_, rest) = forged.split_once('.').unwrap();
+    put_latest(&stack, "weather", &format!("{genuine_header}.{rest}")).await;
+    refused(
+        client.asset_manifest("weather").await,
+        "another key under our kid",
+    );
 
     // The platform's signature over a tampered file list.
     let mut parts: Vec<String> = good.jws.split('.').map(str::to_owned).collect();
@@ -404,4 +412,35 @@ async fn bad_publishes_get_typed_errors() {
         ErrorCode::BadRequest
     );
     assert!(client.asset_manifest("weather").await.is_err());
+}
+
+/// Publishes of one plugin racing through two broker replicas each get their own version:
+/// the pointer moves by compare-and-set, so none is lost and none is signed twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_publishes_get_distinct_versions() {
+    let stack = Stack::builder().brokers(2).start().await;
+    stack.route("weather", &["ps1"]).await;
+    let admin = stack.admin().await;
+    let src = bundle_dir();
+    // Upload once, so the racing publishes only race at the broker.
+    admin
+        .publish_assets("weather", src.path(), &|_| {})
+        .await
+        .unwrap();
+    // Fewer racers than the broker's compare-and-set attempts, so none may give up.
+    let racers = (0..4).map(|_| admin.publish_assets("weather", src.path(), &|_| {}));
+    let mut versions: Vec<u64> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().version)
+        .collect();
+    versions.sort();
+    assert_eq!(versions, [2, 3, 4, 5]);
+    let latest = stack
+        .client()
+        .await
+        .asset_manifest("weather")
+        .await
+        .unwrap();
+    assert_eq!(latest.claims.version, 5);
 }

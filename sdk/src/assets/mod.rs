@@ -49,7 +49,7 @@ pub enum Progress<'a> {
     Started { files: usize, bytes: u64 },
     /// This many more bytes moved.
     Bytes(u64),
-    /// One file is done.
+    /// One file is done: in a download its path, in a publish the uploaded blob's sha256.
     FileDone(&'a str),
 }
 
@@ -244,8 +244,9 @@ async fn read_blob(
     let mut total = 0u64;
     loop {
         let n = read_some(&mut reader, &mut buf).await.map_err(|e| {
-            // async-nats checks the object's own digest at the end of the read.
-            if e.to_string().contains("digest") {
+            // async-nats checks the object's own recorded digest at the end of the read
+            // (`InvalidData`, "wrong digest"): chunks that do not match their info.
+            if e.kind() == std::io::ErrorKind::InvalidData {
                 corrupted(format!("read: {e}"))
             } else {
                 unavailable(e)

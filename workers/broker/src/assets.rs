@@ -31,7 +31,7 @@ use crate::State;
 /// Blob lookups in flight per publish.
 const CHECK_CONCURRENCY: usize = 16;
 /// Compare-and-set attempts when another publish of the same plugin moves the pointer first.
-const CAS_ATTEMPTS: usize = 5;
+const CAS_ATTEMPTS: usize = 10;
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> WireError {
     tracing::warn!(error = %e, "{what} failed");
