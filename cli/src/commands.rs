@@ -350,12 +350,13 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     }
     let b = tessera_broker::BrokerConfig::from_env(settings)?;
     println!(
-        "broker: nats {} redis {} prefix {} key {} token ttl {:?}",
+        "broker: nats {} redis {} prefix {} key {} token ttl {:?} auth cache {:?}",
         tessera_core::bus::redact(&b.nats_url),
         tessera_core::bus::redact(&b.redis_url),
         b.subjects.prefix(),
         b.signing_key.kid(),
-        b.token_ttl
+        b.token_ttl,
+        b.auth_cache_ttl
     );
     let a = tessera_auth::AuthConfig::from_env(settings)?;
     println!(

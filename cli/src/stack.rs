@@ -204,6 +204,13 @@ impl DevStack {
         if let Some(ttl) = self.token_ttl {
             cfg.token_ttl = ttl;
         }
+        // The one broker setting the dev stack and the benchmark take from the environment,
+        // so the benchmark can be run with the auth-result cache off for comparison.
+        cfg.auth_cache_ttl = tessera_core::config::duration(
+            &tessera_core::config::ProcessEnv,
+            tessera_broker::config::ENV_AUTH_CACHE_TTL,
+            cfg.auth_cache_ttl,
+        )?;
         let worker = tessera_broker::start(cfg, shutdown.clone())
             .await
             .context("starting the broker")?;

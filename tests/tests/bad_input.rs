@@ -330,6 +330,34 @@ async fn redis_outage_is_unavailable_and_recovers() {
     );
 }
 
+/// The broker reuses an auth result it got moments ago for the same account token (one
+/// auth round trip per account token per `TESSERA_AUTH_CACHE_TTL`, not per plugin token), and
+/// only for that token: another account token still needs the auth worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_reuses_a_recent_auth_result_for_the_same_token_only() {
+    let mut stack = Stack::start().await;
+    let ann = stack.user("ann", PASSWORD).await;
+    let bob = stack.user("bob", PASSWORD).await;
+    stack.route("weather", &["ps1"]).await;
+    let client = stack.client().await;
+    client
+        .request_token(&ann.account_token, "weather", None)
+        .await
+        .unwrap();
+
+    stack.stop_auth().await;
+    let again = client
+        .request_token(&ann.account_token, "weather", None)
+        .await
+        .expect("ann's auth result is still fresh at the broker");
+    assert_eq!(again.account_id, ann.account_id);
+    let err = client
+        .request_token(&bob.account_token, "weather", None)
+        .await
+        .unwrap_err();
+    assert_eq!(rejected(err), ErrorCode::Unavailable);
+}
+
 /// The auth worker gone: the broker cannot get an auth result and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_worker_down_is_unavailable() {

@@ -16,6 +16,8 @@ pub const ENV_TOKEN_TTL: &str = "TESSERA_TOKEN_TTL";
 pub const ENV_MAX_IN_FLIGHT: &str = "TESSERA_MAX_IN_FLIGHT";
 pub const ENV_GRACE: &str = "TESSERA_GRACE";
 pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
+/// How long the broker reuses an auth result for the same account token (0s: never).
+pub const ENV_AUTH_CACHE_TTL: &str = "TESSERA_AUTH_CACHE_TTL";
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -31,6 +33,8 @@ pub struct BrokerConfig {
     pub grace: Duration,
     /// How long to wait for the auth worker's answer.
     pub auth_timeout: Duration,
+    /// How long an auth result is reused for the same account token (see `auth_cache`).
+    pub auth_cache_ttl: Duration,
     /// Bound on each Redis command, so a Redis outage is a prompt `unavailable`.
     pub redis_timeout: Duration,
     /// How long to keep trying the first NATS connection.
@@ -56,6 +60,7 @@ impl BrokerConfig {
             max_in_flight: 256,
             grace: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(2),
+            auth_cache_ttl: Duration::from_secs(30),
             redis_timeout: Duration::from_millis(1000),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
@@ -81,6 +86,10 @@ impl BrokerConfig {
         }
         c.grace = config::duration(src, ENV_GRACE, c.grace)?;
         c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
+        c.auth_cache_ttl = config::duration(src, ENV_AUTH_CACHE_TTL, c.auth_cache_ttl)?;
+        if c.auth_cache_ttl > Duration::from_secs(3600) {
+            return Err(ConfigError::new(ENV_AUTH_CACHE_TTL, "must be at most 1h"));
+        }
         Ok(c)
     }
 }

@@ -151,12 +151,16 @@ async fn withdraw(state: &State, token_id: &str, record: &TokenRecord) {
     state.store.forget(token_id, record).await;
 }
 
-/// Seed 000 step 2: the auth result from the account server (the auth worker).
+/// Seed 000 step 2: the auth result from the account server (the auth worker), or the one
+/// it gave for this account token moments ago (see `auth_cache`).
 async fn verify_account(
     state: &State,
     account_token: &str,
     parent: &Incoming,
 ) -> Result<VerifyResponse, WireError> {
+    if let Some(hit) = state.auth_cache.get(account_token) {
+        return Ok(hit);
+    }
     let req = VerifyRequest {
         account_token: account_token.to_owned(),
     };
@@ -169,6 +173,9 @@ async fn verify_account(
         Some(parent),
     )
     .await;
+    if let Ok(ok) = &result {
+        state.auth_cache.put(account_token, ok);
+    }
     result.map_err(|e| match e {
         RpcError::Wire(w)
             if matches!(w.code, ErrorCode::Unauthenticated | ErrorCode::BadRequest) =>

@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: settings from the environment.
 //! - `issue`: `token.request`: auth result, mint, record, distribute, reply.
+//! - `auth_cache`: auth results already received, reused for a short time per account token.
 //! - `revoke`: `token.revoke`: by token id or by account, distributed like tokens.
 //! - `introspect`: `token.introspect`: is this token live (for not-yet-distributed tokens).
 //! - `keys`: `keys`: the public JWKS of every broker signing key.
@@ -19,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod assets;
+mod auth_cache;
 pub mod config;
 mod distribute;
 mod introspect;
@@ -53,6 +55,7 @@ pub(crate) struct State {
     pub assets: jetstream::object_store::ObjectStore,
     pub asset_versions: jetstream::kv::Store,
     pub plugin_keys: WatchedKv<tessera_schemas::assets::PluginKeyRecord>,
+    pub auth_cache: auth_cache::AuthCache,
 }
 
 /// A running broker replica.
@@ -105,6 +108,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         .context("watching plugin keys")?;
 
     let state = Arc::new(State {
+        auth_cache: auth_cache::AuthCache::new(config.auth_cache_ttl),
         config,
         subjects: subjects.clone(),
         nats: nats.clone(),
