@@ -282,3 +282,73 @@ async fn read_some(r: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> std::io:
 pub fn bundle_dir(cache_dir: &std::path::Path, plugin_id: &str) -> PathBuf {
     cache_dir.join(plugin_id)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::signing::SigningKey;
+    use tessera_schemas::assets::MANIFEST_KIND;
+
+    fn claims(path: &str) -> ManifestClaims {
+        ManifestClaims {
+            iss: MANIFEST_ISSUER.into(),
+            kind: MANIFEST_KIND.into(),
+            plugin_id: "weather".into(),
+            version: 1,
+            iat: 0,
+            files: vec![AssetFile {
+                path: path.into(),
+                sha256: sha256_hex(b"x"),
+                size: 1,
+                content_type: "text/html".into(),
+            }],
+        }
+    }
+
+    fn jwks(key: &SigningKey) -> jsonwebtoken::jwk::JwkSet {
+        jsonwebtoken::jwk::JwkSet {
+            keys: vec![key.public_jwk()],
+        }
+    }
+
+    #[test]
+    fn a_signed_manifest_verifies_only_as_what_it_is() {
+        let key = SigningKey::generate();
+        let keys = jwks(&key);
+        let jws = key.sign(&claims("index.html")).unwrap();
+        let ok = verify_manifest(&jws, &keys, "weather").unwrap();
+        assert_eq!(ok.claims, claims("index.html"));
+        let refused = |jws: &str, plugin: &str| {
+            matches!(
+                verify_manifest(jws, &keys, plugin),
+                Err(Error::BadManifest { .. })
+            )
+        };
+        assert!(refused(&jws, "other"), "another plugin");
+        assert!(refused("not a jws", "weather"));
+        // Even the platform's own signature does not make an unsafe path acceptable.
+        assert!(refused(
+            &key.sign(&claims("../../etc/x")).unwrap(),
+            "weather"
+        ));
+        let mut c = claims("index.html");
+        c.kind = "something-else".into();
+        assert!(refused(&key.sign(&c).unwrap(), "weather"), "wrong kind");
+        let mut c = claims("index.html");
+        c.iss = "tessera-auth".into();
+        assert!(refused(&key.sign(&c).unwrap(), "weather"), "wrong issuer");
+        let other = SigningKey::generate();
+        assert!(
+            refused(&other.sign(&claims("index.html")).unwrap(), "weather"),
+            "unknown key"
+        );
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type_for("a/index.HTML"), "text/html");
+        assert_eq!(content_type_for("app.mjs"), "text/javascript");
+        assert_eq!(content_type_for("logo.png"), "image/png");
+        assert_eq!(content_type_for("README"), "application/octet-stream");
+    }
+}
