@@ -123,3 +123,49 @@ pub async fn data_routes_bucket(
 ) -> Result<kv::Store, ProvisionError> {
     kv_bucket(js, s.data_routes_bucket(), 5, d).await
 }
+
+// --- plugin static assets and plugin keys (issue 5, part 1) ----------------------------
+
+/// The assets object store: content-addressed blobs and every signed manifest. Created by
+/// the broker at start and by the admin before a publish, whichever comes first.
+pub async fn assets_store(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<jetstream::object_store::ObjectStore, ProvisionError> {
+    let bucket = s.assets_bucket();
+    if let Ok(store) = js.get_object_store(&bucket).await {
+        return Ok(store);
+    }
+    js.create_object_store(jetstream::object_store::Config {
+        bucket: bucket.clone(),
+        description: Some("Tessera plugin static assets".into()),
+        storage: stream::StorageType::File,
+        num_replicas: d.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ProvisionError {
+        what: format!("object store {bucket}"),
+        source: e.into(),
+    })
+}
+
+/// Plugin id -> the latest signed asset manifest. History 1: older versions live in the
+/// object store; the broker moves this pointer with a compare-and-set on the revision.
+pub async fn asset_versions_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.asset_versions_bucket(), 1, d).await
+}
+
+/// Plugin id -> the plugin's registered X25519 public key.
+pub async fn plugin_keys_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.plugin_keys_bucket(), 5, d).await
+}

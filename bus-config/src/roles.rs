@@ -110,8 +110,105 @@ fn kv_stream(bucket: &str) -> String {
     format!("KV_{bucket}")
 }
 
+// --- plugin static assets and plugin keys (issue 5, part 1) ----------------------------
+
+/// The stream behind object store `bucket`.
+fn obj_stream(bucket: &str) -> String {
+    format!("OBJ_{bucket}")
+}
+
+/// Read-only JetStream access to one stream: its info and direct gets (a KV `get`, an
+/// object's info), and with `consume` an ordered consumer (an object's chunks). No publish
+/// to the stream's own subjects, so nothing can be written.
+fn js_read(stream: &str, consume: bool) -> Vec<String> {
+    let mut out = vec![
+        "$JS.API.INFO".to_owned(),
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}.>"),
+    ];
+    if consume {
+        out.extend([
+            format!("$JS.API.CONSUMER.CREATE.{stream}"),
+            format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+            format!("$JS.API.CONSUMER.INFO.{stream}.>"),
+            format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+            "$JS.FC.>".to_owned(),
+        ]);
+    }
+    out
+}
+
+/// What each role may do with assets and plugin keys, kept apart from the rest so the
+/// permissions of issue 5 read in one place. Returns (publish, subscribe) additions.
+fn assets_permissions(role: Role, s: &Subjects) -> (Vec<String>, Vec<String>) {
+    let assets = s.assets_bucket();
+    let objects = format!("$O.{assets}.>");
+    match role {
+        // Clients read blobs and the latest manifests (verifying both), ask for plugin keys.
+        Role::Client => (
+            [
+                vec![s.plugins_key()],
+                js_read(&obj_stream(&assets), true),
+                js_read(&kv_stream(&s.asset_versions_bucket()), false),
+            ]
+            .concat(),
+            vec![],
+        ),
+        // The broker owns the store and the two buckets; it writes manifests (objects and
+        // the latest pointer) and watches plugin keys. It never writes plugin keys.
+        Role::Broker => (
+            [
+                vec![
+                    objects,
+                    format!("$KV.{}.>", s.asset_versions_bucket()),
+                    format!("$JS.API.STREAM.PURGE.{}", obj_stream(&assets)),
+                ],
+                js_own(&[
+                    obj_stream(&assets),
+                    kv_stream(&s.asset_versions_bucket()),
+                    kv_stream(&s.plugin_keys_bucket()),
+                ]),
+            ]
+            .concat(),
+            vec![s.assets_publish(), s.plugins_key()],
+        ),
+        // The admin uploads blobs (overwriting one purges its old chunks), registers plugin
+        // keys, asks the broker to sign, and reads the latest manifests. It cannot move a
+        // manifest pointer: only the broker's signature makes a version.
+        Role::Admin => (
+            [
+                vec![
+                    s.assets_publish(),
+                    s.plugins_key(),
+                    objects,
+                    format!("$KV.{}.>", s.plugin_keys_bucket()),
+                    format!("$JS.API.STREAM.PURGE.{}", obj_stream(&assets)),
+                ],
+                js_own(&[obj_stream(&assets), kv_stream(&s.plugin_keys_bucket())]),
+                js_read(&kv_stream(&s.asset_versions_bucket()), false),
+            ]
+            .concat(),
+            vec![],
+        ),
+        Role::Auth | Role::PluginServer | Role::Gateway => (vec![], vec![]),
+    }
+}
+
 impl Permissions {
     pub fn for_role(role: Role, s: &Subjects) -> Permissions {
+        let mut p = Self::core(role, s);
+        let (publish, subscribe) = assets_permissions(role, s);
+        p.publish.extend(publish);
+        p.subscribe.extend(subscribe);
+        // The JetStream helpers share a few subjects ($JS.API.INFO, $JS.FC.>): list each once.
+        let mut seen = std::collections::HashSet::new();
+        p.publish.retain(|subject| seen.insert(subject.clone()));
+        p
+    }
+
+    /// Permissions of the token flow (seed 000) and accounts.
+    fn core(role: Role, s: &Subjects) -> Permissions {
         match role {
             Role::Client => Permissions {
                 publish: vec![
@@ -331,5 +428,54 @@ mod tests {
             assert_eq!(p.may_publish(&routes_put), role == Role::Admin, "{role:?}");
         }
         assert!(!gw.may_publish(&format!("$KV.{}.kid", s.keys_bucket())));
+    }
+
+    /// Assets: the broker serves the two new requests; clients may read the store and the
+    /// latest manifests but write neither; only the broker moves a manifest pointer; only
+    /// the admin registers plugin keys.
+    #[test]
+    fn assets_permissions_agree_with_subjects() {
+        let s = Subjects::default();
+        let p = |r: Role| Permissions::for_role(r, &s);
+        assert!(p(Role::Broker).may_subscribe(&s.assets_publish()));
+        assert!(p(Role::Broker).may_subscribe(&s.plugins_key()));
+        for role in Role::ALL {
+            if role != Role::Broker {
+                assert!(!p(role).may_subscribe(&s.assets_publish()), "{role:?}");
+                assert!(!p(role).may_subscribe(&s.plugins_key()), "{role:?}");
+            }
+        }
+        let client = p(Role::Client);
+        assert!(client.may_publish(&s.plugins_key()));
+        assert!(!client.may_publish(&s.assets_publish()));
+        let obj = format!("OBJ_{}", s.assets_bucket());
+        let versions = format!("KV_{}", s.asset_versions_bucket());
+        let keys = format!("KV_{}", s.plugin_keys_bucket());
+        assert!(client.may_publish(&format!("$JS.API.STREAM.INFO.{obj}")));
+        assert!(client.may_publish(&format!("$JS.API.CONSUMER.CREATE.{obj}.x.y")));
+        assert!(client.may_publish(&format!("$JS.API.DIRECT.GET.{versions}.x")));
+        let chunk = format!("$O.{}.C.abc", s.assets_bucket());
+        let versions_put = format!("$KV.{}.weather", s.asset_versions_bucket());
+        let keys_put = format!("$KV.{}.weather", s.plugin_keys_bucket());
+        for role in Role::ALL {
+            let may = p(role);
+            assert_eq!(
+                may.may_publish(&chunk),
+                matches!(role, Role::Admin | Role::Broker),
+                "{role:?}"
+            );
+            assert_eq!(
+                may.may_publish(&versions_put),
+                role == Role::Broker,
+                "{role:?}"
+            );
+            assert_eq!(may.may_publish(&keys_put), role == Role::Admin, "{role:?}");
+            for purge in [&obj, &versions, &keys] {
+                let api = format!("$JS.API.STREAM.PURGE.{purge}");
+                if matches!(role, Role::Client | Role::Auth | Role::PluginServer) {
+                    assert!(!may.may_publish(&api), "{role:?} {api}");
+                }
+            }
+        }
     }
 }

@@ -103,7 +103,7 @@ pub enum DataRoutesCmd {
 }
 
 /// Connects with the URL of `role` from the settings.
-async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
+pub(crate) async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
     let url = settings.require(role.url_env())?;
     let subjects = tessera_core::config::prefix(settings)?;
     let nats =
@@ -161,7 +161,7 @@ fn to_json(v: rmpv::Value) -> serde_json::Value {
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
@@ -239,6 +239,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::ClientApps(cmd) => client_apps(&settings, cmd).await,
         Command::DataRoutes(cmd) => data_routes(&settings, cmd).await,
         Command::Data(args) => data_request(&settings, args).await,
+        Command::Assets(cmd) => crate::assets::assets(&settings, cmd).await,
+        Command::Plugins(cmd) => crate::assets::plugins(&settings, cmd).await,
     }
 }
 

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod assets;
 mod bench;
 mod commands;
 mod deploy;
@@ -96,6 +97,15 @@ enum Command {
     /// Measure issuance, plugin-server authentication, data access and logins beside their floors, on a
     /// stack of its own (bounded: ~2 minutes, --quick under 30 s).
     Bench(bench::BenchArgs),
+
+    // --- issue 5, part 1: plugin static assets, plugin keys and sealed data -------------
+    /// Plugin static assets: publish a directory (admin), fetch the verified bundle into a
+    /// cache, get one file, list the signed manifest.
+    #[command(subcommand)]
+    Assets(assets::AssetsCmd),
+    /// Plugin keys for sealed data: register (admin), generate, show; seal and open.
+    #[command(subcommand)]
+    Plugins(assets::PluginsCmd),
 }
 
 fn main() -> ExitCode {

@@ -35,8 +35,9 @@ pub enum ErrorCode {
     /// Auth packages: the app's package is missing, broken, ran out of time or memory, or
     /// answered something undecodable. The message names the app.
     PackageFailed,
-    /// Auth packages: an upload whose manifest, digest or publisher signature is wrong or
-    /// untrusted. Nothing was stored.
+    /// A package whose manifest, digest or signature is wrong or untrusted: an auth-package
+    /// upload (nothing was stored), or, in the SDK, a plugin asset bundle whose signed
+    /// manifest or file digest does not verify (the cache keeps its previous copy).
     PackageRejected,
     /// Data access: the packet's protocol signature does not verify (or the app is unknown).
     BadSignature,

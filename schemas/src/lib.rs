@@ -12,6 +12,8 @@
 //! - [`claims`]: JWT claim sets for plugin tokens and account tokens.
 //! - [`error`]: the closed [`ErrorCode`] enum and the [`WireError`] body.
 //! - [`codec`]: MessagePack encode/decode with a size limit and the schema-version check.
+//! - [`assets`]: plugin static assets (object-store layout, signed manifests), plugin keys
+//!   and sealed boxes (issue 5, part 1).
 //! - [`ids`]: validation of the identifiers that end up inside subjects and keys.
 //!
 //! Architecture invariant: this crate depends on serde and nothing async, so any program
@@ -19,6 +21,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assets;
 pub mod claims;
 pub mod codec;
 pub mod data;

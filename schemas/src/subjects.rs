@@ -141,6 +141,30 @@ impl Subjects {
         self.js_name("DATA_ROUTES")
     }
 
+    // --- plugin static assets and plugin keys (issue 5, part 1) ------------------------
+
+    /// Admin -> broker: sign and publish a plugin's asset manifest.
+    pub fn assets_publish(&self) -> String {
+        self.sub("assets.publish")
+    }
+    /// Anyone -> broker: a plugin's registered public key (for sealing data to it).
+    pub fn plugins_key(&self) -> String {
+        self.sub("plugins.key")
+    }
+    /// Object store: content-addressed blobs (`blob/<sha256 hex>`) and every signed manifest
+    /// (`manifest/<plugin_id>/<version>`). Its stream is `OBJ_<this name>`.
+    pub fn assets_bucket(&self) -> String {
+        self.js_name("ASSETS")
+    }
+    /// KV bucket: plugin id -> the latest signed manifest (written by the broker only).
+    pub fn asset_versions_bucket(&self) -> String {
+        self.js_name("ASSET_VERSIONS")
+    }
+    /// KV bucket: plugin id -> the plugin's registered public key (sealed data).
+    pub fn plugin_keys_bucket(&self) -> String {
+        self.js_name("PLUGIN_KEYS")
+    }
+
     /// Name of the micro service each worker registers (`$SRV.PING.<name>` finds it).
     pub fn service_name(&self, worker: &str) -> String {
         format!("{}-{worker}", self.prefix.replace('.', "-"))
@@ -162,5 +186,8 @@ mod tests {
         assert_eq!(s.data("weather"), "acme.dev.data.weather");
         assert_eq!(s.client_apps_bucket(), "ACME_DEV_CLIENT_APPS");
         assert_eq!(s.data_routes_bucket(), "ACME_DEV_DATA_ROUTES");
+        assert_eq!(s.assets_bucket(), "ACME_DEV_ASSETS");
+        assert_eq!(s.asset_versions_bucket(), "ACME_DEV_ASSET_VERSIONS");
+        assert_eq!(s.plugins_key(), "acme.dev.plugins.key");
     }
 }

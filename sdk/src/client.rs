@@ -72,7 +72,7 @@ impl Client {
         self.timeout
     }
 
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         subject: String,
         schema: Schema,

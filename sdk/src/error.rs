@@ -20,6 +20,19 @@ pub enum Error {
     /// A reply that does not follow the protocol.
     #[error("bad reply: {0}")]
     BadReply(String),
+    /// Assets: a manifest that is not signed by a platform key, or not for this plugin.
+    #[error("manifest of {plugin_id:?} refused: {message}")]
+    BadManifest { plugin_id: String, message: String },
+    /// Assets: a blob whose bytes are not what the signed manifest says (`path` names the
+    /// file). Nothing in the cache was changed.
+    #[error("asset {path:?} is corrupted: {message}")]
+    Corrupted { path: String, message: String },
+    /// Assets: reading or writing local files (the publish directory, the cache).
+    #[error("local files: {0}")]
+    Io(String),
+    /// Sealed data: a bad key or box.
+    #[error(transparent)]
+    Sealed(#[from] crate::sealed::SealError),
 }
 
 impl Error {
@@ -29,7 +42,11 @@ impl Error {
             Error::Rejected(w) => w.code,
             Error::Unavailable(_) | Error::Connect(_) => ErrorCode::Unavailable,
             Error::InvalidInput(_) => ErrorCode::BadRequest,
-            Error::BadReply(_) => ErrorCode::Internal,
+            Error::BadReply(_) | Error::Io(_) => ErrorCode::Internal,
+            // Never sent on the wire; the nearest code: a bundle whose manifest signature or
+            // digest is wrong or untrusted, refused (not retryable).
+            Error::BadManifest { .. } | Error::Corrupted { .. } => ErrorCode::PackageRejected,
+            Error::Sealed(_) => ErrorCode::BadRequest,
         }
     }
 

@@ -12,6 +12,10 @@
 //! - [`demo`]: the demo plugin server's `echo` operation ([`demo::with_echo`]), shared by
 //!   `tessera plugin-server` and the integration tests.
 //! - [`error`]: [`Error`], with [`Error::code`] to match on.
+//! - [`assets`] (issue 5, part 1): publish a plugin's static files, download its signed,
+//!   verified bundle into a local cache, fetch single files on demand;
+//!   [`sealed`]: seal sensitive data to a plugin's registered key (HPKE), and open it;
+//!   `plugin_keys.rs`: register and look up plugin keys.
 //!
 //! # Example
 //!
@@ -27,11 +31,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod assets;
 pub mod client;
 pub mod data;
 pub mod demo;
 pub mod error;
+mod plugin_keys;
 pub mod plugin_server;
+pub mod sealed;
 
 pub use client::Client;
 pub use error::Error;

@@ -282,3 +282,68 @@ async fn client_app_secrets_and_data_subjects_are_guarded() {
         errors.all()
     );
 }
+
+/// Assets and plugin keys: a client reads the store and the latest manifests (and so can
+/// download a bundle), but every write is refused by the server: blobs, the versions
+/// bucket, plugin keys, purges, and the broker's `assets.publish`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_reads_assets_but_cannot_write_them() {
+    let stack = local().start().await;
+    stack.route("weather", &["ps1"]).await;
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("index.html"), b"<html></html>").unwrap();
+    stack
+        .admin()
+        .await
+        .publish_assets("weather", src.path(), &|_| {})
+        .await
+        .unwrap();
+
+    let (nats, errors) = stack.nats_recording(Role::Client).await;
+    let client = Client::new(nats.clone(), stack.subjects().clone());
+    let cache = tempfile::tempdir().unwrap();
+    let got = client
+        .download_bundle("weather", cache.path(), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!((got.version, got.fetched), (1, 1));
+
+    let s = stack.subjects();
+    let js = async_nats::jetstream::new(stack.nats(Role::Admin).await);
+    let mut obj = js
+        .get_stream(format!("OBJ_{}", s.assets_bucket()))
+        .await
+        .unwrap();
+    let before = obj.info().await.unwrap().state.messages;
+    let writes = [
+        format!("$O.{}.C.injected", s.assets_bucket()),
+        format!("$O.{}.M.injected", s.assets_bucket()),
+        format!("$KV.{}.weather", s.asset_versions_bucket()),
+        format!("$KV.{}.weather", s.plugin_keys_bucket()),
+        format!("$JS.API.STREAM.PURGE.OBJ_{}", s.assets_bucket()),
+        s.assets_publish(),
+    ];
+    for subject in &writes {
+        nats.publish(subject.clone(), "x".into()).await.unwrap();
+    }
+    nats.flush().await.unwrap();
+    for subject in &writes {
+        assert_eventually!(
+            errors.publish_denied(subject),
+            "a permissions violation for {subject}, got {:?}",
+            errors.all()
+        );
+    }
+    assert_eq!(obj.info().await.unwrap().state.messages, before);
+    assert_eq!(
+        client
+            .asset_manifest("weather")
+            .await
+            .unwrap()
+            .claims
+            .version,
+        1
+    );
+    let err = client.plugin_key("weather").await.unwrap_err();
+    assert_eq!(err.code(), ErrorCode::NotFound, "no key was registered");
+}

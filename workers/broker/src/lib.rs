@@ -10,6 +10,8 @@
 //! - `keys`: `keys`: the public JWKS of every broker signing key.
 //! - `store`: the Redis records (token records, account index, idempotency replies).
 //! - `distribute`: JetStream publishes to `dist.<server_id>`.
+//! - `assets`: `assets.publish` (check the uploaded blobs, sign the plugin's asset manifest,
+//!   move its version pointer) and `plugins.key` (a plugin's registered public key).
 //!
 //! [`start`] connects, provisions what the broker owns (the distribution stream, the routes
 //! and keys buckets), publishes its public key and starts serving; [`run`] also waits for the
@@ -17,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod assets;
 mod auth_cache;
 pub mod config;
 mod distribute;
@@ -48,6 +51,10 @@ pub(crate) struct State {
     pub store: store::Store,
     pub routes: WatchedKv<Route>,
     pub keys: WatchedKv<jsonwebtoken::jwk::Jwk>,
+    // Issue 5, part 1: assets and plugin keys.
+    pub assets: jetstream::object_store::ObjectStore,
+    pub asset_versions: jetstream::kv::Store,
+    pub plugin_keys: WatchedKv<tessera_schemas::assets::PluginKeyRecord>,
     pub auth_cache: auth_cache::AuthCache,
 }
 
@@ -72,6 +79,9 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     provision::dist_stream(&js, &subjects, config.token_ttl + config.dist_margin, d).await?;
     let routes_kv = provision::routes_bucket(&js, &subjects, d).await?;
     let keys_kv = provision::keys_bucket(&js, &subjects, d).await?;
+    let assets = provision::assets_store(&js, &subjects, d).await?;
+    let asset_versions = provision::asset_versions_bucket(&js, &subjects, d).await?;
+    let plugin_keys_kv = provision::plugin_keys_bucket(&js, &subjects, d).await?;
 
     // Publish our public key before minting with it, so a verifier never sees a kid it
     // cannot find.
@@ -93,6 +103,9 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     )
     .await
     .context("watching keys")?;
+    let plugin_keys = WatchedKv::start(plugin_keys_kv, assets::decode_key_record, shutdown.clone())
+        .await
+        .context("watching plugin keys")?;
 
     let state = Arc::new(State {
         auth_cache: auth_cache::AuthCache::new(config.auth_cache_ttl),
@@ -103,6 +116,9 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         store,
         routes,
         keys,
+        assets,
+        asset_versions,
+        plugin_keys,
     });
     let spec = service::ServiceSpec {
         name: subjects.service_name("broker"),
@@ -130,6 +146,18 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
                 introspect::handle,
             ),
             endpoint_with(&state, "keys", subjects.keys(), keys::handle),
+            endpoint_with(
+                &state,
+                "assets-publish",
+                subjects.assets_publish(),
+                assets::publish,
+            ),
+            endpoint_with(
+                &state,
+                "plugins-key",
+                subjects.plugins_key(),
+                assets::plugin_key,
+            ),
         ],
     };
     // Readiness (the health server's /readyz): NATS connected and Redis answering.

@@ -1,0 +1,354 @@
+//! Plugin static assets: the client side of the data cache layer (seed 002 step 1).
+//!
+//! A plugin's files live content-addressed in the assets object store (`blob/<sha256>`);
+//! the latest manifest (a JWS the broker signed, listing path -> sha256, size, content type)
+//! sits in the versions bucket under the plugin id. A client:
+//!
+//! 1. reads the manifest and verifies it with the broker's JWKS ([`Client::asset_manifest`]);
+//! 2. keeps the HTML/CSS/JS in a cache directory, fetching only files whose bytes on disk
+//!    do not have the manifest's digest ([`Client::download_bundle`]); every fetched blob is
+//!    checked against the manifest before anything in the cache changes;
+//! 3. fetches anything else (images) on demand, verified ([`Client::fetch_asset`]).
+//!
+//! Operators publish a directory with [`Client::publish_assets`] (`publish.rs`).
+//!
+//! ```no_run
+//! # async fn demo(client: tessera_sdk::Client) -> Result<(), tessera_sdk::Error> {
+//! let report = client
+//!     .download_bundle("weather", std::path::Path::new("cache"), &|_| {})
+//!     .await?;
+//! println!("version {}: {} fetched, {} reused", report.version, report.fetched, report.reused);
+//! let logo = client.fetch_asset("weather", "img/logo.png").await?;
+//! # drop(logo); Ok(()) }
+//! ```
+
+mod cache;
+mod publish;
+
+use std::path::PathBuf;
+
+use async_nats::jetstream;
+use aws_lc_rs::digest;
+use bytes::Bytes;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use tessera_schemas::assets::{
+    AssetFile, MANIFEST_ISSUER, MANIFEST_KIND, ManifestClaims, blob_name, check_files,
+};
+use tessera_schemas::{ErrorCode, WireError, ids};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+
+pub use cache::BundleReport;
+pub use publish::{PublishReport, content_type_for};
+
+use crate::{Client, Error};
+
+/// What a long publish or download reports as it goes (to drive a progress bar).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// The work is known: this many files and bytes will move.
+    Started { files: usize, bytes: u64 },
+    /// This many more bytes moved.
+    Bytes(u64),
+    /// One file is done: in a download its path, in a publish the uploaded blob's sha256.
+    FileDone(&'a str),
+}
+
+/// A progress callback; `&|_| {}` for none.
+pub type OnProgress<'a> = &'a (dyn Fn(Progress<'_>) + Send + Sync);
+
+/// A manifest whose signature, issuer, kind and plugin id have been checked.
+#[derive(Debug, Clone)]
+pub struct VerifiedManifest {
+    pub claims: ManifestClaims,
+    /// The compact JWS as the broker signed it.
+    pub jws: String,
+}
+
+impl VerifiedManifest {
+    pub fn file(&self, path: &str) -> Option<&AssetFile> {
+        self.claims.files.iter().find(|f| f.path == path)
+    }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(digest::digest(&digest::SHA256, bytes).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// The SHA-256 the object store recorded for an object (`SHA-256=<base64url>`), as hex.
+fn object_digest_hex(info: &jetstream::object_store::ObjectInfo) -> Option<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+    let b64 = info.digest.as_deref()?.strip_prefix("SHA-256=")?;
+    let bytes = URL_SAFE
+        .decode(b64)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
+        .ok()?;
+    Some(hex(&bytes))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(e.to_string())
+}
+
+/// Verifies a signed manifest against a JWKS: EdDSA with a known `kid`, our issuer and
+/// kind, the expected plugin, and a file list that could not escape a cache directory.
+pub fn verify_manifest(
+    jws: &str,
+    keys: &jsonwebtoken::jwk::JwkSet,
+    plugin_id: &str,
+) -> Result<VerifiedManifest, Error> {
+    let bad = |why: String| Error::BadManifest {
+        plugin_id: plugin_id.to_owned(),
+        message: why,
+    };
+    let header = jsonwebtoken::decode_header(jws).map_err(|e| bad(format!("header: {e}")))?;
+    let kid = header.kid.ok_or_else(|| bad("no kid".into()))?;
+    let jwk = keys
+        .find(&kid)
+        .ok_or_else(|| bad(format!("kid {kid:?} is not a platform key")))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("key {kid:?}: {e}")))?;
+    let mut validation = Validation::new(Algorithm::EdDSA);
+    // A manifest does not expire: a newer version replaces it.
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.set_issuer(&[MANIFEST_ISSUER]);
+    let claims = jsonwebtoken::decode::<ManifestClaims>(jws, &key, &validation)
+        .map_err(|e| bad(format!("signature or claims: {e}")))?
+        .claims;
+    if claims.kind != tessera_schemas::assets::MANIFEST_KIND {
+        return Err(bad(format!(
+            "kind {:?}, not {MANIFEST_KIND:?}",
+            claims.kind
+        )));
+    }
+    if claims.plugin_id != plugin_id {
+        return Err(bad(format!("signed for plugin {:?}", claims.plugin_id)));
+    }
+    check_files(&claims.files).map_err(bad)?;
+    Ok(VerifiedManifest {
+        claims,
+        jws: jws.to_owned(),
+    })
+}
+
+impl Client {
+    fn js(&self) -> jetstream::Context {
+        jetstream::new(self.nats().clone())
+    }
+
+    async fn assets_store(&self) -> Result<jetstream::object_store::ObjectStore, Error> {
+        self.js()
+            .get_object_store(self.subjects().assets_bucket())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The latest manifest of `plugin_id`, verified with the broker's published keys.
+    /// `not_found` if nothing was published for it.
+    pub async fn asset_manifest(&self, plugin_id: &str) -> Result<VerifiedManifest, Error> {
+        ids::check("plugin_id", plugin_id)?;
+        let not_found = || {
+            Error::Rejected(WireError::new(
+                ErrorCode::NotFound,
+                format!("no assets published for plugin {plugin_id:?}"),
+            ))
+        };
+        let kv = match self
+            .js()
+            .get_key_value(self.subjects().asset_versions_bucket())
+            .await
+        {
+            Ok(kv) => kv,
+            // No broker has ever started on this bus: nothing can have been published.
+            Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => {
+                return Err(not_found());
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let jws = kv
+            .get(plugin_id)
+            .await
+            .map_err(unavailable)?
+            .ok_or_else(not_found)?;
+        let jws = std::str::from_utf8(&jws).map_err(|_| Error::BadManifest {
+            plugin_id: plugin_id.to_owned(),
+            message: "not UTF-8".into(),
+        })?;
+        let keys = self.keys().await?;
+        verify_manifest(jws, &keys, plugin_id)
+    }
+
+    /// One file of the latest version, verified against the signed manifest (for images
+    /// and anything else not kept in the bundle cache).
+    pub async fn fetch_asset(&self, plugin_id: &str, path: &str) -> Result<Bytes, Error> {
+        let manifest = self.asset_manifest(plugin_id).await?;
+        self.fetch_asset_of(&manifest, path, &|_| {}).await
+    }
+
+    /// One file of a manifest already verified (saves the manifest round trips).
+    pub async fn fetch_asset_of(
+        &self,
+        manifest: &VerifiedManifest,
+        path: &str,
+        progress: OnProgress<'_>,
+    ) -> Result<Bytes, Error> {
+        let file = manifest.file(path).ok_or_else(|| {
+            Error::Rejected(WireError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "{path:?} is not in version {} of {:?}",
+                    manifest.claims.version, manifest.claims.plugin_id
+                ),
+            ))
+        })?;
+        let store = self.assets_store().await?;
+        let mut out = Vec::with_capacity(file.size.min(1 << 24) as usize);
+        read_blob(&store, file, progress, &mut out).await?;
+        Ok(out.into())
+    }
+}
+
+/// Reads `file`'s blob into `out`, reporting progress, and checks its size and SHA-256
+/// against the manifest entry. On a mismatch `out` holds bytes that must not be used.
+async fn read_blob(
+    store: &jetstream::object_store::ObjectStore,
+    file: &AssetFile,
+    progress: OnProgress<'_>,
+    out: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> Result<(), Error> {
+    use tokio::io::AsyncWriteExt as _;
+    let corrupted = |why: String| Error::Corrupted {
+        path: file.path.clone(),
+        message: why,
+    };
+    let object = store.get(blob_name(&file.sha256)).await.map_err(|e| {
+        if e.kind() == jetstream::object_store::GetErrorKind::NotFound {
+            corrupted("its blob is missing from the store".into())
+        } else {
+            unavailable(e)
+        }
+    })?;
+    // Never read more than the manifest promises (plus one byte, to notice a longer blob).
+    let mut reader = object.take(file.size + 1);
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = read_some(&mut reader, &mut buf).await.map_err(|e| {
+            // async-nats checks the object's own recorded digest at the end of the read
+            // (`InvalidData`, "wrong digest"): chunks that do not match their info.
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                corrupted(format!("read: {e}"))
+            } else {
+                unavailable(e)
+            }
+        })?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        ctx.update(&buf[..n]);
+        out.write_all(&buf[..n])
+            .await
+            .map_err(|e| Error::Io(e.to_string()))?;
+        progress(Progress::Bytes(n as u64));
+    }
+    let actual = hex(ctx.finish().as_ref());
+    if total != file.size || actual != file.sha256 {
+        return Err(corrupted(format!(
+            "expected {} bytes with sha256 {}, got {total} bytes with sha256 {actual}",
+            file.size, file.sha256
+        )));
+    }
+    out.flush().await.map_err(|e| Error::Io(e.to_string()))?;
+    progress(Progress::FileDone(&file.path));
+    Ok(())
+}
+
+async fn read_some(r: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> std::io::Result<usize> {
+    r.read(buf).await
+}
+
+/// Where the bundle of `plugin_id` is cached under `cache_dir`.
+pub fn bundle_dir(cache_dir: &std::path::Path, plugin_id: &str) -> PathBuf {
+    cache_dir.join(plugin_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_core::signing::SigningKey;
+    use tessera_schemas::assets::MANIFEST_KIND;
+
+    fn claims(path: &str) -> ManifestClaims {
+        ManifestClaims {
+            iss: MANIFEST_ISSUER.into(),
+            kind: MANIFEST_KIND.into(),
+            plugin_id: "weather".into(),
+            version: 1,
+            iat: 0,
+            files: vec![AssetFile {
+                path: path.into(),
+                sha256: sha256_hex(b"x"),
+                size: 1,
+                content_type: "text/html".into(),
+            }],
+        }
+    }
+
+    fn jwks(key: &SigningKey) -> jsonwebtoken::jwk::JwkSet {
+        jsonwebtoken::jwk::JwkSet {
+            keys: vec![key.public_jwk()],
+        }
+    }
+
+    #[test]
+    fn a_signed_manifest_verifies_only_as_what_it_is() {
+        let key = SigningKey::generate();
+        let keys = jwks(&key);
+        let jws = key.sign(&claims("index.html")).unwrap();
+        let ok = verify_manifest(&jws, &keys, "weather").unwrap();
+        assert_eq!(ok.claims, claims("index.html"));
+        let refused = |jws: &str, plugin: &str| {
+            matches!(
+                verify_manifest(jws, &keys, plugin),
+                Err(Error::BadManifest { .. })
+            )
+        };
+        assert!(refused(&jws, "other"), "another plugin");
+        assert!(refused("not a jws", "weather"));
+        // Even the platform's own signature does not make an unsafe path acceptable.
+        assert!(refused(
+            &key.sign(&claims("../../etc/x")).unwrap(),
+            "weather"
+        ));
+        let mut c = claims("index.html");
+        c.kind = "something-else".into();
+        assert!(refused(&key.sign(&c).unwrap(), "weather"), "wrong kind");
+        let mut c = claims("index.html");
+        c.iss = "tessera-auth".into();
+        assert!(refused(&key.sign(&c).unwrap(), "weather"), "wrong issuer");
+        let other = SigningKey::generate();
+        assert!(
+            refused(&other.sign(&claims("index.html")).unwrap(), "weather"),
+            "unknown key"
+        );
+    }
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type_for("a/index.HTML"), "text/html");
+        assert_eq!(content_type_for("app.mjs"), "text/javascript");
+        assert_eq!(content_type_for("logo.png"), "image/png");
+        assert_eq!(content_type_for("README"), "application/octet-stream");
+    }
+}
