@@ -35,8 +35,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a development stack: nats-server and redis-server as children, the broker and
-    /// auth workers and a demo plugin server, until Ctrl-C.
+    /// Run a development stack: nats-server and redis-server as children, the broker, auth
+    /// and gateway workers and a demo plugin server, until Ctrl-C.
     Up(up::UpArgs),
     /// Run one worker (settings from the environment).
     Worker {
