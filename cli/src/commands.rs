@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use tessera_bus_config::Role;
 use tessera_core::Shutdown;
-use tessera_sdk::{Client, PluginServerBuilder};
+use tessera_sdk::{Binding, Client, PluginServerBuilder, RoutePolicy};
 
 use crate::env::Settings;
 use crate::{Cli, Command};
@@ -41,6 +41,12 @@ pub enum TokenCmd {
         /// Same key, same account, same plugin within 5 minutes: the same token.
         #[arg(long)]
         idempotency_key: Option<String>,
+        /// The end user's device id; required if the plugin's route binds devices.
+        #[arg(long)]
+        device_id: Option<String>,
+        /// The end user's IP address; required if the plugin's route binds IPs.
+        #[arg(long)]
+        user_ip: Option<String>,
         /// Print only the token.
         #[arg(long)]
         token_only: bool,
@@ -67,6 +73,12 @@ pub enum RoutesCmd {
         plugin_id: String,
         #[arg(required = true)]
         servers: Vec<String>,
+        /// Bind the plugin's tokens to the device id given at token request time.
+        #[arg(long)]
+        bind_device: bool,
+        /// Bind the plugin's tokens to the user IP given at token request time.
+        #[arg(long)]
+        bind_ip: bool,
     },
     /// Remove a plugin's route.
     Delete { plugin_id: String },
@@ -359,11 +371,19 @@ async fn token(settings: &Settings, cmd: TokenCmd) -> anyhow::Result<()> {
             plugin_id,
             account_token,
             idempotency_key,
+            device_id,
+            user_ip,
             token_only,
         } => {
             let client = connect(settings, Role::Client).await?;
+            let binding = Binding { device_id, user_ip };
             let reply = client
-                .request_token(&account_token, &plugin_id, idempotency_key.as_deref())
+                .request_token_bound(
+                    &account_token,
+                    &plugin_id,
+                    idempotency_key.as_deref(),
+                    binding,
+                )
                 .await?;
             if token_only {
                 println!("{}", reply.token);
@@ -393,12 +413,34 @@ async fn token(settings: &Settings, cmd: TokenCmd) -> anyhow::Result<()> {
     }
 }
 
+/// " (binds device, ip)" for a bound route, nothing for an unbound one.
+fn binds(p: &RoutePolicy) -> String {
+    let fields: Vec<&str> = [(p.bind_device, "device"), (p.bind_ip, "ip")]
+        .into_iter()
+        .filter_map(|(on, name)| on.then_some(name))
+        .collect();
+    if fields.is_empty() {
+        String::new()
+    } else {
+        format!(" (binds {})", fields.join(", "))
+    }
+}
+
 async fn routes(settings: &Settings, cmd: RoutesCmd) -> anyhow::Result<()> {
     let client = connect(settings, Role::Admin).await?;
     match cmd {
-        RoutesCmd::Set { plugin_id, servers } => {
-            client.set_route(&plugin_id, &servers).await?;
-            eprintln!("{plugin_id} -> {}", servers.join(", "));
+        RoutesCmd::Set {
+            plugin_id,
+            servers,
+            bind_device,
+            bind_ip,
+        } => {
+            let policy = RoutePolicy {
+                bind_device,
+                bind_ip,
+            };
+            client.set_route_with(&plugin_id, &servers, policy).await?;
+            eprintln!("{plugin_id} -> {}{}", servers.join(", "), binds(&policy));
             Ok(())
         }
         RoutesCmd::Delete { plugin_id } => {
@@ -408,7 +450,11 @@ async fn routes(settings: &Settings, cmd: RoutesCmd) -> anyhow::Result<()> {
         }
         RoutesCmd::List => {
             for (plugin, route) in client.routes().await? {
-                println!("{plugin}\t{}", route.servers.join(","));
+                let policy = RoutePolicy {
+                    bind_device: route.bind_device,
+                    bind_ip: route.bind_ip,
+                };
+                println!("{plugin}\t{}{}", route.servers.join(","), binds(&policy));
             }
             Ok(())
         }

@@ -76,6 +76,14 @@ pub struct TokenRequest {
     /// Same key, same account, same plugin, within 5 minutes: the same token comes back.
     #[serde(default)]
     pub idempotency_key: Option<String>,
+    /// The end user's device, for plugins whose route binds tokens to a device
+    /// (`Route::bind_device`): required there, ignored elsewhere.
+    #[serde(default)]
+    pub device_id: Option<String>,
+    /// The end user's IP address, for plugins whose route binds tokens to an IP
+    /// (`Route::bind_ip`): required there, ignored elsewhere.
+    #[serde(default)]
+    pub user_ip: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +149,14 @@ pub enum DistEvent {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Route {
     pub servers: Vec<String>,
+    /// Policy: this plugin's tokens are bound to the device id given at token request time,
+    /// and the gateway refuses packets from any other device. Older records lack the field
+    /// and decode as unbound.
+    #[serde(default)]
+    pub bind_device: bool,
+    /// Policy: the same for the end user's IP address.
+    #[serde(default)]
+    pub bind_ip: bool,
 }
 
 /// Reply of the demo plugin server's `echo` operation.
@@ -177,5 +193,17 @@ mod tests {
         let req: LoginRequest = decode(&encode(&serde_json::json!({"username": "ann"}))).unwrap();
         assert_eq!(req.username.as_deref(), Some("ann"));
         assert!(req.password.is_none());
+    }
+
+    /// Routes and token requests written before binding existed decode as unbound.
+    #[test]
+    fn binding_fields_default_to_unbound() {
+        let route: Route = decode(&encode(&serde_json::json!({"servers": ["ps1"]}))).unwrap();
+        assert!(!route.bind_device && !route.bind_ip);
+        let req: TokenRequest = decode(&encode(
+            &serde_json::json!({"account_token": "t", "plugin_id": "p"}),
+        ))
+        .unwrap();
+        assert!(req.device_id.is_none() && req.user_ip.is_none());
     }
 }

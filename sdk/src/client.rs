@@ -27,6 +27,25 @@ use crate::Error;
 /// How many times [`Client::request_token`] tries a request that failed retryably.
 const TOKEN_ATTEMPTS: u32 = 3;
 
+/// What a plugin token is to be bound to ([`Client::request_token_bound`]). Only the fields
+/// the plugin's route binds are used; a bound field left `None` is refused (`bad_request`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Binding {
+    /// The end user's device id (1-128 of `A-Z a-z 0-9 - _ . :`).
+    pub device_id: Option<String>,
+    /// The end user's IP address (IPv4 or IPv6).
+    pub user_ip: Option<String>,
+}
+
+/// A plugin's token-binding policy ([`Client::set_route_with`]). Default: unbound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoutePolicy {
+    /// Tokens are bound to the device id given when they are requested.
+    pub bind_device: bool,
+    /// Tokens are bound to the user IP given when they are requested.
+    pub bind_ip: bool,
+}
+
 /// A connection to Tessera. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Client {
@@ -101,12 +120,33 @@ impl Client {
         plugin_id: &str,
         idempotency_key: Option<&str>,
     ) -> Result<TokenResponse, Error> {
+        self.request_token_bound(
+            account_token,
+            plugin_id,
+            idempotency_key,
+            Binding::default(),
+        )
+        .await
+    }
+
+    /// [`Client::request_token`] for a plugin whose route binds tokens to the end user's
+    /// device and/or IP: the token is only accepted (by the gateway) on packets whose
+    /// verification info carries the same values.
+    pub async fn request_token_bound(
+        &self,
+        account_token: &str,
+        plugin_id: &str,
+        idempotency_key: Option<&str>,
+        binding: Binding,
+    ) -> Result<TokenResponse, Error> {
         ids::check("plugin_id", plugin_id)?;
         let key = idempotency_key.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let req = TokenRequest {
             account_token: account_token.to_owned(),
             plugin_id: plugin_id.to_owned(),
             idempotency_key: Some(key),
+            device_id: binding.device_id,
+            user_ip: binding.user_ip,
         };
         let mut attempt = 1;
         loop {
@@ -237,8 +277,19 @@ impl Client {
             .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
-    /// Routes a plugin to its plugin servers (admin role).
+    /// Routes a plugin to its plugin servers (admin role), with unbound tokens.
     pub async fn set_route(&self, plugin_id: &str, servers: &[String]) -> Result<(), Error> {
+        self.set_route_with(plugin_id, servers, RoutePolicy::default())
+            .await
+    }
+
+    /// Routes a plugin to its plugin servers with a token-binding policy (admin role).
+    pub async fn set_route_with(
+        &self,
+        plugin_id: &str,
+        servers: &[String],
+        policy: RoutePolicy,
+    ) -> Result<(), Error> {
         ids::check("plugin_id", plugin_id)?;
         if servers.is_empty() {
             return Err(Error::InvalidInput(
@@ -251,6 +302,8 @@ impl Client {
         let kv = self.routes_bucket().await?;
         let route = Route {
             servers: servers.to_vec(),
+            bind_device: policy.bind_device,
+            bind_ip: policy.bind_ip,
         };
         kv.put(plugin_id, codec::encode(&route).into())
             .await

@@ -40,7 +40,7 @@ mod plugin_keys;
 pub mod plugin_server;
 pub mod sealed;
 
-pub use client::Client;
+pub use client::{Binding, Client, RoutePolicy};
 pub use error::Error;
 pub use plugin_server::{
     PluginScope, PluginServer, PluginServerBuilder, ServiceRequest, TokenInfo, TokenStore,

@@ -98,6 +98,8 @@ async fn malformed_token_requests_get_typed_errors() {
             account_token: ann.account_token.clone(),
             plugin_id: plugin_id.into(),
             idempotency_key: None,
+            device_id: None,
+            user_ip: None,
         });
         let code = raw_error(&nats, subject.clone(), v1, body).await;
         assert_eq!(code, ErrorCode::BadRequest, "plugin id {plugin_id:?}");
@@ -115,6 +117,8 @@ async fn malformed_token_requests_get_typed_errors() {
         account_token: "x".repeat(100 * 1024),
         plugin_id: "weather".into(),
         idempotency_key: None,
+        device_id: None,
+        user_ip: None,
     });
     assert!(big.len() > codec::MAX_MESSAGE_BYTES);
     let code = raw_error(&nats, subject.clone(), v1, big).await;
@@ -125,6 +129,8 @@ async fn malformed_token_requests_get_typed_errors() {
         account_token: ann.account_token.clone(),
         plugin_id: "weather".into(),
         idempotency_key: None,
+        device_id: None,
+        user_ip: None,
     });
     let code = raw_error(
         &nats,
@@ -143,6 +149,8 @@ async fn malformed_token_requests_get_typed_errors() {
             account_token: ann.account_token.clone(),
             plugin_id: "weather".into(),
             idempotency_key: Some(key),
+            device_id: None,
+            user_ip: None,
         });
         let code = raw_error(&nats, subject.clone(), v1, body).await;
         assert_eq!(code, ErrorCode::BadRequest);

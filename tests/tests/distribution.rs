@@ -213,6 +213,8 @@ async fn recorded_but_undistributed(
         jti: jti.clone(),
         iat: now,
         exp: now + 600,
+        device_id: None,
+        user_ip: None,
     };
     let token = stack.broker_key().sign(&claims).unwrap();
     if record {

@@ -80,6 +80,8 @@ fn claims(i: u64) -> PluginClaims {
         jti: format!("00000000-0000-4000-8000-{i:012}"),
         iat: tessera_core::now_unix(),
         exp: tessera_core::now_unix() + 900,
+        device_id: None,
+        user_ip: None,
     }
 }
 

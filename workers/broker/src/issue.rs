@@ -6,14 +6,22 @@
 //! JetStream; then the idempotent reply; then the reply. A failed distribution removes the record again, so no token is stored
 //! without being distributed (a crash between the two leaves a recorded but undistributed
 //! token, which plugin servers still accept through introspection).
+//!
+//! Binding: where the plugin's route says so (`bind_device`, `bind_ip`), the token's claims
+//! carry the device id and/or user IP of the request, and the gateway refuses packets whose
+//! verification info differs. A field the route does not bind is checked for shape but
+//! otherwise ignored.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_core::redis_keys::idempotency_binding;
 use tessera_core::rpc::{self, RpcError};
 use tessera_core::service::{Incoming, Reply};
 use tessera_core::{now_unix, signing::token_hash};
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
+use tessera_schemas::data::device_id_ok;
 use tessera_schemas::messages::{
     AUTH_VERIFY, DistEvent, TOKEN_REQUEST, TokenRequest, TokenResponse, VerifyRequest,
     VerifyResponse,
@@ -46,6 +54,24 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         ));
     }
 
+    // Shapes first, before any round trip; the canonical IP text is what a token carries.
+    if let Some(d) = &body.device_id
+        && !device_id_ok(d)
+    {
+        return Err(WireError::new(
+            ErrorCode::BadRequest,
+            "device_id must be 1-128 of A-Z a-z 0-9 - _ . :",
+        ));
+    }
+    let user_ip = match &body.user_ip {
+        Some(ip) => Some(
+            ip.parse::<IpAddr>()
+                .map_err(|_| WireError::new(ErrorCode::BadRequest, "user_ip is not an IP address"))?
+                .to_string(),
+        ),
+        None => None,
+    };
+
     let account = verify_account(&state, &body.account_token, &req).await?;
 
     let route = state
@@ -56,8 +82,8 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
             tracing::warn!(error = %e, "routes lookup failed");
             WireError::new(ErrorCode::Unavailable, "routes unavailable")
         })?;
-    let servers = match route {
-        Some(r) if !r.servers.is_empty() => r.servers.clone(),
+    let route = match route {
+        Some(r) if !r.servers.is_empty() => r,
         _ => {
             return Err(WireError::new(
                 ErrorCode::NotFound,
@@ -65,6 +91,15 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
             ));
         }
     };
+    let servers = route.servers.clone();
+    let device_id = bound(
+        "device_id",
+        route.bind_device,
+        body.device_id.clone(),
+        &body.plugin_id,
+    )?;
+    let user_ip = bound("user_ip", route.bind_ip, user_ip, &body.plugin_id)?;
+    let binding = idempotency_binding(device_id.as_deref(), user_ip.as_deref());
 
     let now = now_unix();
     // A plugin token never outlives the account token it was minted from.
@@ -84,6 +119,8 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         jti: token_id.clone(),
         iat: now,
         exp: expires_at,
+        device_id,
+        user_ip,
     };
     let token = state
         .config
@@ -109,7 +146,14 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     let ttl = Duration::from_secs(expires_at - now);
     if let Some(previous) = state
         .store
-        .record(&token_id, &record, ttl, state.config.token_ttl, idem)
+        .record(
+            &token_id,
+            &record,
+            ttl,
+            state.config.token_ttl,
+            idem,
+            &binding,
+        )
         .await?
     {
         // A retry of a request that succeeded: the same token again (ours was not kept).
@@ -124,7 +168,7 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     // Only a recorded and distributed token becomes the idempotent reply, so a retry can
     // never be handed a token that plugin servers will not accept.
     if let Some(k) = idem {
-        match state.store.claim_idempotency(k, &response).await {
+        match state.store.claim_idempotency(k, &binding, &response).await {
             Ok(None) => {}
             Ok(Some(winner)) => {
                 // A concurrent request with the same key finished first: send its token and
@@ -137,6 +181,24 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         }
     }
     Ok(Reply::msgpack(TOKEN_REQUEST, &response))
+}
+
+/// The value a token is bound to for one field: the request's value where the route binds
+/// the field (missing: `bad_request`), nothing where it does not.
+fn bound(
+    field: &str,
+    binds: bool,
+    value: Option<String>,
+    plugin_id: &str,
+) -> Result<Option<String>, WireError> {
+    match (binds, value) {
+        (false, _) => Ok(None),
+        (true, Some(v)) => Ok(Some(v)),
+        (true, None) => Err(WireError::new(
+            ErrorCode::BadRequest,
+            format!("{field} is required: plugin {plugin_id:?} binds its tokens to it"),
+        )),
+    }
 }
 
 /// Revokes a token that lost an idempotency race: distributed, but never handed out.

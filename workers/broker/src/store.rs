@@ -57,16 +57,18 @@ impl Store {
 
     /// Remembers the reply to an idempotent request, once its token is recorded and
     /// distributed. If a concurrent request with the same key got there first, returns its
-    /// reply instead: the caller must send that one and withdraw its own token.
+    /// reply instead: the caller must send that one and withdraw its own token. `binding`
+    /// is the token's binding (`redis_keys::idempotency_binding`).
     pub async fn claim_idempotency(
         &self,
         key: &str,
+        binding: &str,
         reply: &TokenResponse,
     ) -> Result<Option<TokenResponse>, WireError> {
         let mut conn = self.conn.clone();
         let idem_key = self
             .keys
-            .idempotency(&reply.account_id, &reply.plugin_id, key);
+            .idempotency(&reply.account_id, &reply.plugin_id, binding, key);
         let set: Option<String> = redis::cmd("SET")
             .arg(&idem_key)
             .arg(codec::encode(reply))
@@ -102,12 +104,13 @@ impl Store {
         ttl: Duration,
         max_ttl: Duration,
         idempotency_key: Option<&str>,
+        binding: &str,
     ) -> Result<Option<TokenResponse>, WireError> {
         let mut conn = self.conn.clone();
         let account_key = self.keys.account_tokens(&record.account_id);
         let idem_key = idempotency_key.map(|k| {
             self.keys
-                .idempotency(&record.account_id, &record.plugin_id, k)
+                .idempotency(&record.account_id, &record.plugin_id, binding, k)
         });
         let mut pipe = redis::pipe();
         if let Some(k) = &idem_key {

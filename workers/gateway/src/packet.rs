@@ -9,7 +9,9 @@
 //! 5. plugin token: signed by the broker, unexpired (`unauthenticated`), bound to the
 //!    plugin of the packet and of the subject (`wrong_plugin`), and still live in the
 //!    broker's Redis record, i.e. not revoked (`unauthenticated`);
-//! 6. verification info: user IP parses, device id is well-formed (`bad_request`);
+//! 6. verification info: user IP parses, device id is well-formed (`bad_request`); where
+//!    the token is bound (its claims carry `device_id` / `user_ip`, because the plugin's
+//!    route binds them), they equal the token's (`wrong_plugin`, naming the field);
 //! 7. data route `<plugin_id>.<operation>`: `unknown_operation`;
 //! 8. forward (see `forward`): the plugin server's reply or error; no answer: `unavailable`.
 //!
@@ -23,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tessera_core::data_sign;
 use tessera_core::service::{Incoming, Reply};
 use tessera_core::signing::token_hash;
+use tessera_schemas::claims::PluginClaims;
 use tessera_schemas::data::{
     DATA_REQUEST, DataRequest, PACKET_VERSION, QUERY_MAX_LEN, data_route_key, device_id_ok,
     nonce_ok,
@@ -159,16 +162,16 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         }
     }
 
-    // 6. Verification info. Plugin tokens are not bound to an IP or device today, so there
-    //    is nothing further to match them against (docs/protocol.md).
-    if packet.verification.user_ip.parse::<IpAddr>().is_err() {
+    // 6. Verification info: well-formed, and equal to what a bound token was issued for.
+    let Ok(user_ip) = packet.verification.user_ip.parse::<IpAddr>() else {
         return Err(bad_request("verification.user_ip is not an IP address"));
-    }
+    };
     if !device_id_ok(&packet.verification.device_id) {
         return Err(bad_request(
             "verification.device_id must be 1-128 of A-Z a-z 0-9 - _ . :",
         ));
     }
+    binding_matches(&claims, &packet.verification.device_id, user_ip)?;
 
     // 7. Route.
     let key = data_route_key(subject_plugin, &packet.operation);
@@ -189,6 +192,32 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
 
     // 8. Forward.
     crate::forward::forward(&state, &req, packet, &route).await
+}
+
+/// A bound token is only good for the device and IP it was issued for. IPs compare as
+/// parsed addresses, so textual variants of one address match.
+fn binding_matches(
+    claims: &PluginClaims,
+    device_id: &str,
+    user_ip: IpAddr,
+) -> Result<(), WireError> {
+    if let Some(d) = &claims.device_id
+        && d != device_id
+    {
+        return Err(WireError::new(
+            ErrorCode::WrongPlugin,
+            "verification.device_id does not match the device the plugin token was issued for",
+        ));
+    }
+    if let Some(ip) = &claims.user_ip
+        && ip.parse::<IpAddr>().ok() != Some(user_ip)
+    {
+        return Err(WireError::new(
+            ErrorCode::WrongPlugin,
+            "verification.user_ip does not match the IP the plugin token was issued for",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -237,5 +266,32 @@ mod tests {
             ErrorCode::BadRequest
         );
         assert_eq!(code(|p| p.signature.clear()), ErrorCode::BadSignature);
+    }
+
+    #[test]
+    fn bound_tokens_match_only_their_device_and_ip() {
+        let claims = |device: Option<&str>, ip: Option<&str>| PluginClaims {
+            iss: "tessera-broker".into(),
+            sub: "acct".into(),
+            plugin_id: "weather".into(),
+            aud: vec!["ps1".into()],
+            jti: "id".into(),
+            iat: 1,
+            exp: 2,
+            device_id: device.map(str::to_owned),
+            user_ip: ip.map(str::to_owned),
+        };
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let other: IpAddr = "2001:db8::2".parse().unwrap();
+        assert!(binding_matches(&claims(None, None), "any", other).is_ok());
+        assert!(binding_matches(&claims(Some("a"), None), "a", other).is_ok());
+        let err = binding_matches(&claims(Some("a"), None), "b", ip).unwrap_err();
+        assert_eq!(err.code, ErrorCode::WrongPlugin);
+        assert!(err.message.contains("device_id"));
+        // A different spelling of the same address still matches.
+        assert!(binding_matches(&claims(None, Some("2001:0db8:0:0::1")), "d", ip).is_ok());
+        let err = binding_matches(&claims(Some("a"), Some("2001:db8::1")), "a", other).unwrap_err();
+        assert_eq!(err.code, ErrorCode::WrongPlugin);
+        assert!(err.message.contains("user_ip"));
     }
 }
