@@ -5,7 +5,7 @@
 
 use tessera_schemas::ErrorCode;
 use tessera_schemas::messages::EchoReply;
-use tessera_sdk::data::{ClientAppCredentials, DataCall, build_packet, new_nonce, now_ms};
+use tessera_sdk::data::{ClientAppCredentials, DataCall};
 use tessera_sdk::{Binding, Client, Error, RoutePolicy};
 use tessera_tests::{Backend, Stack};
 
@@ -17,7 +17,8 @@ const IP_BOUND: &str = "news";
 const UNBOUND: &str = "maps";
 
 struct World {
-    stack: Stack,
+    // Kept so the servers live as long as the world.
+    _stack: Stack,
     client: Client,
     app: ClientAppCredentials,
     account_token: String,
@@ -57,7 +58,7 @@ impl World {
         let app = admin.add_client_app("demo-app").await.unwrap();
         World {
             client: stack.client().await,
-            stack,
+            _stack: stack,
             app,
             account_token: ann.account_token,
             _ps1: ps1,
