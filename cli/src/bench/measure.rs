@@ -48,7 +48,16 @@ pub fn figures(
     }
 }
 
+/// How long a task may run past the window to complete its first operation.
+const FIRST_OP_BOUND: Duration = Duration::from_secs(10);
+
 /// Runs `op` from `in_flight` tasks: `warmup` unrecorded, then `window` recorded.
+///
+/// Counted are operations that start and finish inside the window, except that a task with
+/// nothing counted yet when the window closes keeps going (up to [`FIRST_OP_BOUND`]) until its
+/// first operation completes: slow operations (an argon2 login takes tens of milliseconds,
+/// far more on a loaded machine) would otherwise report nothing from a short window. The
+/// rate divides by the span actually measured, so stretching it does not inflate the rate.
 pub async fn closed_loop<F, Fut, E>(
     in_flight: usize,
     warmup: Duration,
@@ -68,15 +77,17 @@ where
             tokio::spawn(async move {
                 let mut h = histogram();
                 let (mut ops, mut errors) = (0u64, 0u64);
+                let mut last = end;
                 loop {
                     let t0 = Instant::now();
-                    if t0 >= end {
+                    let counted = ops + errors > 0;
+                    if t0 >= end && (counted || t0 >= end + FIRST_OP_BOUND) {
                         break;
                     }
                     let ok = op().await.is_ok();
                     let t1 = Instant::now();
-                    // Count only requests that started and finished inside the window.
-                    if t0 >= start && t1 <= end {
+                    if t0 >= start && (t1 <= end || !counted) {
+                        last = last.max(t1);
                         if ok {
                             ops += 1;
                             let _ = h.record((t1 - t0).as_nanos().max(1) as u64);
@@ -85,19 +96,20 @@ where
                         }
                     }
                 }
-                (h, ops, errors)
+                (h, ops, errors, last)
             })
         })
         .collect();
     let mut total = histogram();
-    let (mut ops, mut errors) = (0, 0);
+    let (mut ops, mut errors, mut last) = (0, 0, end);
     for t in tasks {
-        let (h, o, e) = t.await.expect("load task panicked");
+        let (h, o, e, l) = t.await.expect("load task panicked");
         total.add(&h).expect("same bounds");
         ops += o;
         errors += e;
+        last = last.max(l);
     }
-    figures(in_flight, ops, errors, window, &total)
+    figures(in_flight, ops, errors, last - start, &total)
 }
 
 /// Times a synchronous operation `iterations` times, one call per sample (for per-call
