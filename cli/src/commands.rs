@@ -73,7 +73,7 @@ pub enum RoutesCmd {
 }
 
 /// Connects with the URL of `role` from the settings.
-async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
+pub async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
     let url = settings.require(role.url_env())?;
     let subjects = tessera_core::config::prefix(settings)?;
     let nats =
@@ -165,14 +165,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Login {
             username,
+            app,
+            params,
             password_stdin,
             json,
         } => {
-            let password = read_password(password_stdin)?;
-            let reply = connect(&settings, Role::Client)
-                .await?
-                .login(&username, &password)
-                .await?;
+            let reply = if let Some(app) = app {
+                crate::packages::login_app(&settings, &app, &params).await?
+            } else {
+                let username = username.context("give a username")?;
+                let password = read_password(password_stdin)?;
+                connect(&settings, Role::Client)
+                    .await?
+                    .login(&username, &password)
+                    .await?
+            };
             if json {
                 print_json(&reply)
             } else {
@@ -186,6 +193,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token(&settings, cmd).await,
         Command::Routes(cmd) => routes(&settings, cmd).await,
+        Command::Apps(cmd) => crate::packages::apps(&settings, cmd).await,
+        Command::Packages(cmd) => crate::packages::packages(&settings, cmd).await,
+        Command::Nodes { expect, json } => crate::packages::nodes(&settings, expect, json).await,
         Command::Call {
             server,
             operation,

@@ -7,6 +7,8 @@
 //! - [`headers`]: header names (schema, request id, trace context, micro error headers).
 //! - [`messages`]: the request and reply bodies, one struct per message, plus the
 //!   distribution events that flow to plugin servers.
+//! - [`packages`]: third-party app configs, package manifests and index records, and the
+//!   bodies of the package-upload, update-broadcast and node subjects (seed 003).
 //! - [`claims`]: JWT claim sets for plugin tokens and account tokens.
 //! - [`error`]: the closed [`ErrorCode`] enum and the [`WireError`] body.
 //! - [`codec`]: MessagePack encode/decode with a size limit and the schema-version check.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod headers;
 pub mod ids;
 pub mod messages;
+pub mod packages;
 pub mod subjects;
 
 pub use codec::{DecodeError, MAX_MESSAGE_BYTES, Schema, decode, encode};

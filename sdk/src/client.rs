@@ -59,6 +59,11 @@ impl Client {
         self
     }
 
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn nats(&self) -> &async_nats::Client {
         &self.nats
     }

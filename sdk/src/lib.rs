@@ -9,6 +9,8 @@
 //!   requests only for tokens that were distributed to it.
 //! - [`demo`]: the demo plugin server's `echo` operation ([`demo::with_echo`]), shared by
 //!   `tessera plugin-server` and the integration tests.
+//! - [`packages`]: third-party logins ([`Client::login_app`]), publisher keys and package
+//!   signing, package upload, app configs, and `auth.nodes.status` (admin).
 //! - [`error`]: [`Error`], with [`Error::code`] to match on.
 //!
 //! # Example
@@ -28,6 +30,7 @@
 pub mod client;
 pub mod demo;
 pub mod error;
+pub mod packages;
 pub mod plugin_server;
 
 pub use client::Client;
