@@ -12,6 +12,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod idp;
+pub use idp::StubIdp;
+
 use std::collections::VecDeque;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};

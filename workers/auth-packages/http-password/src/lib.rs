@@ -23,7 +23,9 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
     let username = input.param("username")?;
     let password = input.param("password")?;
     let secret = kit::client_secret()?;
-    let url = input.app.url(input.app.setting("userinfo_path", "/userinfo"));
+    let url = input
+        .app
+        .url(input.app.setting("userinfo_path", "/userinfo"));
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     let req = HttpRequest::new(url)
         .with_method("POST")

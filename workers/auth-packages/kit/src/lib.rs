@@ -37,7 +37,10 @@ pub struct App {
 /// One of the three output shapes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Ok { subject: String, name: Option<String> },
+    Ok {
+        subject: String,
+        name: Option<String>,
+    },
     Denied(String),
     Error(String),
 }
@@ -54,10 +57,16 @@ impl Outcome {
     /// The output JSON text, exactly one of the shapes in the interface.
     pub fn to_json(&self) -> String {
         let v = match self {
-            Outcome::Ok { subject, name: Some(name) } => {
+            Outcome::Ok {
+                subject,
+                name: Some(name),
+            } => {
                 json!({"ok": true, "subject": subject, "name": name})
             }
-            Outcome::Ok { subject, name: None } => json!({"ok": true, "subject": subject}),
+            Outcome::Ok {
+                subject,
+                name: None,
+            } => json!({"ok": true, "subject": subject}),
             Outcome::Denied(reason) => json!({"ok": false, "reason": reason}),
             Outcome::Error(text) => json!({"error": text}),
         };
@@ -68,8 +77,8 @@ impl Outcome {
 /// Parses the input, refusing other interface versions (an `error`, so `package_failed`:
 /// a node speaking another version is a deployment problem, not the user's).
 pub fn parse_input(bytes: &[u8]) -> Result<Input, Outcome> {
-    let input: Input = serde_json::from_slice(bytes)
-        .map_err(|e| Outcome::error(format!("bad input: {e}")))?;
+    let input: Input =
+        serde_json::from_slice(bytes).map_err(|e| Outcome::error(format!("bad input: {e}")))?;
     if input.interface != INTERFACE {
         return Err(Outcome::error(format!(
             "interface {} not supported (this package speaks {INTERFACE})",
@@ -105,7 +114,11 @@ impl App {
 }
 
 pub fn join_url(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// The app's client secret from the plug-in config (never from the input).
@@ -159,11 +172,22 @@ mod tests {
 
     #[test]
     fn outputs_have_the_interface_shapes() {
-        let ok = Outcome::Ok { subject: "u".into(), name: Some("N".into()) }.to_json();
+        let ok = Outcome::Ok {
+            subject: "u".into(),
+            name: Some("N".into()),
+        }
+        .to_json();
         assert_eq!(ok, r#"{"name":"N","ok":true,"subject":"u"}"#);
-        let bare = Outcome::Ok { subject: "u".into(), name: None }.to_json();
+        let bare = Outcome::Ok {
+            subject: "u".into(),
+            name: None,
+        }
+        .to_json();
         assert_eq!(bare, r#"{"ok":true,"subject":"u"}"#);
-        assert_eq!(Outcome::denied("no").to_json(), r#"{"ok":false,"reason":"no"}"#);
+        assert_eq!(
+            Outcome::denied("no").to_json(),
+            r#"{"ok":false,"reason":"no"}"#
+        );
         assert_eq!(Outcome::error("x").to_json(), r#"{"error":"x"}"#);
     }
 
@@ -173,7 +197,10 @@ mod tests {
             "settings":{"userinfo_path":""}},"params":{"username":"ann","password":""}}"#;
         let input = parse_input(raw).unwrap();
         assert_eq!(input.param("username").unwrap(), "ann");
-        assert_eq!(input.param("password"), Err(Outcome::denied("missing parameter password")));
+        assert_eq!(
+            input.param("password"),
+            Err(Outcome::denied("missing parameter password"))
+        );
         assert_eq!(input.app.setting("userinfo_path", "/userinfo"), "/userinfo");
         assert_eq!(input.app.url("/userinfo"), "http://h:1/userinfo");
         let v2 = br#"{"interface":2,"app":{"app_id":"a","base_url":"b"}}"#;
@@ -184,8 +211,23 @@ mod tests {
     #[test]
     fn identity_requires_a_subject() {
         let v = json!({"sub": "s1", "name": "Ann"});
-        assert_eq!(identity(&v, "u"), Outcome::Ok { subject: "s1".into(), name: Some("Ann".into()) });
-        assert!(matches!(identity(&json!({"sub": ""}), "u"), Outcome::Error(_)));
-        assert_eq!(identity(&json!({"sub": 42}), "u"), Outcome::Ok { subject: "42".into(), name: None });
+        assert_eq!(
+            identity(&v, "u"),
+            Outcome::Ok {
+                subject: "s1".into(),
+                name: Some("Ann".into())
+            }
+        );
+        assert!(matches!(
+            identity(&json!({"sub": ""}), "u"),
+            Outcome::Error(_)
+        ));
+        assert_eq!(
+            identity(&json!({"sub": 42}), "u"),
+            Outcome::Ok {
+                subject: "42".into(),
+                name: None
+            }
+        );
     }
 }

@@ -41,8 +41,14 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
                 )),
             })
         }
-        "ok" => Ok(Outcome::Ok { subject: input.param("subject")?.to_owned(), name: None }),
-        "version" => Ok(Outcome::Ok { subject: PKG_VERSION.to_owned(), name: None }),
+        "ok" => Ok(Outcome::Ok {
+            subject: input.param("subject")?.to_owned(),
+            name: None,
+        }),
+        "version" => Ok(Outcome::Ok {
+            subject: PKG_VERSION.to_owned(),
+            name: None,
+        }),
         other => Ok(Outcome::error(format!("unknown mode {other}"))),
     }
 }

@@ -53,7 +53,11 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
     };
     let access_token = match token.get("access_token").and_then(Value::as_str) {
         Some(t) if !t.is_empty() => t,
-        _ => return Ok(Outcome::error("token endpoint answered without an access_token")),
+        _ => {
+            return Ok(Outcome::error(
+                "token endpoint answered without an access_token",
+            ));
+        }
     };
 
     let info_req = HttpRequest::new(app.url(app.setting("userinfo_path", "/userinfo")))
