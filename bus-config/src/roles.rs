@@ -295,7 +295,11 @@ mod tests {
         let secrets_api = format!("$JS.API.DIRECT.GET.KV_{}", s.app_secrets_bucket());
         for role in Role::ALL {
             let p = Permissions::for_role(role, &s);
-            assert_eq!(p.may_publish(&packages_chunks), role == Role::Auth, "{role:?}");
+            assert_eq!(
+                p.may_publish(&packages_chunks),
+                role == Role::Auth,
+                "{role:?}"
+            );
             assert_eq!(
                 p.may_publish(&staging_chunks),
                 matches!(role, Role::Auth | Role::Admin),

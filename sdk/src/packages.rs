@@ -281,9 +281,13 @@ impl Client {
         let nats = self.nats();
         let inbox = nats.new_inbox();
         let mut replies = nats.subscribe(inbox.clone()).await.map_err(unavailable)?;
-        nats.publish_with_reply(self.subjects().auth_nodes_status(), inbox, Vec::new().into())
-            .await
-            .map_err(unavailable)?;
+        nats.publish_with_reply(
+            self.subjects().auth_nodes_status(),
+            inbox,
+            Vec::new().into(),
+        )
+        .await
+        .map_err(unavailable)?;
         nats.flush().await.map_err(unavailable)?;
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut out: Vec<NodeStatus> = Vec::new();

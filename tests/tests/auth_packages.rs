@@ -79,7 +79,10 @@ async fn third_party_login_issues_an_account_token_the_broker_accepts() {
         .put_app(local_app("acme", "http-password", idp.port()), Some(SECRET))
         .await;
     stack
-        .put_app(local_app("acme-oauth", "oauth2-code", idp.port()), Some(SECRET))
+        .put_app(
+            local_app("acme-oauth", "oauth2-code", idp.port()),
+            Some(SECRET),
+        )
         .await;
     let client = stack.client().await;
 
@@ -109,7 +112,10 @@ async fn third_party_login_issues_an_account_token_the_broker_accepts() {
 
     // A wrong password is a typed 401 naming the app.
     let err = client
-        .login_app("acme", params(&[("username", "ann"), ("password", "wrong")]))
+        .login_app(
+            "acme",
+            params(&[("username", "ann"), ("password", "wrong")]),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::Unauthenticated, "{err}");
@@ -119,7 +125,10 @@ async fn third_party_login_issues_an_account_token_the_broker_accepts() {
     let login = client
         .login_app(
             "acme-oauth",
-            params(&[("code", "code-1"), ("redirect_uri", "https://app.example/cb")]),
+            params(&[
+                ("code", "code-1"),
+                ("redirect_uri", "https://app.example/cb"),
+            ]),
         )
         .await
         .expect("oauth2 login");
@@ -127,11 +136,18 @@ async fn third_party_login_issues_an_account_token_the_broker_accepts() {
     let err = client
         .login_app(
             "acme-oauth",
-            params(&[("code", "code-1"), ("redirect_uri", "https://app.example/cb")]),
+            params(&[
+                ("code", "code-1"),
+                ("redirect_uri", "https://app.example/cb"),
+            ]),
         )
         .await
         .unwrap_err();
-    assert_eq!(err.code(), ErrorCode::Unauthenticated, "a code is single-use: {err}");
+    assert_eq!(
+        err.code(),
+        ErrorCode::Unauthenticated,
+        "a code is single-use: {err}"
+    );
 
     // The secret never leaves through the admin listing.
     let apps = stack.admin().await.apps().await.unwrap();
@@ -187,10 +203,15 @@ async fn an_upload_on_one_node_reaches_all_three() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(
-            files.iter().any(|f| f.starts_with("2.0.0-") && f.ends_with(".wasm")),
+            files
+                .iter()
+                .any(|f| f.starts_with("2.0.0-") && f.ends_with(".wasm")),
             "node {i}: {files:?}"
         );
-        assert!(!files.iter().any(|f| f.starts_with("1.0.0-")), "node {i}: {files:?}");
+        assert!(
+            !files.iter().any(|f| f.starts_with("1.0.0-")),
+            "node {i}: {files:?}"
+        );
     }
     // And every login, whichever node takes it, answers from build 2.
     for _ in 0..12 {
@@ -280,10 +301,13 @@ async fn a_joining_node_installs_everything_before_it_serves() {
             dir.display()
         );
     }
-    let msg = tokio::time::timeout(std::time::Duration::from_secs(10), futures::StreamExt::next(&mut joined))
-        .await
-        .expect("a joined announcement")
-        .unwrap();
+    let msg = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures::StreamExt::next(&mut joined),
+    )
+    .await
+    .expect("a joined announcement")
+    .unwrap();
     let status: NodeStatus = tessera_schemas::decode(&msg.payload).unwrap();
     assert_eq!(status.node_id, stack.auth_node_id(1));
     assert!(status.in_sync, "{status:?}");
@@ -355,23 +379,27 @@ async fn a_disabled_app_falls_back_to_local_accounts() {
 
     // Enabled: the package decides.
     admin.set_app_enabled("acme", true).await.unwrap();
-    assert_eventually!(client
-        .login_app(
-            "acme",
-            params(&[("username", "ann"), ("password", "third-party-pw")]),
-        )
-        .await
-        .is_ok_and(|r| r.account_id == "acme:user-42"));
+    assert_eventually!(
+        client
+            .login_app(
+                "acme",
+                params(&[("username", "ann"), ("password", "third-party-pw")]),
+            )
+            .await
+            .is_ok_and(|r| r.account_id == "acme:user-42")
+    );
 
     // Disabled again: local once more.
     admin.set_app_enabled("acme", false).await.unwrap();
-    assert_eventually!(client
-        .login_app(
-            "acme",
-            params(&[("username", "ann"), ("password", "local-password-1")]),
-        )
-        .await
-        .is_ok_and(|r| r.account_id == local.account_id));
+    assert_eventually!(
+        client
+            .login_app(
+                "acme",
+                params(&[("username", "ann"), ("password", "local-password-1")]),
+            )
+            .await
+            .is_ok_and(|r| r.account_id == local.account_id)
+    );
 
     // An app nobody configured is a typed not_found.
     let err = client.login_app("nope", params(&[])).await.unwrap_err();

@@ -44,7 +44,10 @@ async fn runaway_packages_are_cut_off_and_the_node_stays_healthy() {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::PackageFailed, "{mode}: {err}");
-        assert!(err.to_string().contains("fx"), "{mode}: names the app: {err}");
+        assert!(
+            err.to_string().contains("fx"),
+            "{mode}: names the app: {err}"
+        );
     }
     // Several at once, more than the pool: all cut off, none hangs the node.
     let runaway: Vec<_> = (0..4)
@@ -54,7 +57,10 @@ async fn runaway_packages_are_cut_off_and_the_node_stays_healthy() {
         assert_eq!(r.unwrap_err().code(), ErrorCode::PackageFailed);
     }
     // Healthy: the same app still serves, and so do local logins.
-    let login = client.login_app("fx", ok).await.expect("after the runaways");
+    let login = client
+        .login_app("fx", ok)
+        .await
+        .expect("after the runaways");
     assert_eq!(login.account_id, "fx:u1");
     stack.user("ann", "local-password-1").await;
     stack.shutdown().await;
@@ -82,7 +88,11 @@ async fn a_host_the_app_does_not_allow_is_refused() {
         .unwrap_err();
     assert_eq!(err.code(), ErrorCode::PackageFailed, "{err}");
     assert!(err.to_string().contains("not allowed"), "{err}");
-    assert_eq!(idp.hits("/userinfo"), 0, "the request never left the sandbox");
+    assert_eq!(
+        idp.hits("/userinfo"),
+        0,
+        "the request never left the sandbox"
+    );
     stack.shutdown().await;
 }
 
@@ -115,10 +125,18 @@ async fn bad_signatures_and_digests_are_rejected_with_nothing_stored() {
     swapped_key.publisher_key = good.publisher_key.clone();
     let garbage = b"\0asm not really a module".to_vec();
     let cases = [
-        ("untrusted publisher", wasm.clone(), sign(&stranger, &wasm, "misbehave", "1.0.0").unwrap()),
+        (
+            "untrusted publisher",
+            wasm.clone(),
+            sign(&stranger, &wasm, "misbehave", "1.0.0").unwrap(),
+        ),
         ("field changed after signing", wasm.clone(), bumped),
         ("signature by another key", wasm.clone(), swapped_key),
-        ("digest of other bytes", dist_wasm("misbehave-2"), good.clone()),
+        (
+            "digest of other bytes",
+            dist_wasm("misbehave-2"),
+            good.clone(),
+        ),
         (
             "not a package",
             garbage.clone(),
@@ -132,8 +150,16 @@ async fn bad_signatures_and_digests_are_rejected_with_nothing_stored() {
     }
     // Nothing stored: no index record, no package object, no staged leftover, nothing installed.
     assert!(admin.packages().await.unwrap().is_empty());
-    assert!(objects(&stack, stack.subjects().packages_store()).await.is_empty());
-    assert!(objects(&stack, stack.subjects().package_staging_store()).await.is_empty());
+    assert!(
+        objects(&stack, stack.subjects().packages_store())
+            .await
+            .is_empty()
+    );
+    assert!(
+        objects(&stack, stack.subjects().package_staging_store())
+            .await
+            .is_empty()
+    );
     assert!(
         std::fs::read_dir(stack.auth_plugin_path(0))
             .unwrap()
@@ -141,13 +167,20 @@ async fn bad_signatures_and_digests_are_rejected_with_nothing_stored() {
             .is_none()
     );
     let node = &stack.nodes(1).await[0];
-    assert!(node.packages.is_empty() && node.missing.is_empty(), "{node:?}");
+    assert!(
+        node.packages.is_empty() && node.missing.is_empty(),
+        "{node:?}"
+    );
 
     // The good one goes through, which shows the failures were about the input.
     let stored = admin.upload_package(&wasm, &good).await.expect("upload");
     assert!(!stored.replaced);
     assert_eq!(admin.packages().await.unwrap().len(), 1);
-    assert!(objects(&stack, stack.subjects().package_staging_store()).await.is_empty());
+    assert!(
+        objects(&stack, stack.subjects().package_staging_store())
+            .await
+            .is_empty()
+    );
     stack.shutdown().await;
 }
 
@@ -155,7 +188,9 @@ async fn bad_signatures_and_digests_are_rejected_with_nothing_stored() {
 async fn a_missing_package_or_pinned_version_is_a_typed_error_naming_the_app() {
     tessera_tests::init_logging();
     let stack = Stack::builder().backend(Backend::Local).start().await;
-    stack.put_app(local_app("ghost", "not-uploaded", 9), None).await;
+    stack
+        .put_app(local_app("ghost", "not-uploaded", 9), None)
+        .await;
     let client = stack.client().await;
     let err = client.login_app("ghost", params(&[])).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::PackageFailed, "{err}");

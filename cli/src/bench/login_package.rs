@@ -18,7 +18,8 @@ use super::measure::{Figures, closed_loop};
 use crate::stack::DevStack;
 
 /// The shipped package, built into the binary so the bench needs no checkout.
-const HTTP_PASSWORD: &[u8] = include_bytes!("../../../workers/auth-packages/dist/http-password.wasm");
+const HTTP_PASSWORD: &[u8] =
+    include_bytes!("../../../workers/auth-packages/dist/http-password.wasm");
 const SECRET: &str = "bench-client-secret";
 
 pub async fn measure(
@@ -31,7 +32,12 @@ pub async fn measure(
 ) -> anyhow::Result<(Figures, StubIdp)> {
     let idp = StubIdp::start("tessera", SECRET).await?;
     idp.add_user("bench", "bench-password", "bench-sub", "Bench");
-    let manifest = sign(&stack.publisher_key()?, HTTP_PASSWORD, "http-password", "1.0.0")?;
+    let manifest = sign(
+        &stack.publisher_key()?,
+        HTTP_PASSWORD,
+        "http-password",
+        "1.0.0",
+    )?;
     admin.upload_package(HTTP_PASSWORD, &manifest).await?;
     let app = AppConfig {
         app_id: "bench-idp".into(),

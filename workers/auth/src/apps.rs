@@ -11,8 +11,8 @@ use async_nats::jetstream;
 use tessera_bus_config::provision::{self, Durability};
 use tessera_core::Shutdown;
 use tessera_core::watched::WatchedKv;
-use tessera_schemas::{ErrorCode, Subjects, WireError};
 use tessera_schemas::packages::AppConfig;
+use tessera_schemas::{ErrorCode, Subjects, WireError};
 
 /// A client secret. Never printed.
 #[derive(Clone)]
@@ -74,14 +74,26 @@ impl Apps {
         })
     }
 
-    /// The app's client secret (empty when it has none).
-    pub fn secret(&self, app: &AppConfig) -> Secret {
-        app.secret_ref
+    /// The app's client secret (empty when it has none). From memory; one direct read when
+    /// memory has none (a secret stored a moment ago).
+    pub async fn secret(&self, app: &AppConfig) -> Result<Secret, WireError> {
+        let Some(key) = app
+            .secret_ref
             .as_deref()
             .and_then(|r| r.strip_prefix("kv:"))
-            .and_then(|k| self.secrets.get(k))
+        else {
+            return Ok(Secret(String::new()));
+        };
+        let found = self.secrets.get_or_fetch(key).await.map_err(|e| {
+            tracing::warn!(error = %e, "app secrets store failed");
+            WireError::new(ErrorCode::Unavailable, "app secrets unavailable")
+        })?;
+        if found.is_none() {
+            tracing::warn!(app = %app.app_id, "the app's secret_ref names no secret");
+        }
+        Ok(found
             .map(|s| (*s).clone())
-            .unwrap_or_else(|| Secret(String::new()))
+            .unwrap_or_else(|| Secret(String::new())))
     }
 }
 

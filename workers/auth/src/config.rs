@@ -137,8 +137,7 @@ impl AuthConfig {
                 .map_err(|e| ConfigError::new(ENV_NODE_ID, e.to_string()))?;
             c.node_id = id;
         }
-        c.reconcile_interval =
-            config::duration(src, ENV_RECONCILE_INTERVAL, c.reconcile_interval)?;
+        c.reconcile_interval = config::duration(src, ENV_RECONCILE_INTERVAL, c.reconcile_interval)?;
         c.package_pool = config::parsed(src, ENV_PACKAGE_POOL, c.package_pool)?.max(1);
         Ok(c)
     }

@@ -71,7 +71,11 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     packages::sync::spawn_index_watch(packages.clone(), shutdown.clone()).await?;
     packages::sync::spawn_broadcasts(nats.clone(), &subjects, packages.clone(), shutdown.clone())
         .await?;
-    packages::sync::spawn_sync(packages.clone(), config.reconcile_interval, shutdown.clone());
+    packages::sync::spawn_sync(
+        packages.clone(),
+        config.reconcile_interval,
+        shutdown.clone(),
+    );
     let state = Arc::new(State {
         config,
         users,

@@ -81,7 +81,7 @@ async fn third_party(
     app: &std::sync::Arc<AppConfig>,
     params: &BTreeMap<String, String>,
 ) -> Result<Reply, WireError> {
-    let secret = state.apps.secret(app);
+    let secret = state.apps.secret(app).await?;
     let runtime = state.packages.runtime_for(app, secret).await?;
     let (subject, name) = match runtime.authenticate(params).await? {
         Verdict::Accepted { subject, name } => (subject, name),

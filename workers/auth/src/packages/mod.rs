@@ -107,7 +107,11 @@ impl Packages {
     }
 
     fn installed(&self, name: &str) -> Option<Arc<Installed>> {
-        self.installed.read().expect("lock poisoned").get(name).cloned()
+        self.installed
+            .read()
+            .expect("lock poisoned")
+            .get(name)
+            .cloned()
     }
 
     /// The consistency check (seed 003 step 7), then the app's warm runtime.

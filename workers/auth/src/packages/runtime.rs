@@ -69,11 +69,15 @@ struct Output {
     error: Option<String>,
 }
 
-/// Shortens an Extism error to one line for the wire (the full chain goes to the log).
+/// An Extism error in one line for the wire: its root cause (e.g. "HTTP request to ... is
+/// not allowed", "timeout", a trap), not wasmtime's backtrace. The full chain goes to the log.
 fn short(e: &extism::Error) -> String {
-    let text = format!("{e:#}");
-    let line = text.lines().next().unwrap_or_default();
-    line.chars().take(300).collect()
+    let text = e.root_cause().to_string();
+    let line = text
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("failed");
+    line.trim().chars().take(300).collect()
 }
 
 /// Compiles `wasm` with no host access and checks the exports the interface requires.

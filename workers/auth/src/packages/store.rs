@@ -17,9 +17,7 @@ use super::runtime::MAX_PACKAGE_BYTES;
 pub async fn read_object(store: &ObjectStore, name: &str) -> anyhow::Result<Option<Vec<u8>>> {
     let mut object = match store.get(name).await {
         Ok(o) => o,
-        Err(e)
-            if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound =>
-        {
+        Err(e) if e.kind() == async_nats::jetstream::object_store::GetErrorKind::NotFound => {
             return Ok(None);
         }
         Err(e) => return Err(e.into()),

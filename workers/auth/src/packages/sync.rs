@@ -29,7 +29,9 @@ impl Packages {
             if let Some(bytes) = kv.get(&key).await? {
                 match codec::decode::<PackageRecord>(&bytes) {
                     Ok(r) => out.push(r),
-                    Err(e) => tracing::warn!(package = %key, error = %e, "undecodable index record"),
+                    Err(e) => {
+                        tracing::warn!(package = %key, error = %e, "undecodable index record")
+                    }
                 }
             }
         }
@@ -78,8 +80,8 @@ impl Packages {
         let m = &record.manifest;
         manifest::verify(m, &self.trusted).map_err(|e| anyhow::anyhow!(e.message))?;
         let (plugin_path, mc) = (self.plugin_path.clone(), m.clone());
-        let local = tokio::task::spawn_blocking(move || store::read_installed(&plugin_path, &mc))
-            .await?;
+        let local =
+            tokio::task::spawn_blocking(move || store::read_installed(&plugin_path, &mc)).await?;
         let (wasm, path, stamp) = match local {
             // Only reuse a file this node did not see change under it.
             Some((bytes, stamp))
@@ -161,10 +163,7 @@ pub fn spawn_sync(
 }
 
 /// Follows the index bucket and wakes the sync task on every change.
-pub async fn spawn_index_watch(
-    packages: Arc<Packages>,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
+pub async fn spawn_index_watch(packages: Arc<Packages>, shutdown: Shutdown) -> anyhow::Result<()> {
     let mut watch: kv::Watch = packages.index.store().watch(">").await?;
     tokio::spawn(async move {
         loop {
