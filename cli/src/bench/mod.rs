@@ -234,7 +234,7 @@ async fn run_on(
     report::step(&bar, "login");
     let (f, _idp) = login_package::measure(stack, &admin, &client, 32, warmup, window).await?;
     scenarios.push(Scenario::against(
-        "package login (http-password, stub IdP)",
+        "package login (http-password)",
         f,
         &logins,
         "local login",
