@@ -105,7 +105,12 @@ fn js_own(streams: &[String]) -> Vec<String> {
 /// (metadata); replacing or deleting an object purges its old chunks.
 fn js_object_store(bucket: &str) -> Vec<String> {
     let stream = format!("OBJ_{bucket}");
-    let mut out = js_own(std::slice::from_ref(&stream));
+    // js_own's first two entries ($JS.API.INFO, $JS.FC.>) are already in every role that
+    // owns a stream; listing them again would only repeat them in nats.conf.
+    let mut out: Vec<String> = js_own(std::slice::from_ref(&stream))
+        .into_iter()
+        .skip(2)
+        .collect();
     out.extend([
         format!("$O.{bucket}.>"),
         format!("$JS.API.STREAM.PURGE.{stream}"),
