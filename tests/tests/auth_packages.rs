@@ -318,7 +318,11 @@ async fn a_joining_node_installs_everything_before_it_serves() {
 #[tokio::test]
 async fn a_tampered_installed_package_is_detected_and_reinstalled() {
     tessera_tests::init_logging();
-    let stack = Stack::builder().backend(Backend::Local).start().await;
+    let stack = Stack::builder()
+        .backend(Backend::Local)
+        .reconcile_interval(std::time::Duration::from_millis(300))
+        .start()
+        .await;
     let wasm = dist_wasm("misbehave");
     stack
         .upload_package(&wasm, "misbehave", "1.0.0")
@@ -345,6 +349,25 @@ async fn a_tampered_installed_package_is_detected_and_reinstalled() {
     assert_eventually!(client.login_app("fx", ok.clone()).await.is_ok());
     assert_eq!(std::fs::read(&file).unwrap(), wasm);
     assert!(stack.nodes(1).await[0].in_sync);
+
+    // A change that keeps the size and the modification time passes the per-login `stat`;
+    // the node's periodic pass re-hashes the file and puts the stored copy back.
+    let stamp = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let mut same_size = wasm.clone();
+    let mid = same_size.len() / 2;
+    same_size[mid] ^= 0xFF;
+    std::fs::write(&file, &same_size).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(stamp)
+        .unwrap();
+    assert_eventually!(std::fs::read(&file).unwrap() == wasm);
+    client
+        .login_app("fx", ok)
+        .await
+        .expect("login after the repair");
     stack.shutdown().await;
 }
 

@@ -45,9 +45,19 @@ impl Packages {
         for record in &records {
             let name = &record.manifest.name;
             let current = self.installed(name);
-            let ok = current
-                .as_ref()
-                .is_some_and(|i| i.manifest.same_build(&record.manifest) && i.on_disk());
+            let ok = match current.filter(|i| i.manifest.same_build(&record.manifest)) {
+                // The hot path only `stat`s the file; a pass also re-hashes it, so a change
+                // that kept size and mtime is caught here (a few hundred KiB per package).
+                Some(i) if i.on_disk() => {
+                    let (path, want) = (i.path.clone(), i.manifest.sha256.clone());
+                    tokio::task::spawn_blocking(move || {
+                        std::fs::read(&path).is_ok_and(|b| manifest::sha256_hex(&b) == want)
+                    })
+                    .await
+                    .unwrap_or(false)
+                }
+                _ => false,
+            };
             if ok {
                 continue;
             }
