@@ -53,7 +53,8 @@ impl Auth {
     }
 }
 
-/// Connects, provisions the users bucket and starts serving.
+/// Connects, provisions its buckets and stores, installs every stored package, then starts
+/// serving and announces itself on `auth.nodes.joined`.
 pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Auth> {
     let subjects: Subjects = config.subjects.clone();
     let nats = bus::connect(&config.nats_url, "tessera-auth", config.connect_wait).await?;
@@ -63,12 +64,14 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     let verifier = verify::Verifier::new(&config)?;
     let apps = apps::Apps::start(&js, &subjects, config.durability, &shutdown).await?;
     let packages = packages::Packages::start(&js, &config, &shutdown).await?;
+    // Watch the index first: an upload landing during the first pass leaves a wake-up that
+    // the sync task (started below) acts on, instead of waiting for the timer.
+    packages::sync::spawn_index_watch(packages.clone(), shutdown.clone()).await?;
     // Node join (seed 003 step 6): install every stored package before serving.
     match packages.reconcile().await {
         Ok(n) => tracing::info!(node = %packages.node_id, installed = n, "packages installed"),
         Err(e) => anyhow::bail!("installing the stored packages: {e:#}"),
     }
-    packages::sync::spawn_index_watch(packages.clone(), shutdown.clone()).await?;
     packages::sync::spawn_broadcasts(nats.clone(), &subjects, packages.clone(), shutdown.clone())
         .await?;
     packages::sync::spawn_sync(
