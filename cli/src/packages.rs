@@ -138,8 +138,9 @@ pub async fn packages(settings: &Settings, cmd: PackagesCmd) -> anyhow::Result<(
     Ok(())
 }
 
+/// Creates `path` (never overwriting) readable by its owner only.
 #[cfg(unix)]
-fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -153,7 +154,7 @@ fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+pub fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("{}", path.display()))
 }
 

@@ -201,8 +201,7 @@ impl DevStack {
             return Ok(PublisherKey::from_file_text(&text)?);
         }
         let key = PublisherKey::generate();
-        std::fs::write(&path, key.to_file_text())
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::packages::write_private(&path, &key.to_file_text())?;
         Ok(key)
     }
 
