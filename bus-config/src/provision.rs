@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{self, kv, object_store, stream};
 use tessera_schemas::Subjects;
 use thiserror::Error;
 
@@ -168,4 +168,78 @@ pub async fn plugin_keys_bucket(
     d: Durability,
 ) -> Result<kv::Store, ProvisionError> {
     kv_bucket(js, s.plugin_keys_bucket(), 5, d).await
+}
+
+// --- third-party apps and auth packages (issue 4) --------------------------------------
+
+/// App id -> third-party app config (JSON). Written by admin, watched by auth nodes.
+pub async fn apps_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.apps_bucket(), 5, d).await
+}
+
+/// Secret key -> an app's client secret. Written by admin, readable by auth nodes only.
+pub async fn app_secrets_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.app_secrets_bucket(), 1, d).await
+}
+
+/// Package name -> manifest of the stored package (written by auth nodes only).
+pub async fn package_index_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.package_index_bucket(), 5, d).await
+}
+
+async fn object_store(
+    js: &jetstream::Context,
+    bucket: String,
+    max_age: Duration,
+    d: Durability,
+) -> Result<object_store::ObjectStore, ProvisionError> {
+    if let Ok(store) = js.get_object_store(&bucket).await {
+        return Ok(store);
+    }
+    js.create_object_store(object_store::Config {
+        bucket: bucket.clone(),
+        max_age,
+        storage: stream::StorageType::File,
+        num_replicas: d.replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| ProvisionError {
+        what: format!("object store {bucket}"),
+        source: e.into(),
+    })
+}
+
+/// The stored authentication packages (one object per package name).
+pub async fn packages_store(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<object_store::ObjectStore, ProvisionError> {
+    object_store(js, s.packages_store(), Duration::ZERO, d).await
+}
+
+/// How long an upload may wait in staging; an abandoned one (the CLI died between its put
+/// and its request) expires by itself.
+pub const STAGING_MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// Uploads waiting for an auth node to verify them.
+pub async fn package_staging_store(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<object_store::ObjectStore, ProvisionError> {
+    object_store(js, s.package_staging_store(), STAGING_MAX_AGE, d).await
 }

@@ -106,6 +106,23 @@ fn js_own(streams: &[String]) -> Vec<String> {
     out
 }
 
+/// An object store `B` is the stream `OBJ_B` on subjects `$O.B.C.>` (chunks) and `$O.B.M.>`
+/// (metadata); replacing or deleting an object purges its old chunks.
+fn js_object_store(bucket: &str) -> Vec<String> {
+    let stream = format!("OBJ_{bucket}");
+    // js_own's first two entries ($JS.API.INFO, $JS.FC.>) are already in every role that
+    // owns a stream; listing them again would only repeat them in nats.conf.
+    let mut out: Vec<String> = js_own(std::slice::from_ref(&stream))
+        .into_iter()
+        .skip(2)
+        .collect();
+    out.extend([
+        format!("$O.{bucket}.>"),
+        format!("$JS.API.STREAM.PURGE.{stream}"),
+    ]);
+    out
+}
+
 fn kv_stream(bucket: &str) -> String {
     format!("KV_{bucket}")
 }
@@ -250,14 +267,32 @@ impl Permissions {
             },
             Role::Auth => Permissions {
                 publish: [
-                    vec![format!("$KV.{}.>", s.users_bucket())],
-                    js_own(&[kv_stream(&s.users_bucket())]),
+                    vec![
+                        format!("$KV.{}.>", s.users_bucket()),
+                        format!("$KV.{}.>", s.package_index_bucket()),
+                        s.auth_packages_updated(),
+                        s.auth_nodes_joined(),
+                    ],
+                    // Apps and their secrets are read (watched) here, written by admin; the
+                    // auth role provisions them so a fresh bus works in any start order.
+                    js_own(&[
+                        kv_stream(&s.users_bucket()),
+                        kv_stream(&s.package_index_bucket()),
+                        kv_stream(&s.apps_bucket()),
+                        kv_stream(&s.app_secrets_bucket()),
+                    ]),
+                    js_object_store(&s.packages_store()),
+                    js_object_store(&s.package_staging_store()),
                 ]
                 .concat(),
                 subscribe: vec![
                     s.auth_login(),
                     s.auth_verify(),
                     s.users_add(),
+                    s.auth_packages_upload(),
+                    s.auth_packages_updated(),
+                    s.auth_nodes_joined(),
+                    s.auth_nodes_status(),
                     SRV.to_owned(),
                     INBOX.to_owned(),
                 ],
@@ -283,18 +318,28 @@ impl Permissions {
                         s.keys(),
                         s.svc_all(),
                         format!("$KV.{}.>", s.routes_bucket()),
+                        format!("$KV.{}.>", s.apps_bucket()),
+                        format!("$KV.{}.>", s.app_secrets_bucket()),
+                        s.auth_packages_upload(),
+                        s.auth_nodes_status(),
                         SRV.to_owned(),
                         // Data access: client apps and data routes are the admin's to write.
                         format!("$KV.{}.>", s.client_apps_bucket()),
                         format!("$KV.{}.>", s.data_routes_bucket()),
                     ],
-                    // Routes are the admin's to write; the DIST stream may be inspected.
+                    // Routes and apps are the admin's to write; the DIST stream may be
+                    // inspected; the package index may be read (`tessera packages list`).
                     js_own(&[
                         kv_stream(&s.routes_bucket()),
                         s.dist_stream(),
                         kv_stream(&s.client_apps_bucket()),
                         kv_stream(&s.data_routes_bucket()),
+                        kv_stream(&s.apps_bucket()),
+                        kv_stream(&s.app_secrets_bucket()),
+                        kv_stream(&s.package_index_bucket()),
                     ]),
+                    // Uploads go to staging; only auth nodes write the packages store.
+                    js_object_store(&s.package_staging_store()),
                 ]
                 .concat(),
                 subscribe: vec![INBOX.to_owned()],
@@ -371,6 +416,41 @@ mod tests {
         assert!(serves(Role::Auth, &s.auth_verify()));
         assert!(serves(Role::Auth, &s.users_add()));
         assert!(serves(Role::PluginServer, &s.svc("ps1", "echo")));
+        assert!(serves(Role::Auth, &s.auth_packages_upload()));
+        assert!(serves(Role::Auth, &s.auth_packages_updated()));
+        assert!(serves(Role::Auth, &s.auth_nodes_joined()));
+        assert!(serves(Role::Auth, &s.auth_nodes_status()));
+        let admin = Permissions::for_role(Role::Admin, &s);
+        assert!(admin.may_publish(&s.auth_packages_upload()));
+        assert!(admin.may_publish(&s.auth_nodes_status()));
+        // Packages reach the store only through an auth node's checks; app secrets are
+        // written by admin and read by auth alone.
+        let packages_chunks = format!("$O.{}.C.x", s.packages_store());
+        let staging_chunks = format!("$O.{}.C.x", s.package_staging_store());
+        let secrets_api = format!("$JS.API.DIRECT.GET.KV_{}", s.app_secrets_bucket());
+        for role in Role::ALL {
+            let p = Permissions::for_role(role, &s);
+            assert_eq!(
+                p.may_publish(&packages_chunks),
+                role == Role::Auth,
+                "{role:?}"
+            );
+            assert_eq!(
+                p.may_publish(&staging_chunks),
+                matches!(role, Role::Auth | Role::Admin),
+                "{role:?}"
+            );
+            assert_eq!(
+                p.may_publish(&secrets_api),
+                matches!(role, Role::Auth | Role::Admin),
+                "{role:?}"
+            );
+            assert_eq!(
+                p.may_publish(&s.auth_packages_updated()),
+                role == Role::Auth,
+                "{role:?}"
+            );
+        }
 
         let client = Permissions::for_role(Role::Client, &s);
         for ok in [
@@ -387,6 +467,8 @@ mod tests {
             s.token_revoke(),
             s.users_add(),
             s.token_introspect(),
+            s.auth_packages_upload(),
+            s.auth_nodes_status(),
         ] {
             assert!(!client.may_publish(&no), "{no}");
         }

@@ -207,14 +207,21 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Login {
             username,
+            app,
+            params,
             password_stdin,
             json,
         } => {
-            let password = read_password(password_stdin)?;
-            let reply = connect(&settings, Role::Client)
-                .await?
-                .login(&username, &password)
-                .await?;
+            let reply = if let Some(app) = app {
+                crate::packages::login_app(&settings, &app, &params).await?
+            } else {
+                let username = username.context("give a username")?;
+                let password = read_password(password_stdin)?;
+                connect(&settings, Role::Client)
+                    .await?
+                    .login(&username, &password)
+                    .await?
+            };
             if json {
                 print_json(&reply)
             } else {
@@ -228,6 +235,9 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(cmd) => token(&settings, cmd).await,
         Command::Routes(cmd) => routes(&settings, cmd).await,
+        Command::Apps(cmd) => crate::packages::apps(&settings, cmd).await,
+        Command::Packages(cmd) => crate::packages::packages(&settings, cmd).await,
+        Command::Nodes { expect, json } => crate::packages::nodes(&settings, expect, json).await,
         Command::Call {
             server,
             operation,

@@ -8,6 +8,7 @@ mod bench;
 mod commands;
 mod deploy;
 mod env;
+mod packages;
 mod stack;
 mod up;
 
@@ -54,9 +55,17 @@ enum Command {
     /// Local accounts (admin).
     #[command(subcommand)]
     Users(commands::UsersCmd),
-    /// Log in with a local account; prints the account token.
+    /// Log in with a local account, or through a third-party app (`--app APP --param
+    /// username=ann ...`); prints the account token.
     Login {
-        username: String,
+        #[arg(required_unless_present = "app")]
+        username: Option<String>,
+        /// A third-party app id: its authentication package checks the --param values.
+        #[arg(long)]
+        app: Option<String>,
+        /// KEY=VALUE handed to the app's package (repeatable).
+        #[arg(long = "param", requires = "app")]
+        params: Vec<String>,
         /// Read the password from the first line of standard input.
         #[arg(long)]
         password_stdin: bool,
@@ -70,6 +79,20 @@ enum Command {
     /// Plugin routes: which plugin servers serve a plugin (admin).
     #[command(subcommand)]
     Routes(commands::RoutesCmd),
+    /// Third-party app configs in the shared store (admin).
+    #[command(subcommand)]
+    Apps(packages::AppsCmd),
+    /// Authentication packages: publisher keys, signing, upload, the stored list.
+    #[command(subcommand)]
+    Packages(packages::PackagesCmd),
+    /// Every auth node with its installed packages and whether they match the store (admin).
+    Nodes {
+        /// Stop waiting once this many nodes answered.
+        #[arg(long)]
+        expect: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Call an operation on a plugin server with a plugin token.
     Call {
         server: String,

@@ -178,17 +178,52 @@ impl DevStack {
                 tessera_auth::config::ENV_KEY_FILE,
                 self.auth_key_file().display().to_string(),
             ),
+            (
+                tessera_auth::config::ENV_PLUGIN_PATH,
+                self.plugin_path().display().to_string(),
+            ),
         ]);
+        if let Ok(key) = self.publisher_key() {
+            pairs.push((tessera_auth::config::ENV_TRUSTED_KEYS, key.public_key()));
+        }
         pairs
+    }
+
+    pub fn plugin_path(&self) -> PathBuf {
+        self.data.join("plugins")
+    }
+
+    /// The dev stack's package-publisher key (made on first start); its auth node trusts it.
+    pub fn publisher_key_file(&self) -> PathBuf {
+        self.data.join("keys/publisher.key")
+    }
+
+    pub fn publisher_key(&self) -> anyhow::Result<tessera_sdk::packages::PublisherKey> {
+        use tessera_sdk::packages::PublisherKey;
+        let path = self.publisher_key_file();
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Ok(PublisherKey::from_file_text(&text)?);
+        }
+        let key = PublisherKey::generate();
+        crate::packages::write_private(&path, &key.to_file_text())?;
+        Ok(key)
     }
 
     pub async fn add_auth(&mut self) -> anyhow::Result<()> {
         let shutdown = self.shutdown.child_token();
-        let cfg = tessera_auth::AuthConfig::new(
+        let mut cfg = tessera_auth::AuthConfig::new(
             self.url(Role::Auth),
             self.subjects.clone(),
             self.auth_key.clone(),
         );
+        cfg.plugin_path = self.plugin_path();
+        // The dev key, plus any the operator lists in the environment.
+        let mut keys = self.publisher_key()?.public_key();
+        if let Ok(more) = std::env::var(tessera_auth::config::ENV_TRUSTED_KEYS) {
+            keys = format!("{keys},{more}");
+        }
+        cfg.trusted_keys = tessera_auth::config::parse_trusted_keys(&keys)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", tessera_auth::config::ENV_TRUSTED_KEYS))?;
         let worker = tessera_auth::start(cfg, shutdown.clone())
             .await
             .context("starting the auth worker")?;

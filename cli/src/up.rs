@@ -71,6 +71,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  tessera data-routes set weather now {ps} echo");
     println!("  tessera data weather now --data hello");
     println!();
+    println!("Third-party logins (auth packages, docs/auth-packages.md):");
+    println!(
+        "  tessera packages sign PKG.wasm --name http-password --version 1.0.0 --key {} > M.json",
+        stack.publisher_key_file().display()
+    );
+    println!("  tessera packages upload PKG.wasm --manifest M.json");
+    println!("  tessera apps put APP.json && tessera nodes");
+    println!();
     println!("Ctrl-C stops everything.");
 
     shutdown.cancelled().await;

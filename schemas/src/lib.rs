@@ -9,6 +9,8 @@
 //!   distribution events that flow to plugin servers.
 //! - [`data`]: signed data-access packets (seed 002), their canonical signing string, the
 //!   data routes and client apps the gateway reads.
+//! - [`packages`]: third-party app configs, package manifests and index records, and the
+//!   bodies of the package-upload, update-broadcast and node subjects (seed 003).
 //! - [`claims`]: JWT claim sets for plugin tokens and account tokens.
 //! - [`error`]: the closed [`ErrorCode`] enum and the [`WireError`] body.
 //! - [`codec`]: MessagePack encode/decode with a size limit and the schema-version check.
@@ -29,6 +31,7 @@ pub mod error;
 pub mod headers;
 pub mod ids;
 pub mod messages;
+pub mod packages;
 pub mod subjects;
 
 pub use codec::{DecodeError, MAX_MESSAGE_BYTES, Schema, decode, encode};

@@ -54,6 +54,22 @@ impl Subjects {
     pub fn users_add(&self) -> String {
         self.sub("users.add")
     }
+    /// Admin -> any auth node (queue group): store and install an uploaded package.
+    pub fn auth_packages_upload(&self) -> String {
+        self.sub("auth.packages.upload")
+    }
+    /// Auth node -> every auth node (broadcast, no queue group): a stored package changed.
+    pub fn auth_packages_updated(&self) -> String {
+        self.sub("auth.packages.updated")
+    }
+    /// Auth node -> every auth node (broadcast): a node finished installing and serves.
+    pub fn auth_nodes_joined(&self) -> String {
+        self.sub("auth.nodes.joined")
+    }
+    /// Admin -> every auth node (scatter-gather, no queue group): installed packages.
+    pub fn auth_nodes_status(&self) -> String {
+        self.sub("auth.nodes.status")
+    }
     /// Client -> broker: ask for a plugin token.
     pub fn token_request(&self) -> String {
         self.sub("token.request")
@@ -165,6 +181,26 @@ impl Subjects {
         self.js_name("PLUGIN_KEYS")
     }
 
+    /// KV bucket: app id -> third-party app config (JSON, no secrets).
+    pub fn apps_bucket(&self) -> String {
+        self.js_name("APPS")
+    }
+    /// KV bucket: secret key -> an app's client secret (written by admin, read by auth only).
+    pub fn app_secrets_bucket(&self) -> String {
+        self.js_name("APP_SECRETS")
+    }
+    /// KV bucket: package name -> manifest of the stored package (the package index).
+    pub fn package_index_bucket(&self) -> String {
+        self.js_name("PACKAGE_INDEX")
+    }
+    /// Object store: package name -> the stored `.wasm` (written by auth nodes only).
+    pub fn packages_store(&self) -> String {
+        self.js_name("PACKAGES")
+    }
+    /// Object store: uploads waiting for an auth node to verify them (admin writes).
+    pub fn package_staging_store(&self) -> String {
+        self.js_name("PACKAGE_STAGING")
+    }
     /// Name of the micro service each worker registers (`$SRV.PING.<name>` finds it).
     pub fn service_name(&self, worker: &str) -> String {
         format!("{}-{worker}", self.prefix.replace('.', "-"))
@@ -189,5 +225,7 @@ mod tests {
         assert_eq!(s.assets_bucket(), "ACME_DEV_ASSETS");
         assert_eq!(s.asset_versions_bucket(), "ACME_DEV_ASSET_VERSIONS");
         assert_eq!(s.plugins_key(), "acme.dev.plugins.key");
+        assert_eq!(s.auth_packages_updated(), "acme.dev.auth.packages.updated");
+        assert_eq!(s.packages_store(), "ACME_DEV_PACKAGES");
     }
 }

@@ -78,17 +78,22 @@ impl Client {
         self
     }
 
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// A JetStream context on this client's connection (object stores and buckets).
+    pub(crate) fn js(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.nats.clone())
+    }
+
     pub fn nats(&self) -> &async_nats::Client {
         &self.nats
     }
 
     pub fn subjects(&self) -> &Subjects {
         &self.subjects
-    }
-
-    /// The per-request timeout.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
     }
 
     pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(

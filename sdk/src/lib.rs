@@ -11,6 +11,8 @@
 //!   gateway ([`Client::data_request`]); register client apps and data routes (admin).
 //! - [`demo`]: the demo plugin server's `echo` operation ([`demo::with_echo`]), shared by
 //!   `tessera plugin-server` and the integration tests.
+//! - [`packages`]: third-party logins ([`Client::login_app`]), publisher keys and package
+//!   signing, package upload, app configs, and `auth.nodes.status` (admin).
 //! - [`error`]: [`Error`], with [`Error::code`] to match on.
 //! - [`assets`] (issue 5, part 1): publish a plugin's static files, download its signed,
 //!   verified bundle into a local cache, fetch single files on demand;
@@ -36,6 +38,7 @@ pub mod client;
 pub mod data;
 pub mod demo;
 pub mod error;
+pub mod packages;
 mod plugin_keys;
 pub mod plugin_server;
 pub mod sealed;

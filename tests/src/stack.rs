@@ -12,6 +12,7 @@ use tessera_core::Shutdown;
 use tessera_core::signing::SigningKey;
 use tessera_schemas::Subjects;
 use tessera_schemas::messages::LoginResponse;
+use tessera_sdk::packages::PublisherKey;
 use tessera_sdk::{Client, PluginServer, PluginServerBuilder, TokenStore};
 
 use crate::{Backend, ServerErrors, Servers};
@@ -52,6 +53,8 @@ pub struct StackBuilder {
     token_ttl: Duration,
     account_token_ttl: Duration,
     external_issuers: Vec<ExternalIssuer>,
+    auth_nodes: usize,
+    reconcile_interval: Duration,
 }
 
 impl Default for StackBuilder {
@@ -66,6 +69,8 @@ impl Default for StackBuilder {
             token_ttl: Duration::from_secs(15 * 60),
             account_token_ttl: Duration::from_secs(3600),
             external_issuers: Vec::new(),
+            auth_nodes: 1,
+            reconcile_interval: Duration::from_secs(30),
         }
     }
 }
@@ -127,6 +132,18 @@ impl StackBuilder {
         self
     }
 
+    /// Auth nodes, each with its own plugin path (default 1).
+    pub fn auth_nodes(mut self, n: usize) -> Self {
+        self.auth_nodes = n;
+        self
+    }
+
+    /// How often auth nodes reconcile their packages without a broadcast (default 30 s).
+    pub fn reconcile_interval(mut self, every: Duration) -> Self {
+        self.reconcile_interval = every;
+        self
+    }
+
     pub async fn start(self) -> Stack {
         let backend = self.backend.clone().unwrap_or_else(Backend::from_env);
         let servers = Servers::start_nodes(backend, self.prefix.as_deref(), self.nats_nodes).await;
@@ -134,12 +151,16 @@ impl StackBuilder {
             gateways: Vec::new(),
             brokers: Vec::new(),
             auth: Vec::new(),
+            auth_nodes: Vec::new(),
+            publisher: PublisherKey::generate(),
             broker_key: Arc::new(SigningKey::generate()),
             auth_key: Arc::new(SigningKey::generate()),
             config: self,
             servers,
         };
-        stack.start_auth().await;
+        for _ in 0..stack.config.auth_nodes.max(1) {
+            stack.start_auth().await;
+        }
         for _ in 0..stack.config.brokers {
             stack.start_broker().await;
         }
@@ -157,6 +178,10 @@ pub struct Stack {
     gateways: Vec<Worker>,
     brokers: Vec<Worker>,
     auth: Vec<Worker>,
+    /// Per auth node (same order as `auth`): its config (plugin path, node id) and the
+    /// directory behind its plugin path, kept across a restart.
+    auth_nodes: Vec<(AuthConfig, tempfile::TempDir)>,
+    publisher: PublisherKey,
     broker_key: Arc<SigningKey>,
     auth_key: Arc<SigningKey>,
     config: StackBuilder,
@@ -212,8 +237,38 @@ impl Stack {
         if self.config.nats_nodes > 1 { 5 } else { 1 }
     }
 
-    /// Starts an auth worker replica.
+    /// The package-publisher key every auth node of this stack trusts.
+    pub fn publisher(&self) -> &PublisherKey {
+        &self.publisher
+    }
+
+    /// Auth node `i`'s plugin path (where it installs packages).
+    pub fn auth_plugin_path(&self, i: usize) -> &std::path::Path {
+        &self.auth_nodes[i].0.plugin_path
+    }
+
+    /// Auth node `i`'s node id (as `auth.nodes.status` reports it).
+    pub fn auth_node_id(&self, i: usize) -> &str {
+        &self.auth_nodes[i].0.node_id
+    }
+
+    /// Stops auth node `i` and waits until it has drained.
+    pub async fn stop_auth_node(&mut self, i: usize) {
+        self.auth[i].stop().await;
+    }
+
+    /// Starts auth node `i` again (same node id and plugin path) after
+    /// [`Stack::stop_auth_node`]. Returns once it serves, i.e. after it installed every
+    /// stored package.
+    pub async fn restart_auth_node(&mut self, i: usize) {
+        let config = self.auth_nodes[i].0.clone();
+        self.auth[i] = self.launch_auth(config).await;
+    }
+
+    /// Starts one more auth node with a fresh plugin path. Returns once it serves, i.e.
+    /// after it installed every stored package (node join).
     pub async fn start_auth(&mut self) {
+        let dir = tempfile::tempdir().expect("a temporary plugin path");
         let mut config = AuthConfig::new(
             self.url(Role::Auth),
             self.subjects().clone(),
@@ -224,16 +279,28 @@ impl Stack {
         config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
         config.connect_wait = BOUND;
+        config.plugin_path = dir.path().join("plugins");
+        config.node_id = format!("auth-{}", self.auth_nodes.len() + 1);
+        config.trusted_keys =
+            tessera_auth::config::parse_trusted_keys(&self.publisher.public_key())
+                .expect("the harness key parses");
+        config.reconcile_interval = self.config.reconcile_interval;
+        let worker = self.launch_auth(config.clone()).await;
+        self.auth.push(worker);
+        self.auth_nodes.push((config, dir));
+    }
+
+    async fn launch_auth(&self, config: AuthConfig) -> Worker {
         let shutdown = Shutdown::new();
         let attempts = self.start_attempts();
         let auth = retry_start(attempts, "the auth worker", || {
             tessera_auth::start(config.clone(), shutdown.clone())
         })
         .await;
-        self.auth.push(Worker {
+        Worker {
             shutdown,
             join: Some(Box::pin(auth.join())),
-        });
+        }
     }
 
     /// Starts one more broker replica (same signing key as the others).

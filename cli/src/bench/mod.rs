@@ -7,6 +7,7 @@
 
 mod data_access;
 mod floors;
+mod login_package;
 mod measure;
 mod report;
 
@@ -122,7 +123,7 @@ async fn run_on(
     warmup: Duration,
     window: Duration,
 ) -> anyhow::Result<Report> {
-    let steps = (2 * conc.len() + 4) + conc.len() + 1 + conc.len() + 1 + conc.len() + 1;
+    let steps = (2 * conc.len() + 4) + conc.len() + 1 + conc.len() + 1 + conc.len() + 1 + 1;
     let bar = report::progress(steps as u64);
     let mut memory = Memory::default();
     memory.sample_start(stack);
@@ -227,11 +228,19 @@ async fn run_on(
     let argon_floor_per_sec = cores as f64 * 1e6 / floors.argon2id_verify.p50_us.max(1.0);
     scenarios.push(Scenario::against_rate(
         "local login",
-        logins,
+        logins.clone(),
         argon_floor_per_sec,
         "argon2id verify x cores",
     ));
     report::step(&bar, "login");
+    let (f, _idp) = login_package::measure(stack, &admin, &client, 32, warmup, window).await?;
+    scenarios.push(Scenario::against(
+        "package login (http-password)",
+        f,
+        &logins,
+        "local login",
+    ));
+    report::step(&bar, "package login");
 
     // 5. Data access: signed packet -> gateway -> plugin-server echo, beside the NATS floor.
     scenarios.extend(

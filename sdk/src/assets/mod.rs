@@ -141,10 +141,6 @@ pub fn verify_manifest(
 }
 
 impl Client {
-    fn js(&self) -> jetstream::Context {
-        jetstream::new(self.nats().clone())
-    }
-
     async fn assets_store(&self) -> Result<jetstream::object_store::ObjectStore, Error> {
         self.js()
             .get_object_store(self.subjects().assets_bucket())

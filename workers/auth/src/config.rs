@@ -22,6 +22,18 @@ pub const ENV_MAX_IN_FLIGHT: &str = "TESSERA_MAX_IN_FLIGHT";
 pub const ENV_GRACE: &str = "TESSERA_GRACE";
 pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
 
+/// Directory where this node installs authentication packages (one per node).
+pub const ENV_PLUGIN_PATH: &str = "TESSERA_AUTH_PLUGIN_PATH";
+/// Comma-separated base64url raw Ed25519 public keys whose package signatures this node
+/// accepts. Empty: no upload is accepted and no stored package is installed.
+pub const ENV_TRUSTED_KEYS: &str = "TESSERA_PACKAGE_TRUSTED_KEYS";
+/// This node's id in `tessera nodes` (default: random). In Kubernetes, the pod name.
+pub const ENV_NODE_ID: &str = "TESSERA_AUTH_NODE_ID";
+/// How often a node re-checks its installed packages against the store without a broadcast.
+pub const ENV_RECONCILE_INTERVAL: &str = "TESSERA_AUTH_RECONCILE_INTERVAL";
+/// Warm package instances per app (each is one concurrent call).
+pub const ENV_PACKAGE_POOL: &str = "TESSERA_AUTH_PACKAGE_POOL";
+
 pub const DEFAULT_ISSUER: &str = "tessera-auth";
 
 /// An external identity provider whose JWTs count as account tokens.
@@ -63,6 +75,12 @@ pub struct AuthConfig {
     pub grace: Duration,
     pub connect_wait: Duration,
     pub durability: Durability,
+    pub plugin_path: PathBuf,
+    /// Raw Ed25519 public keys of trusted package publishers.
+    pub trusted_keys: Vec<[u8; 32]>,
+    pub node_id: String,
+    pub reconcile_interval: Duration,
+    pub package_pool: usize,
 }
 
 impl AuthConfig {
@@ -81,6 +99,13 @@ impl AuthConfig {
             grace: Duration::from_secs(10),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
+            plugin_path: std::env::temp_dir().join("tessera-auth-plugins"),
+            trusted_keys: Vec::new(),
+            node_id: format!("auth-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+            reconcile_interval: Duration::from_secs(30),
+            package_pool: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
         }
     }
 
@@ -100,6 +125,20 @@ impl AuthConfig {
         c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
         c.grace = config::duration(src, ENV_GRACE, c.grace)?;
         c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
+        if let Some(p) = src.get(ENV_PLUGIN_PATH) {
+            c.plugin_path = PathBuf::from(p);
+        }
+        if let Some(keys) = src.get(ENV_TRUSTED_KEYS) {
+            c.trusted_keys =
+                parse_trusted_keys(&keys).map_err(|e| ConfigError::new(ENV_TRUSTED_KEYS, e))?;
+        }
+        if let Some(id) = src.get(ENV_NODE_ID) {
+            tessera_schemas::ids::check("node id", &id)
+                .map_err(|e| ConfigError::new(ENV_NODE_ID, e.to_string()))?;
+            c.node_id = id;
+        }
+        c.reconcile_interval = config::duration(src, ENV_RECONCILE_INTERVAL, c.reconcile_interval)?;
+        c.package_pool = config::parsed(src, ENV_PACKAGE_POOL, c.package_pool)?.max(1);
         Ok(c)
     }
 }
@@ -108,4 +147,20 @@ fn load_issuers(path: &str) -> Result<Vec<ExternalIssuer>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
     let file: IssuersFile = serde_json::from_str(&text).map_err(|e| format!("{path}: {e}"))?;
     Ok(file.issuers)
+}
+
+/// Parses `TESSERA_PACKAGE_TRUSTED_KEYS`: base64url (no padding) raw 32-byte Ed25519 keys.
+pub fn parse_trusted_keys(text: &str) -> Result<Vec<[u8; 32]>, String> {
+    use base64::Engine;
+    text.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| {
+            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(k)
+                .map_err(|e| format!("{k:?}: {e}"))?;
+            <[u8; 32]>::try_from(raw.as_slice())
+                .map_err(|_| format!("{k:?}: an Ed25519 public key is 32 bytes"))
+        })
+        .collect()
 }

@@ -7,15 +7,20 @@
 //! - `users`: local accounts in a JetStream KV bucket this worker owns; argon2id hashes.
 //! - `verify`: `auth.verify`, the auth result for an account token (ours, or a configured
 //!   external issuer's).
-//! - `login`: `auth.login` (local accounts; third-party apps later) and `users.add`.
+//! - `login`: `auth.login` (local accounts, or a third-party app's package) and `users.add`.
+//! - `apps`: third-party app configs and their secrets, watched from KV.
+//! - `packages`: authentication packages (Extism), their install, sync, upload and status.
 //!
-//! Architecture invariant: passwords are hashed and checked here and nowhere else; no other
-//! role can read the users bucket (bus-config permissions).
+//! Architecture invariants: passwords are hashed and checked here and nowhere else; no other
+//! role can read the users bucket or the app secrets (bus-config permissions). A node joins
+//! the `auth.login` queue group only after it has installed every stored package.
 
 #![forbid(unsafe_code)]
 
+mod apps;
 pub mod config;
 mod login;
+mod packages;
 mod users;
 mod verify;
 
@@ -32,6 +37,9 @@ pub(crate) struct State {
     pub config: AuthConfig,
     pub users: users::Users,
     pub verifier: verify::Verifier,
+    pub apps: apps::Apps,
+    pub packages: Arc<packages::Packages>,
+    pub nats: async_nats::Client,
 }
 
 /// A running auth replica.
@@ -45,7 +53,8 @@ impl Auth {
     }
 }
 
-/// Connects, provisions the users bucket and starts serving.
+/// Connects, provisions its buckets and stores, installs every stored package, then starts
+/// serving and announces itself on `auth.nodes.joined`.
 pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Auth> {
     let subjects: Subjects = config.subjects.clone();
     let nats = bus::connect(&config.nats_url, "tessera-auth", config.connect_wait).await?;
@@ -53,10 +62,30 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     let users_kv = provision::users_bucket(&js, &subjects, config.durability).await?;
     let users = users::Users::new(users_kv, config.hash_concurrency);
     let verifier = verify::Verifier::new(&config)?;
+    let apps = apps::Apps::start(&js, &subjects, config.durability, &shutdown).await?;
+    let packages = packages::Packages::start(&js, &config, &shutdown).await?;
+    // Watch the index first: an upload landing during the first pass leaves a wake-up that
+    // the sync task (started below) acts on, instead of waiting for the timer.
+    packages::sync::spawn_index_watch(packages.clone(), shutdown.clone()).await?;
+    // Node join (seed 003 step 6): install every stored package before serving.
+    match packages.reconcile().await {
+        Ok(n) => tracing::info!(node = %packages.node_id, installed = n, "packages installed"),
+        Err(e) => anyhow::bail!("installing the stored packages: {e:#}"),
+    }
+    packages::sync::spawn_broadcasts(nats.clone(), &subjects, packages.clone(), shutdown.clone())
+        .await?;
+    packages::sync::spawn_sync(
+        packages.clone(),
+        config.reconcile_interval,
+        shutdown.clone(),
+    );
     let state = Arc::new(State {
         config,
         users,
         verifier,
+        apps,
+        packages: packages.clone(),
+        nats: nats.clone(),
     });
 
     let spec = service::ServiceSpec {
@@ -74,13 +103,20 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
                 verify::handle,
             ),
             endpoint_with(&state, "users-add", subjects.users_add(), login::users_add),
+            endpoint_with(
+                &state,
+                "packages-upload",
+                subjects.auth_packages_upload(),
+                packages::upload::handle,
+            ),
         ],
     };
     // Readiness (the health server's /readyz): NATS connected.
     tessera_core::health::Readiness::global().register_nats("auth/nats", &shutdown, nats.clone());
-    let task = service::start(nats, spec, shutdown)
+    let task = service::start(nats.clone(), spec, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
+    packages::sync::announce_joined(&nats, &subjects, &packages).await?;
     Ok(Auth { task })
 }
 

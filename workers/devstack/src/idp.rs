@@ -254,21 +254,30 @@ where
         let (name, value) = line.split_once(':').ok_or("malformed header")?;
         headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_owned());
     }
-    if headers.contains_key("transfer-encoding") {
-        return Err("chunked bodies are not supported; send Content-Length".into());
-    }
-    let length = match headers.get("content-length") {
-        Some(v) => v.parse::<usize>().map_err(|_| "bad Content-Length")?,
-        None => 0,
+    // Extism's host HTTP (ureq) sends a body-less POST as `Transfer-Encoding: chunked` with
+    // one empty chunk, so chunked bodies are read too (RFC 9112 7.1; no trailers).
+    let body = match headers
+        .get("transfer-encoding")
+        .map(|v| v.to_ascii_lowercase())
+    {
+        Some(te) if te == "chunked" => read_chunked(reader).await?,
+        Some(_) => return Err("unsupported Transfer-Encoding".into()),
+        None => {
+            let length = match headers.get("content-length") {
+                Some(v) => v.parse::<usize>().map_err(|_| "bad Content-Length")?,
+                None => 0,
+            };
+            if length > MAX_BODY {
+                return Err("body too large".into());
+            }
+            let mut body = vec![0; length];
+            reader
+                .read_exact(&mut body)
+                .await
+                .map_err(|_| "connection closed in body")?;
+            body
+        }
     };
-    if length > MAX_BODY {
-        return Err("body too large".into());
-    }
-    let mut body = vec![0; length];
-    reader
-        .read_exact(&mut body)
-        .await
-        .map_err(|_| "connection closed in body")?;
     let connection = headers.get("connection").map(|v| v.to_ascii_lowercase());
     let keep_alive = match connection.as_deref() {
         Some("close") => false,
@@ -283,6 +292,48 @@ where
         body,
         keep_alive,
     }))
+}
+
+/// A chunked body: `<hex size>[;ext]` lines and their data, up to the zero chunk and the
+/// empty line after it.
+async fn read_chunked<R>(reader: &mut BufReader<R>) -> Result<Vec<u8>, String>
+where
+    R: tokio::io::AsyncRead + Unpin,
+{
+    let mut body = Vec::new();
+    loop {
+        let line = read_line(reader)
+            .await?
+            .ok_or("connection closed in chunked body")?;
+        let size_text = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16).map_err(|_| "bad chunk size")?;
+        if size == 0 {
+            // Trailer section (none expected) ends with an empty line.
+            loop {
+                let t = read_line(reader)
+                    .await?
+                    .ok_or("connection closed in trailers")?;
+                if t.is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        if body.len() + size > MAX_BODY {
+            return Err("body too large".into());
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader
+            .read_exact(&mut body[start..])
+            .await
+            .map_err(|_| "connection closed in chunk")?;
+        let end = read_line(reader)
+            .await?
+            .ok_or("connection closed after chunk")?;
+        if !end.is_empty() {
+            return Err("chunk not followed by CRLF".into());
+        }
+    }
 }
 
 /// One CRLF- (or LF-) terminated line, bounded; `Ok(None)` at end of stream before any byte.

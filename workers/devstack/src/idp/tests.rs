@@ -275,11 +275,29 @@ async fn connection_close_bad_requests_and_unknown_paths() {
     assert_eq!(garbage.status, 400);
     assert!(c.closed().await, "server keeps a malformed connection open");
 
+    // Chunked bodies are read (Extism's host HTTP sends them): the form arrives whole, so
+    // the answer is about the unknown code, not about a missing grant type.
+    let form = format!(
+        "grant_type=authorization_code&code=nope&redirect_uri=x&client_id={ID}&client_secret={SECRET}"
+    );
+    let (a, b) = form.split_at(10);
     let mut c = Client::connect(&idp).await;
     let chunked = c
-        .raw("POST /oauth/token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .raw(&format!(
+            "POST /oauth/token HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+            a.len(),
+            b.len()
+        ))
         .await;
-    assert_eq!(chunked.status, 400);
+    assert_eq!(
+        (chunked.status, &chunked.body["error"]),
+        (400, &serde_json::json!("invalid_grant"))
+    );
+    let mut c = Client::connect(&idp).await;
+    let gzip = c
+        .raw("POST /oauth/token HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")
+        .await;
+    assert_eq!(gzip.status, 400);
 }
 
 #[tokio::test]
