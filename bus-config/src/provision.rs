@@ -132,23 +132,8 @@ pub async fn assets_store(
     js: &jetstream::Context,
     s: &Subjects,
     d: Durability,
-) -> Result<jetstream::object_store::ObjectStore, ProvisionError> {
-    let bucket = s.assets_bucket();
-    if let Ok(store) = js.get_object_store(&bucket).await {
-        return Ok(store);
-    }
-    js.create_object_store(jetstream::object_store::Config {
-        bucket: bucket.clone(),
-        description: Some("Tessera plugin static assets".into()),
-        storage: stream::StorageType::File,
-        num_replicas: d.replicas,
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| ProvisionError {
-        what: format!("object store {bucket}"),
-        source: e.into(),
-    })
+) -> Result<object_store::ObjectStore, ProvisionError> {
+    object_store(js, s.assets_bucket(), Duration::ZERO, d).await
 }
 
 /// Plugin id -> the latest signed asset manifest. History 1: older versions live in the
