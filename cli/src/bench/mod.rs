@@ -10,6 +10,7 @@ mod floors;
 mod login_package;
 mod measure;
 mod report;
+mod soak;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,8 +46,9 @@ pub struct BenchArgs {
     #[arg(long, value_parser = parse_duration)]
     measure: Option<Duration>,
     /// Instead of the scenarios: issuance at 64 in flight for this long (e.g. 60s), with
-    /// 20 s tokens so stores turn over, reporting rate and memory every tenth of the run.
-    /// Shows whether memory stays bounded; also the run to profile issuance alone.
+    /// 20 s tokens so stores turn over, reporting rate, errors, memory, Redis keys (and
+    /// whether each expires) and the distribution stream every tenth of the run. Shows
+    /// whether the load is held with bounded state; also the run to profile issuance alone.
     #[arg(long, value_parser = parse_duration)]
     soak: Option<Duration>,
 }
@@ -94,7 +96,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let mut stack = DevStack::servers(opts, shutdown.clone()).await?;
     if let Some(total) = args.soak {
-        let result = soak(&mut stack, total).await;
+        let result = soak::run(&mut stack, total).await;
         stack.stop().await;
         return result;
     }
@@ -287,41 +289,6 @@ async fn run_on(
     Ok(Report::new(
         stack, warmup, window, conc, floors, scenarios, memory,
     ))
-}
-
-/// Issuance at 64 in flight for `total`, in ten slices, printing rate and memory per slice.
-async fn soak(stack: &mut DevStack, total: Duration) -> anyhow::Result<()> {
-    let servers: Vec<String> = SERVERS.iter().map(|s| s.to_string()).collect();
-    stack.start_workers(&servers).await?;
-    let admin = Client::new(connect(stack, Role::Admin).await?, stack.subjects.clone());
-    admin.add_user("bench", PASSWORD).await?;
-    admin.set_route(PLUGIN, &servers).await?;
-    let client = Client::new(connect(stack, Role::Client).await?, stack.subjects.clone());
-    let account_token = client.login("bench", PASSWORD).await?.account_token;
-    let slice = total / 10;
-    println!("soak: issuance at 64 in flight, 20 s tokens; RSS in KiB");
-    println!(
-        "{:>6} {:>10} {:>9} {:>9} {:>14} {:>12} {:>12}",
-        "t (s)", "tokens/s", "p50 us", "p99 us", "bench+workers", "nats-server", "redis"
-    );
-    let mut elapsed = Duration::ZERO;
-    for _ in 0..10 {
-        let f = issuance(&client, &account_token, 64, Duration::ZERO, slice).await;
-        elapsed += slice;
-        let mut m = Memory::default();
-        m.sample_end(stack);
-        println!(
-            "{:>6.0} {:>10.0} {:>9.0} {:>9.0} {:>14} {:>12} {:>12}",
-            elapsed.as_secs_f64(),
-            f.ops_per_sec,
-            f.p50_us,
-            f.p99_us,
-            m.bench_process_with_workers_kib.1,
-            m.nats_server_kib.1,
-            m.redis_server_kib.1
-        );
-    }
-    Ok(())
 }
 
 async fn issuance(
