@@ -69,26 +69,28 @@ impl Verifier {
     }
 
     /// Fetches the keys again, at most once per [`KEY_REFRESH_INTERVAL`]: tokens with
-    /// made-up `kid`s must not turn into a flood of key requests to the broker. The fetched
-    /// set replaces the cache, so keys the broker dropped are dropped here too.
-    ///
-    /// A `kid` we hold whose cached publication lapsed is waited for instead (up to the
-    /// interval): the broker has most likely renewed it, and refusing a valid token for a
-    /// stale cache would be wrong. Only real keys get there, so this cannot be flooded.
+    /// made-up `kid`s must not turn into a flood of key requests to the broker. A request
+    /// is answered by a fetch that started after it arrived, waiting (up to the interval)
+    /// for the next one if need be: a key published a moment after the last fetch (a new
+    /// replica, a rotation) must not be refused as unknown. The fetched set replaces the
+    /// cache, so keys the broker dropped are dropped here too.
     async fn refresh(&self, kid: &str) -> Result<(), Error> {
-        let mut fetched = self.fetched.lock().await;
-        if self.has_usable(kid, now_unix()) {
-            return Ok(());
-        }
-        if let Some(at) = *fetched
-            && at.elapsed() < KEY_REFRESH_INTERVAL
-        {
-            let lapsed = self.keys.read().expect("lock poisoned").contains_key(kid);
-            if !lapsed {
+        let arrived = tokio::time::Instant::now();
+        let mut fetched = loop {
+            let fetched = self.fetched.lock().await;
+            if self.has_usable(kid, now_unix()) {
                 return Ok(());
             }
-            tokio::time::sleep_until(at + KEY_REFRESH_INTERVAL).await;
-        }
+            match *fetched {
+                // A fetch that started after we arrived has already answered.
+                Some(at) if at >= arrived => return Ok(()),
+                Some(at) if at.elapsed() < KEY_REFRESH_INTERVAL => {
+                    drop(fetched);
+                    tokio::time::sleep_until(at + KEY_REFRESH_INTERVAL).await;
+                }
+                _ => break fetched,
+            }
+        };
         *fetched = Some(tokio::time::Instant::now());
         let published = self.client.published_keys().await?;
         let mut keys = HashMap::new();
