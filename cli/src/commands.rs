@@ -536,7 +536,8 @@ async fn run_plugin_server(settings: &Settings, id: &str) -> anyhow::Result<()> 
         &shutdown,
         client.nats().clone(),
     );
-    let builder = PluginServerBuilder::new(client.nats().clone(), client.subjects().clone(), id);
+    let builder = PluginServerBuilder::new(client.nats().clone(), client.subjects().clone(), id)
+        .clock_leeway(tessera_core::config::clock_leeway(settings)?);
     let server = tessera_sdk::demo::with_echo(builder, id)
         .start(shutdown)
         .await?;

@@ -182,6 +182,30 @@ impl Client {
         serde_json::from_slice(&msg.payload).map_err(|e| Error::BadReply(e.to_string()))
     }
 
+    /// The broker's public keys with the time until which each may be used (its `exp`
+    /// member; `None` for a key that does not lapse). Keys that do not parse are skipped.
+    pub async fn published_keys(&self) -> Result<Vec<tessera_core::signing::PublishedKey>, Error> {
+        let msg = rpc::request_raw(
+            &self.nats,
+            self.subjects.keys(),
+            HeaderMap::new(),
+            Bytes::new(),
+            self.timeout,
+        )
+        .await?;
+        #[derive(serde::Deserialize)]
+        struct Set {
+            keys: Vec<serde_json::Value>,
+        }
+        let set: Set =
+            serde_json::from_slice(&msg.payload).map_err(|e| Error::BadReply(e.to_string()))?;
+        Ok(set
+            .keys
+            .into_iter()
+            .filter_map(|v| tessera_core::signing::PublishedKey::from_value(v).ok())
+            .collect())
+    }
+
     /// Calls `operation` on plugin server `server_id` with a plugin token; returns the raw
     /// reply body.
     pub async fn call_raw(

@@ -12,6 +12,7 @@
 //! - [`stack`]: [`Stack`], the servers plus in-process auth and broker workers (any number
 //!   of broker replicas), each with its own [`tessera_core::Shutdown`] so a test can stop one;
 //!   SDK clients per role, demo plugin servers ([`PluginServerHandle`]) and users.
+//! - [`metrics`]: the workers' counters (token rejections), read in-process.
 //! - [`packages`]: the prebuilt auth packages, app configs, signed uploads and node status
 //!   for the auth-package tests.
 //! - this file: [`eventually`] and [`assert_eventually!`], bounded waits on a condition (the
@@ -41,6 +42,7 @@
 
 pub mod containers;
 pub mod docker;
+pub mod metrics;
 pub mod packages;
 pub mod servers;
 pub mod stack;

@@ -55,6 +55,8 @@ pub struct StackBuilder {
     external_issuers: Vec<ExternalIssuer>,
     auth_nodes: usize,
     reconcile_interval: Duration,
+    clock_leeway: Duration,
+    key_renew: Duration,
 }
 
 impl Default for StackBuilder {
@@ -71,6 +73,8 @@ impl Default for StackBuilder {
             external_issuers: Vec::new(),
             auth_nodes: 1,
             reconcile_interval: Duration::from_secs(30),
+            clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
+            key_renew: Duration::from_secs(60),
         }
     }
 }
@@ -141,6 +145,20 @@ impl StackBuilder {
     /// How often auth nodes reconcile their packages without a broadcast (default 30 s).
     pub fn reconcile_interval(mut self, every: Duration) -> Self {
         self.reconcile_interval = every;
+        self
+    }
+
+    /// The clock leeway of every token verifier (default 5 s).
+    pub fn clock_leeway(mut self, leeway: Duration) -> Self {
+        self.clock_leeway = leeway;
+        self
+    }
+
+    /// How often brokers renew their key's publication (default 60 s; key rotation tests
+    /// shorten it, since a retired key lapses `token_ttl + leeway + 2 x renew` after its
+    /// last use).
+    pub fn key_renew(mut self, every: Duration) -> Self {
+        self.key_renew = every;
         self
     }
 
@@ -215,9 +233,22 @@ impl Stack {
         self.servers.url(role)
     }
 
-    /// The key the broker replicas sign plugin tokens with.
+    /// The key the broker replicas sign plugin tokens with (brokers started from now on).
     pub fn broker_key(&self) -> &Arc<SigningKey> {
         &self.broker_key
+    }
+
+    /// Key rotation as an operator does it: a new key file for the brokers started from now
+    /// on (running ones keep signing with the old key until they are stopped). Returns the
+    /// new key.
+    pub fn rotate_broker_key(&mut self) -> Arc<SigningKey> {
+        self.broker_key = Arc::new(SigningKey::generate());
+        self.broker_key.clone()
+    }
+
+    /// The clock leeway every verifier was given.
+    pub fn clock_leeway(&self) -> Duration {
+        self.config.clock_leeway
     }
 
     /// The key the auth worker signs account tokens with (to craft expired ones).
@@ -275,6 +306,7 @@ impl Stack {
             self.auth_key.clone(),
         );
         config.account_token_ttl = self.config.account_token_ttl;
+        config.clock_leeway = self.config.clock_leeway;
         config.external_issuers = self.config.external_issuers.clone();
         config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
@@ -312,6 +344,8 @@ impl Stack {
             self.broker_key.clone(),
         );
         config.token_ttl = self.config.token_ttl;
+        config.clock_leeway = self.config.clock_leeway;
+        config.key_renew = self.config.key_renew;
         config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
         config.connect_wait = BOUND;
@@ -335,6 +369,7 @@ impl Stack {
             self.subjects().clone(),
         );
         config.skew = self.config.data_skew;
+        config.clock_leeway = self.config.clock_leeway;
         config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
         config.connect_wait = BOUND;
@@ -450,7 +485,9 @@ impl Stack {
     /// applied every distribution already in the stream.
     pub async fn plugin_server(&self, id: &str) -> PluginServerHandle {
         let nats = self.nats(Role::PluginServer).await;
-        let builder = PluginServerBuilder::new(nats, self.subjects().clone(), id).grace(GRACE);
+        let builder = PluginServerBuilder::new(nats, self.subjects().clone(), id)
+            .grace(GRACE)
+            .clock_leeway(self.config.clock_leeway);
         let shutdown = Shutdown::new();
         let server = tessera_sdk::demo::with_echo(builder, id)
             .start(shutdown.clone())

@@ -167,7 +167,7 @@ async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier
             // writable by the broker role alone, and most tokens are never presented at
             // every server they are distributed to, so verifying each on receipt would
             // spend an EdDSA verification per token per server for nothing.
-            Ok(info) if info.expires_at > now_unix() => {
+            Ok(info) if info.expires_at + verifier.leeway().as_secs() > now_unix() => {
                 store.insert_unverified(&token, info);
             }
             Ok(_) => {}

@@ -102,6 +102,7 @@ pub struct PluginServerBuilder {
     operations: HashMap<String, Operation>,
     max_in_flight: usize,
     grace: Duration,
+    leeway: Duration,
 }
 
 impl PluginServerBuilder {
@@ -113,6 +114,7 @@ impl PluginServerBuilder {
             operations: HashMap::new(),
             max_in_flight: 256,
             grace: Duration::from_secs(10),
+            leeway: tessera_core::jwt::DEFAULT_LEEWAY,
         }
     }
 
@@ -133,6 +135,13 @@ impl PluginServerBuilder {
         self
     }
 
+    /// The clock leeway on token times (`exp`, `nbf`, `iat`): the platform's
+    /// `TESSERA_CLOCK_LEEWAY` (`tessera_core::config::clock_leeway`), default 5 s.
+    pub fn clock_leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
     /// Starts consuming distributions and serving. Returns once both are running.
     pub async fn start(self, shutdown: Shutdown) -> Result<PluginServer, Error> {
         ids::check("server id", &self.server_id)?;
@@ -140,8 +149,12 @@ impl PluginServerBuilder {
             ids::check("operation", name)?;
         }
         let client = Client::new(self.nats.clone(), self.subjects.clone());
-        let store = Arc::new(TokenStore::default());
-        let verifier = Arc::new(Verifier::new(client.clone(), self.server_id.clone()));
+        let store = Arc::new(TokenStore::with_leeway(self.leeway));
+        let verifier = Arc::new(Verifier::new(
+            client.clone(),
+            self.server_id.clone(),
+            self.leeway,
+        ));
         let (caught_up_tx, caught_up) = watch::channel(false);
 
         let consumer = tokio::spawn(consume::consume(
@@ -248,10 +261,11 @@ async fn serve(state: Arc<Served>, req: Incoming) -> Result<Reply, WireError> {
             )
         })?;
     if bearer.len() > codec::MAX_MESSAGE_BYTES {
-        return Err(WireError::new(
-            ErrorCode::Unauthenticated,
+        return Err(tessera_core::jwt::Rejection::new(
+            tessera_core::jwt::Reason::Malformed,
             "plugin token too large",
-        ));
+        )
+        .into_wire(tessera_core::jwt::Verifier::PluginServer));
     }
     let now = now_unix();
     let token = match state.store.authenticate(bearer, &op.scope, now) {
@@ -285,7 +299,8 @@ async fn verify_stored(
                 .authenticate(bearer, scope, now)
                 .map_err(Into::into)
         }
-        Err(VerifyError::Rejected(e)) => {
+        Err(e @ VerifyError::Rejected(_)) => {
+            let e = WireError::from(e);
             tracing::warn!(error = %e, "dropping a distributed token that does not verify");
             state.store.remove(bearer);
             Err(e)
@@ -309,6 +324,11 @@ async fn introspect(
         .map_err(WireError::from)?;
     if state.store.is_revoked(&info.token_id) {
         return Err(AuthError::Revoked.into());
+    }
+    if !scope.allows(&info.plugin_id) {
+        // Refused before the broker is asked: nothing to look up for a token this
+        // operation would not serve anyway.
+        return Err(AuthError::WrongPlugin(info.plugin_id).into());
     }
     let live = state.client.introspect(bearer).await.map_err(|e| {
         WireError::new(

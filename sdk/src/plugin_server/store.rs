@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use std::time::Duration;
+
+use tessera_core::jwt::{Reason, Rejection, Verifier};
 use tessera_schemas::{ErrorCode, WireError};
 
 use super::PluginScope;
@@ -34,13 +37,21 @@ pub enum AuthError {
     Unverified,
 }
 
+/// Counts the refusal (`verifier="plugin_server"`): every refusal of a bearer reaches the
+/// caller through here.
 impl From<AuthError> for WireError {
     fn from(e: AuthError) -> WireError {
-        let code = match e {
-            AuthError::WrongPlugin(_) => ErrorCode::Forbidden,
-            _ => ErrorCode::Unauthenticated,
+        let (reason, code) = match e {
+            AuthError::WrongPlugin(_) => (Reason::Plugin, ErrorCode::Forbidden),
+            AuthError::Expired => (Reason::Expired, ErrorCode::Unauthenticated),
+            // Unknown reaches a caller only after the signature verified and the broker
+            // said the token is not live: revoked (or its record lapsed).
+            AuthError::Revoked | AuthError::Unknown => {
+                (Reason::Revoked, ErrorCode::Unauthenticated)
+            }
+            AuthError::Unverified => (Reason::Signature, ErrorCode::Unauthenticated),
         };
-        WireError::new(code, e.to_string())
+        Rejection::new(reason, e.to_string()).into_wire_as(Verifier::PluginServer, code)
     }
 }
 
@@ -68,12 +79,33 @@ struct Inner {
 }
 
 /// The tokens distributed to one plugin server. Shared by all its request handlers.
-#[derive(Default)]
 pub struct TokenStore {
     inner: RwLock<Inner>,
+    /// Clock leeway on `exp`, in seconds: a token is served until `exp + leeway`.
+    leeway: u64,
+}
+
+impl Default for TokenStore {
+    /// A store with the default clock leeway.
+    fn default() -> Self {
+        TokenStore::with_leeway(tessera_core::jwt::DEFAULT_LEEWAY)
+    }
 }
 
 impl TokenStore {
+    /// A store that serves tokens until `exp + leeway` (whole seconds).
+    pub fn with_leeway(leeway: Duration) -> TokenStore {
+        TokenStore {
+            inner: RwLock::default(),
+            leeway: leeway.as_secs(),
+        }
+    }
+
+    /// Whether a token expiring at `exp` is over at `now`, leeway included.
+    fn expired(&self, exp: u64, now: u64) -> bool {
+        exp.saturating_add(self.leeway) <= now
+    }
+
     /// Per-request authentication: a SHA-256 of the bearer string and a map lookup.
     pub fn authenticate(
         &self,
@@ -90,7 +122,7 @@ impl TokenStore {
             }
             slot.info.clone()
         };
-        if info.expires_at <= now {
+        if self.expired(info.expires_at, now) {
             return Err(AuthError::Expired);
         }
         if !scope.allows(&info.plugin_id) {
@@ -191,14 +223,17 @@ impl TokenStore {
         let expired: Vec<(String, Digest)> = inner
             .by_digest
             .iter()
-            .filter(|(_, s)| s.info.expires_at <= now)
+            .filter(|(_, s)| self.expired(s.info.expires_at, now))
             .map(|(d, s)| (s.info.token_id.clone(), *d))
             .collect();
         for (id, d) in expired {
             inner.by_digest.remove(&d);
             inner.by_id.remove(&id);
         }
-        inner.revoked.retain(|_, exp| *exp > now);
+        let leeway = self.leeway;
+        inner
+            .revoked
+            .retain(|_, exp| exp.saturating_add(leeway) > now);
     }
 }
 
@@ -217,7 +252,7 @@ mod tests {
 
     #[test]
     fn store_authenticates_only_live_tokens_for_the_right_plugin() {
-        let s = TokenStore::default();
+        let s = TokenStore::with_leeway(Duration::ZERO);
         assert!(s.insert("tok-a", info("a", "weather", 100)));
         assert_eq!(
             s.authenticate("tok-a", &PluginScope::Any, 50)
@@ -274,8 +309,23 @@ mod tests {
     }
 
     #[test]
+    fn expiry_allows_the_leeway_and_no_more() {
+        let s = TokenStore::with_leeway(Duration::from_secs(5));
+        s.insert("t", info("t", "p", 100));
+        assert!(s.authenticate("t", &PluginScope::Any, 104).is_ok());
+        assert_eq!(
+            s.authenticate("t", &PluginScope::Any, 105),
+            Err(AuthError::Expired)
+        );
+        s.purge_expired(104);
+        assert!(s.contains("t"));
+        s.purge_expired(105);
+        assert!(!s.contains("t"));
+    }
+
+    #[test]
     fn purge_forgets_expired() {
-        let s = TokenStore::default();
+        let s = TokenStore::with_leeway(Duration::ZERO);
         s.insert("t1", info("1", "p", 10));
         s.insert("t2", info("2", "p", 30));
         s.purge_expired(20);

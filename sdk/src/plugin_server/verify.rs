@@ -1,23 +1,43 @@
 //! Plugin-token signatures, checked against the broker's published keys (JWKS).
+//!
+//! Keys are cached with the time until which the broker publishes them (`exp`, see
+//! `tessera_core::signing::PublishedKey`): a cached key past it is not used, the keys are
+//! fetched again, and a key the broker no longer lists (rotated out) is gone from the cache.
+//! So a retired key is refused here as soon as it lapses, cached or not.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tessera_core::jwt::{self, Reason, Rejection};
+use tessera_core::now_unix;
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 use tessera_schemas::{ErrorCode, WireError};
 
 use super::TokenInfo;
 use crate::{Client, Error};
 
+/// A published key: the decoding key and until when it may be used (`None`: no end).
+struct Key {
+    decoding: DecodingKey,
+    expires_at: Option<u64>,
+}
+
+impl Key {
+    fn usable_at(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|exp| now < exp)
+    }
+}
+
 /// Verifies plugin tokens against the broker's published keys, fetching them again when a
-/// token names a `kid` not seen yet (key rotation, a new broker replica).
+/// token names a `kid` not seen yet (key rotation, a new broker replica) or one whose cached
+/// publication has lapsed.
 pub(super) struct Verifier {
     client: Client,
     server_id: String,
-    keys: RwLock<HashMap<String, DecodingKey>>,
+    leeway: Duration,
+    keys: RwLock<HashMap<String, Key>>,
     /// When the keys were last fetched.
     fetched: tokio::sync::Mutex<Option<tokio::time::Instant>>,
 }
@@ -26,30 +46,61 @@ pub(super) struct Verifier {
 const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Verifier {
-    pub(super) fn new(client: Client, server_id: String) -> Verifier {
+    pub(super) fn new(client: Client, server_id: String, leeway: Duration) -> Verifier {
         Verifier {
             client,
             server_id,
+            leeway,
             keys: RwLock::default(),
             fetched: tokio::sync::Mutex::new(None),
         }
     }
 
+    pub(super) fn leeway(&self) -> Duration {
+        self.leeway
+    }
+
+    fn has_usable(&self, kid: &str, now: u64) -> bool {
+        self.keys
+            .read()
+            .expect("lock poisoned")
+            .get(kid)
+            .is_some_and(|k| k.usable_at(now))
+    }
+
     /// Fetches the keys again, at most once per [`KEY_REFRESH_INTERVAL`]: tokens with
-    /// made-up `kid`s must not turn into a flood of key requests to the broker.
+    /// made-up `kid`s must not turn into a flood of key requests to the broker. A request
+    /// is answered by a fetch that started after it arrived, waiting (up to the interval)
+    /// for the next one if need be: a key published a moment after the last fetch (a new
+    /// replica, a rotation) must not be refused as unknown. The fetched set replaces the
+    /// cache, so keys the broker dropped are dropped here too.
     async fn refresh(&self, kid: &str) -> Result<(), Error> {
-        let mut fetched = self.fetched.lock().await;
-        if self.keys.read().expect("lock poisoned").contains_key(kid)
-            || fetched.is_some_and(|at| at.elapsed() < KEY_REFRESH_INTERVAL)
-        {
-            return Ok(());
-        }
+        let arrived = tokio::time::Instant::now();
+        let mut fetched = loop {
+            let fetched = self.fetched.lock().await;
+            if self.has_usable(kid, now_unix()) {
+                return Ok(());
+            }
+            match *fetched {
+                // A fetch that started after we arrived has already answered.
+                Some(at) if at >= arrived => return Ok(()),
+                Some(at) if at.elapsed() < KEY_REFRESH_INTERVAL => {
+                    drop(fetched);
+                    tokio::time::sleep_until(at + KEY_REFRESH_INTERVAL).await;
+                }
+                _ => break fetched,
+            }
+        };
         *fetched = Some(tokio::time::Instant::now());
-        let set: JwkSet = self.client.keys().await?;
+        let published = self.client.published_keys().await?;
         let mut keys = HashMap::new();
-        for jwk in &set.keys {
-            if let (Some(kid), Ok(key)) = (jwk.common.key_id.clone(), DecodingKey::from_jwk(jwk)) {
-                keys.insert(kid, key);
+        for p in &published {
+            if let (Some(kid), Ok(decoding)) = (p.kid(), DecodingKey::from_jwk(&p.jwk)) {
+                let key = Key {
+                    decoding,
+                    expires_at: p.expires_at,
+                };
+                keys.insert(kid.to_owned(), key);
             }
         }
         *self.keys.write().expect("lock poisoned") = keys;
@@ -73,28 +124,39 @@ impl Verifier {
         })
     }
 
-    /// Verifies signature, issuer, audience (this server) and expiry.
+    /// Verifies algorithm, key (published and not lapsed), signature, issuer, audience
+    /// (this server) and the times (`exp`, `nbf`, `iat`, within the leeway).
     pub(super) async fn verify(&self, token: &str) -> Result<TokenInfo, VerifyError> {
-        let bad = |m: &str| {
-            VerifyError::Rejected(WireError::new(ErrorCode::Unauthenticated, m.to_owned()))
-        };
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| bad("malformed plugin token"))?;
-        let kid = header.kid.ok_or_else(|| bad("plugin token has no kid"))?;
-        if !self.keys.read().expect("lock poisoned").contains_key(&kid) {
+        let header = jwt::header(token)?;
+        jwt::allowed_alg(&header, &[Algorithm::EdDSA])?;
+        let kid = header
+            .kid
+            .ok_or_else(|| Rejection::new(Reason::Kid, "plugin token has no kid"))?;
+        if !self.has_usable(&kid, now_unix()) {
             self.refresh(&kid)
                 .await
                 .map_err(|e| VerifyError::KeysUnavailable(e.to_string()))?;
         }
-        let keys = self.keys.read().expect("lock poisoned");
-        let key = keys.get(&kid).ok_or(VerifyError::UnknownKey)?;
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
-        v.set_audience(&[&self.server_id]);
-        v.leeway = 5;
-        let claims = jsonwebtoken::decode::<PluginClaims>(token, key, &v)
-            .map_err(|e| bad(&format!("plugin token rejected: {e}")))?
-            .claims;
+        let claims = {
+            let keys = self.keys.read().expect("lock poisoned");
+            let key = keys
+                .get(&kid)
+                .filter(|k| k.usable_at(now_unix()))
+                .ok_or(VerifyError::UnknownKey)?;
+            let mut v = jwt::validation(Algorithm::EdDSA, self.leeway);
+            v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
+            v.validate_aud = false;
+            jwt::decode::<PluginClaims>(token, &key.decoding, &v)?
+        };
+        // Audience by hand: jsonwebtoken would call a foreign server id "audience".
+        if !claims.aud.contains(&self.server_id) {
+            return Err(Rejection::new(
+                Reason::Server,
+                format!("plugin token is not for plugin server {}", self.server_id),
+            )
+            .into());
+        }
+        jwt::check_iat(claims.iat, now_unix(), self.leeway)?;
         Ok(TokenInfo {
             token_id: claims.jti,
             account_id: claims.sub,
@@ -104,26 +166,33 @@ impl Verifier {
     }
 }
 
-/// Why [`Verifier::verify`] failed. The distribution path retries the last two (a key being
-/// rotated in, the broker restarting); the request path answers them at once.
+/// Why [`Verifier::verify`] failed.
 #[derive(Debug)]
 pub(super) enum VerifyError {
-    Rejected(WireError),
+    Rejected(Rejection),
     UnknownKey,
     KeysUnavailable(String),
 }
 
+impl From<Rejection> for VerifyError {
+    fn from(r: Rejection) -> Self {
+        VerifyError::Rejected(r)
+    }
+}
+
+/// Counts a rejection (`verifier="plugin_server"`).
 impl From<VerifyError> for WireError {
     fn from(e: VerifyError) -> WireError {
-        match e {
-            VerifyError::Rejected(w) => w,
-            VerifyError::UnknownKey => WireError::new(
-                ErrorCode::Unauthenticated,
-                "plugin token signed by an unknown key",
+        let rejected = match e {
+            VerifyError::Rejected(r) => r,
+            VerifyError::UnknownKey => Rejection::new(
+                Reason::Kid,
+                "plugin token signed by an unknown or retired key",
             ),
             VerifyError::KeysUnavailable(m) => {
-                WireError::new(ErrorCode::Unavailable, format!("fetching keys: {m}"))
+                return WireError::new(ErrorCode::Unavailable, format!("fetching keys: {m}"));
             }
-        }
+        };
+        rejected.into_wire(jwt::Verifier::PluginServer)
     }
 }

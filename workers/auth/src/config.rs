@@ -75,6 +75,8 @@ pub struct AuthConfig {
     pub grace: Duration,
     pub connect_wait: Duration,
     pub durability: Durability,
+    /// Clock leeway on account-token times (`TESSERA_CLOCK_LEEWAY`).
+    pub clock_leeway: Duration,
     pub plugin_path: PathBuf,
     /// Raw Ed25519 public keys of trusted package publishers.
     pub trusted_keys: Vec<[u8; 32]>,
@@ -99,6 +101,7 @@ impl AuthConfig {
             grace: Duration::from_secs(10),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
+            clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
             plugin_path: std::env::temp_dir().join("tessera-auth-plugins"),
             trusted_keys: Vec::new(),
             node_id: format!("auth-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
@@ -125,6 +128,7 @@ impl AuthConfig {
         c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
         c.grace = config::duration(src, ENV_GRACE, c.grace)?;
         c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
+        c.clock_leeway = config::clock_leeway(src)?;
         if let Some(p) = src.get(ENV_PLUGIN_PATH) {
             c.plugin_path = PathBuf::from(p);
         }

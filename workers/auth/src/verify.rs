@@ -2,13 +2,15 @@
 //!
 //! Our own tokens are found by `kid`; external ones by `iss`, then checked against that
 //! issuer's keys and algorithm allow-list. Anything else (no `kid` we know, `alg: none`, an
-//! HMAC algorithm, an issuer nobody configured) is `unauthenticated`.
+//! HMAC algorithm, an issuer nobody configured) is `unauthenticated`, with its reason, and
+//! counted (`tessera_tokens_rejected_total{verifier="auth"}`).
 
 use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
+use tessera_core::jwt::{self, Reason, Rejection};
 use tessera_core::service::{Incoming, Reply};
 use tessera_core::signing::SigningKey;
 use tessera_schemas::claims::{ACCOUNT_TOKEN_AUDIENCE, AccountClaims};
@@ -36,6 +38,8 @@ pub struct Verifier {
     own: Arc<SigningKey>,
     own_issuer: String,
     externals: Vec<External>,
+    /// Clock leeway on `exp`, `nbf` and `iat`.
+    leeway: std::time::Duration,
     /// Auth results of account tokens already verified, by SHA-256 of the token, until the
     /// token expires. A client logs in once and asks for many plugin tokens: without this,
     /// every one of them costs an EdDSA verification of the same account token.
@@ -45,10 +49,6 @@ pub struct Verifier {
 /// Entries kept at most; the cache is emptied when full (account tokens live an hour, so
 /// it refills with the ones in use).
 const CACHE_MAX: usize = 100_000;
-
-fn unauthenticated(msg: impl Into<String>) -> WireError {
-    WireError::new(ErrorCode::Unauthenticated, msg)
-}
 
 #[derive(Deserialize)]
 struct Peek {
@@ -60,6 +60,8 @@ struct Peek {
 struct ExternalClaims {
     sub: String,
     exp: u64,
+    #[serde(default)]
+    iat: Option<u64>,
 }
 
 impl Verifier {
@@ -73,6 +75,7 @@ impl Verifier {
             own: config.signing_key.clone(),
             own_issuer: config.issuer.clone(),
             externals,
+            leeway: config.clock_leeway,
             cache: Default::default(),
         })
     }
@@ -86,7 +89,7 @@ impl Verifier {
             .expect("SHA-256 is 32 bytes");
         let now = tessera_core::now_unix();
         if let Some(hit) = self.cache.lock().expect("lock poisoned").get(&key)
-            && hit.expires_at > now
+            && hit.expires_at + self.leeway.as_secs() >= now
         {
             return Ok(hit.clone());
         }
@@ -106,45 +109,52 @@ impl Verifier {
                 "account_token is empty",
             ));
         }
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| unauthenticated("malformed account token"))?;
+        self.check(token)
+            .map_err(|r| r.into_wire(jwt::Verifier::Auth))
+    }
+
+    fn check(&self, token: &str) -> Result<VerifyResponse, Rejection> {
+        let header = jwt::header(token)?;
+        let now = tessera_core::now_unix();
         if header.kid.as_deref() == Some(self.own.kid()) {
-            let mut v = Validation::new(Algorithm::EdDSA);
+            jwt::allowed_alg(&header, &[Algorithm::EdDSA])?;
+            let mut v = jwt::validation(Algorithm::EdDSA, self.leeway);
             v.set_issuer(&[&self.own_issuer]);
             v.set_audience(&[ACCOUNT_TOKEN_AUDIENCE]);
-            v.leeway = 5;
-            let data = jsonwebtoken::decode::<AccountClaims>(token, self.own.decoding_key(), &v)
-                .map_err(|e| unauthenticated(format!("account token rejected: {e}")))?;
+            let claims: AccountClaims = jwt::decode(token, self.own.decoding_key(), &v)?;
+            jwt::check_iat(claims.iat, now, self.leeway)?;
             return Ok(VerifyResponse {
-                account_id: data.claims.sub,
-                issuer: data.claims.iss,
-                expires_at: data.claims.exp,
+                account_id: claims.sub,
+                issuer: claims.iss,
+                expires_at: claims.exp,
             });
         }
         // Only to pick the issuer whose keys then verify the signature; nothing is trusted yet.
         let iss = jsonwebtoken::dangerous::insecure_decode_claims::<Peek>(token)
             .ok()
             .and_then(|p| p.iss)
-            .ok_or_else(|| unauthenticated("account token has no issuer we know"))?;
+            .ok_or_else(|| Rejection::new(Reason::Issuer, "account token has no issuer"))?;
+        if iss == self.own_issuer {
+            // Our issuer, but not our key (a retired or forged one).
+            return Err(Rejection::new(
+                Reason::Kid,
+                "account token is signed by an unknown key",
+            ));
+        }
         let ext = self
             .externals
             .iter()
             .find(|e| e.issuer == iss)
-            .ok_or_else(|| unauthenticated("account token issuer is not trusted"))?;
-        if !ext.algorithms.contains(&header.alg) {
-            return Err(unauthenticated(format!(
-                "algorithm {:?} is not allowed for this issuer",
-                header.alg
-            )));
-        }
+            .ok_or_else(|| Rejection::new(Reason::Issuer, "account token issuer is not trusted"))?;
+        let alg = jwt::allowed_alg(&header, &ext.algorithms)?;
         let key = match &header.kid {
             Some(kid) => ext.keys.iter().find(|(k, _)| k.as_deref() == Some(kid)),
             None if ext.keys.len() == 1 => ext.keys.first(),
             None => None,
         }
         .map(|(_, k)| k)
-        .ok_or_else(|| unauthenticated("unknown signing key"))?;
-        let mut v = Validation::new(header.alg);
+        .ok_or_else(|| Rejection::new(Reason::Kid, "unknown signing key"))?;
+        let mut v = jwt::validation(alg, self.leeway);
         v.algorithms = ext.algorithms.clone();
         v.set_issuer(&[&ext.issuer]);
         match &ext.audience {
@@ -152,13 +162,14 @@ impl Verifier {
             None => v.validate_aud = false,
         }
         v.set_required_spec_claims(&["exp", "sub", "iss"]);
-        v.leeway = 5;
-        let data = jsonwebtoken::decode::<ExternalClaims>(token, key, &v)
-            .map_err(|e| unauthenticated(format!("account token rejected: {e}")))?;
+        let claims: ExternalClaims = jwt::decode(token, key, &v)?;
+        if let Some(iat) = claims.iat {
+            jwt::check_iat(iat, now, self.leeway)?;
+        }
         Ok(VerifyResponse {
-            account_id: format!("{}:{}", ext.name, data.claims.sub),
+            account_id: format!("{}:{}", ext.name, claims.sub),
             issuer: ext.issuer.clone(),
-            expires_at: data.claims.exp,
+            expires_at: claims.exp,
         })
     }
 }

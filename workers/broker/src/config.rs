@@ -40,6 +40,10 @@ pub struct BrokerConfig {
     /// How long to keep trying the first NATS connection.
     pub connect_wait: Duration,
     pub durability: Durability,
+    /// Clock leeway of introspection, and part of a key's publication (`TESSERA_CLOCK_LEEWAY`).
+    pub clock_leeway: Duration,
+    /// How often a replica renews its key's publication (see `keyring`).
+    pub key_renew: Duration,
 }
 
 impl BrokerConfig {
@@ -64,6 +68,8 @@ impl BrokerConfig {
             redis_timeout: Duration::from_millis(1000),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
+            clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
+            key_renew: Duration::from_secs(60),
         }
     }
 
@@ -86,6 +92,7 @@ impl BrokerConfig {
         }
         c.grace = config::duration(src, ENV_GRACE, c.grace)?;
         c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
+        c.clock_leeway = config::clock_leeway(src)?;
         c.auth_cache_ttl = config::duration(src, ENV_AUTH_CACHE_TTL, c.auth_cache_ttl)?;
         if c.auth_cache_ttl > Duration::from_secs(3600) {
             return Err(ConfigError::new(ENV_AUTH_CACHE_TTL, "must be at most 1h"));

@@ -1,9 +1,12 @@
-//! `token.introspect`: `{active: true, ...}` only for a token we signed, unexpired, whose
-//! record is still in Redis (so neither revoked nor forged), with the same hash.
+//! `token.introspect`: `{active: true, ...}` only for a token signed by a published broker
+//! key, unexpired (within the clock leeway), whose record is still in Redis (so neither
+//! revoked nor forged), with the same hash.
 
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tessera_core::jwt::{self, Reason, Rejection};
+use tessera_core::now_unix;
 use tessera_core::service::{Incoming, Reply};
 use tessera_core::signing::token_hash;
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
@@ -27,6 +30,9 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         Some(record) => record.token_hash == token_hash(&body.token),
         None => false,
     };
+    if !active {
+        jwt::count(jwt::Verifier::Broker, Reason::Revoked);
+    }
     let reply = if active {
         IntrospectResponse {
             active: true,
@@ -42,16 +48,36 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     Ok(Reply::msgpack(TOKEN_INTROSPECT, &reply))
 }
 
-/// Signature (by any published broker key), issuer and expiry.
+/// Algorithm, key (published, not lapsed), signature, issuer and times (leeway included).
+/// A refusal is counted (`verifier="broker"`) and answered as inactive.
 fn verify(state: &State, token: &str) -> Option<PluginClaims> {
-    let header = jsonwebtoken::decode_header(token).ok()?;
-    let jwk = state.keys.get(header.kid.as_deref()?)?;
-    let key = DecodingKey::from_jwk(&jwk).ok()?;
-    let mut v = Validation::new(Algorithm::EdDSA);
+    match check(state, token) {
+        Ok(c) => Some(c),
+        Err(r) => {
+            jwt::count(jwt::Verifier::Broker, r.reason);
+            tracing::debug!(reason = r.reason.as_str(), message = %r.message, "introspection: token refused");
+            None
+        }
+    }
+}
+
+fn check(state: &State, token: &str) -> Result<PluginClaims, Rejection> {
+    let header = jwt::header(token)?;
+    jwt::allowed_alg(&header, &[Algorithm::EdDSA])?;
+    let now = now_unix();
+    let published = header
+        .kid
+        .as_deref()
+        .and_then(|kid| state.keys.get(kid))
+        .filter(|k| k.usable_at(now))
+        .ok_or_else(|| Rejection::new(Reason::Kid, "unknown or retired key"))?;
+    let key = DecodingKey::from_jwk(&published.jwk)
+        .map_err(|_| Rejection::new(Reason::Kid, "unusable key"))?;
+    let leeway = state.config.clock_leeway;
+    let mut v = jwt::validation(Algorithm::EdDSA, leeway);
     v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
     v.validate_aud = false;
-    v.leeway = 0;
-    jsonwebtoken::decode::<PluginClaims>(token, &key, &v)
-        .ok()
-        .map(|d| d.claims)
+    let claims = jwt::decode::<PluginClaims>(token, &key, &v)?;
+    jwt::check_iat(claims.iat, now, leeway)?;
+    Ok(claims)
 }

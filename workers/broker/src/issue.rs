@@ -105,9 +105,20 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     // A plugin token never outlives the account token it was minted from.
     let expires_at = (now + state.config.token_ttl.as_secs()).min(account.expires_at);
     if expires_at <= now {
-        return Err(WireError::new(
-            ErrorCode::Unauthenticated,
+        // Within the leeway for `auth.verify`, but a token minted now would be born dead.
+        return Err(tessera_core::jwt::Rejection::new(
+            tessera_core::jwt::Reason::Expired,
             "account token expired",
+        )
+        .into_wire(tessera_core::jwt::Verifier::Broker));
+    }
+    // Never mint a token that could outlive the publication of its key (see `keyring`):
+    // verifiers would refuse it before it expires.
+    if state.published.until() <= expires_at + state.config.clock_leeway.as_secs() {
+        tracing::warn!("signing key publication not renewed; refusing to mint");
+        return Err(WireError::new(
+            ErrorCode::Unavailable,
+            "signing key not published",
         ));
     }
     let token_id = uuid::Uuid::new_v4().to_string();
@@ -143,7 +154,9 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         servers: servers.clone(),
     };
 
-    let ttl = Duration::from_secs(expires_at - now);
+    // The record outlives the token by the clock leeway: verifiers accept a token that
+    // long after its `exp`, and the record is what says it is not revoked.
+    let ttl = Duration::from_secs(expires_at - now) + state.config.clock_leeway;
     if let Some(previous) = state
         .store
         .record(

@@ -7,7 +7,9 @@
 //! - `auth_cache`: auth results already received, reused for a short time per account token.
 //! - `revoke`: `token.revoke`: by token id or by account, distributed like tokens.
 //! - `introspect`: `token.introspect`: is this token live (for not-yet-distributed tokens).
-//! - `keys`: `keys`: the public JWKS of every broker signing key.
+//! - `keys`: `keys`: the public JWKS of every broker signing key still published.
+//! - `keyring`: our signing key in the keys bucket: published before use, renewed while
+//!   used, lapsed keys removed (key rotation).
 //! - `store`: the Redis records (token records, account index, idempotency replies).
 //! - `distribute`: JetStream publishes to `dist.<server_id>`.
 //! - `assets`: `assets.publish` (check the uploaded blobs, sign the plugin's asset manifest,
@@ -25,6 +27,7 @@ pub mod config;
 mod distribute;
 mod introspect;
 mod issue;
+mod keyring;
 mod keys;
 mod revoke;
 mod store;
@@ -50,7 +53,9 @@ pub(crate) struct State {
     pub js: jetstream::Context,
     pub store: store::Store,
     pub routes: WatchedKv<Route>,
-    pub keys: WatchedKv<jsonwebtoken::jwk::Jwk>,
+    pub keys: WatchedKv<tessera_core::signing::PublishedKey>,
+    /// Until when our signing key is published (see `keyring`): we mint only within it.
+    pub published: Arc<keyring::Published>,
     // Issue 5, part 1: assets and plugin keys.
     pub assets: jetstream::object_store::ObjectStore,
     pub asset_versions: jetstream::kv::Store,
@@ -84,12 +89,12 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     let plugin_keys_kv = provision::plugin_keys_bucket(&js, &subjects, d).await?;
 
     // Publish our public key before minting with it, so a verifier never sees a kid it
-    // cannot find.
-    let jwk = serde_json::to_vec(&config.signing_key.public_jwk()).context("encoding JWK")?;
-    keys_kv
-        .put(config.signing_key.kid(), jwk.into())
+    // cannot find; keep it published while we sign with it (`keyring`).
+    let key_lifetime = keyring::lifetime(config.token_ttl, config.clock_leeway, config.key_renew);
+    let published = Arc::new(keyring::Published::default());
+    keyring::publish_initial(&keys_kv, &config.signing_key, key_lifetime, &published)
         .await
-        .context("publishing the public signing key")?;
+        .map_err(|e| anyhow::anyhow!("publishing the public signing key: {e}"))?;
 
     let store =
         store::Store::connect(&config.redis_url, subjects.prefix(), config.redis_timeout).await?;
@@ -97,12 +102,21 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         .await
         .context("watching routes")?;
     let keys = WatchedKv::start(
-        keys_kv,
-        |b| serde_json::from_slice(b).map_err(|e| e.to_string()),
+        keys_kv.clone(),
+        tessera_core::signing::PublishedKey::from_json,
         shutdown.clone(),
     )
     .await
     .context("watching keys")?;
+    tokio::spawn(keyring::maintain(
+        keys_kv,
+        keys.clone(),
+        config.signing_key.clone(),
+        key_lifetime,
+        config.key_renew,
+        published.clone(),
+        shutdown.clone(),
+    ));
     let plugin_keys = WatchedKv::start(plugin_keys_kv, assets::decode_key_record, shutdown.clone())
         .await
         .context("watching plugin keys")?;
@@ -116,6 +130,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         store,
         routes,
         keys,
+        published,
         assets,
         asset_versions,
         plugin_keys,

@@ -8,6 +8,8 @@ use thiserror::Error;
 
 /// Subject prefix (default `tessera`).
 pub const ENV_PREFIX: &str = "TESSERA_PREFIX";
+/// Clock leeway of every token verifier (exp, nbf, iat), e.g. `5s` (the default).
+pub const ENV_CLOCK_LEEWAY: &str = "TESSERA_CLOCK_LEEWAY";
 
 #[derive(Debug, Error)]
 #[error("{key}: {reason}")]
@@ -114,6 +116,20 @@ pub fn signing_key(src: &dyn Source, key: &str) -> Result<crate::signing::Signin
             Ok(crate::signing::SigningKey::generate())
         }
     }
+}
+
+/// The clock leeway every token verifier of this process applies (`TESSERA_CLOCK_LEEWAY`,
+/// default [`crate::jwt::DEFAULT_LEEWAY`], whole seconds, at most 5 minutes: a larger one
+/// would keep expired tokens alive).
+pub fn clock_leeway(src: &dyn Source) -> Result<Duration, ConfigError> {
+    let d = duration(src, ENV_CLOCK_LEEWAY, crate::jwt::DEFAULT_LEEWAY)?;
+    if d.subsec_nanos() != 0 || d > Duration::from_secs(300) {
+        return Err(ConfigError::new(
+            ENV_CLOCK_LEEWAY,
+            "must be whole seconds, at most 5m",
+        ));
+    }
+    Ok(d)
 }
 
 /// The subject prefix, validated.

@@ -9,6 +9,8 @@
 //! - [`signing`]: Ed25519 signing keys (generate, load, save), their `kid` and public JWK.
 //! - [`data_sign`]: the HMAC-SHA256 protocol signature of data-access packets (shared by
 //!   the client SDK, which signs, and the gateway, which verifies).
+//! - [`jwt`]: what every token verifier shares: the clock leeway, header and algorithm
+//!   checks, typed and counted rejections.
 //! - [`config`]: reading and validating environment settings, errors that name the key.
 //! - [`telemetry`]: `tracing` set-up from `RUST_LOG`, text or JSON (`TESSERA_LOG_FORMAT`).
 //! - [`health`]: the `/healthz`, `/readyz`, `/metrics` endpoint (`TESSERA_HEALTH_ADDR`);
@@ -23,6 +25,7 @@ pub mod bus;
 pub mod config;
 pub mod data_sign;
 pub mod health;
+pub mod jwt;
 pub mod metrics;
 pub mod redis_keys;
 pub mod rpc;

@@ -7,6 +7,7 @@
 //! | `tessera_request_duration_seconds` | histogram | `subject` |
 //! | `tessera_tokens_issued_total` | counter | |
 //! | `tessera_distributions_acked_total` | counter | (one per plugin server a token reached) |
+//! | `tessera_tokens_rejected_total` | counter | `verifier` (`plugin_server`, `gateway`, `broker`, `auth`), `reason` (see [`crate::jwt::Reason`]) |
 //!
 //! Requests are recorded by the request loop ([`crate::service`]), for every service alike.
 //! Without an installed recorder (no health server) every update returns at once.
@@ -21,6 +22,8 @@ pub const REQUESTS: &str = "tessera_requests_total";
 pub const REQUEST_DURATION: &str = "tessera_request_duration_seconds";
 pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
 pub const DISTRIBUTIONS_ACKED: &str = "tessera_distributions_acked_total";
+/// Recorded by [`crate::jwt::count`] (also from the plugin-server SDK).
+pub const TOKENS_REJECTED: &str = "tessera_tokens_rejected_total";
 
 /// Latency buckets (seconds): sub-millisecond local answers up to the 2 s auth timeout.
 const BUCKETS: &[f64] = &[
@@ -54,6 +57,10 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_counter!(
                 DISTRIBUTIONS_ACKED,
                 "Token distributions acknowledged by JetStream (one per plugin server)"
+            );
+            metrics::describe_counter!(
+                TOKENS_REJECTED,
+                "Tokens refused, by verifier and reason (alg, kid, signature, expired, ...)"
             );
             INSTALLED.store(true, Ordering::Release);
             handle

@@ -167,6 +167,58 @@ impl SigningKey {
     }
 }
 
+/// A broker key as the keys bucket holds it and `P.keys` lists it: the public JWK's members
+/// plus `exp`, the Unix second until which verifiers may use it. Every broker replica that
+/// signs with the key pushes `exp` forward while it runs; once none does, the key lapses a
+/// token lifetime plus the leeway after its last token was signed, and every verifier then
+/// refuses it, from memory, without waiting for the bucket's delete. A record without `exp`
+/// (written before keys expired) never lapses.
+#[derive(Debug, Clone)]
+pub struct PublishedKey {
+    pub jwk: Jwk,
+    pub expires_at: Option<u64>,
+}
+
+/// The JSON member of a published key that carries [`PublishedKey::expires_at`]. RFC 7517
+/// allows extra members; JWK readers that do not know it ignore it.
+pub const PUBLISHED_KEY_EXP: &str = "exp";
+
+impl PublishedKey {
+    /// Whether verifiers may still use the key at `now`.
+    pub fn usable_at(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|exp| now < exp)
+    }
+
+    pub fn kid(&self) -> Option<&str> {
+        self.jwk.common.key_id.as_deref()
+    }
+
+    pub fn to_value(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(&self.jwk).expect("a JWK serializes");
+        if let (Some(exp), Some(obj)) = (self.expires_at, v.as_object_mut()) {
+            obj.insert(PUBLISHED_KEY_EXP.into(), exp.into());
+        }
+        v
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(&self.to_value()).expect("JSON serializes")
+    }
+
+    pub fn from_value(mut v: serde_json::Value) -> Result<PublishedKey, String> {
+        let expires_at = match v.as_object_mut().and_then(|o| o.remove(PUBLISHED_KEY_EXP)) {
+            None => None,
+            Some(exp) => Some(exp.as_u64().ok_or("exp is not an unsigned integer")?),
+        };
+        let jwk: Jwk = serde_json::from_value(v).map_err(|e| e.to_string())?;
+        Ok(PublishedKey { jwk, expires_at })
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<PublishedKey, String> {
+        Self::from_value(serde_json::from_slice(bytes).map_err(|e| e.to_string())?)
+    }
+}
+
 /// RFC 7638 JWK thumbprint of an Ed25519 public key: stable across replicas sharing a key.
 fn thumbprint(x: &str) -> String {
     let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
@@ -242,6 +294,26 @@ mod tests {
             })
             .unwrap();
         assert!(decode::<C>(&jwt, b.decoding_key(), &Validation::new(Algorithm::EdDSA)).is_err());
+    }
+
+    #[test]
+    fn published_keys_round_trip_with_and_without_exp() {
+        let key = SigningKey::generate();
+        let p = PublishedKey {
+            jwk: key.public_jwk(),
+            expires_at: Some(100),
+        };
+        let back = PublishedKey::from_json(&p.to_json()).unwrap();
+        assert_eq!(back.expires_at, Some(100));
+        assert_eq!(back.kid(), Some(key.kid()));
+        assert!(back.usable_at(99) && !back.usable_at(100));
+        // A plain JWK (what older brokers wrote) never lapses.
+        let plain = serde_json::to_vec(&key.public_jwk()).unwrap();
+        let old = PublishedKey::from_json(&plain).unwrap();
+        assert_eq!(old.expires_at, None);
+        assert!(old.usable_at(u64::MAX));
+        // And a JWK reader ignores the extra member.
+        assert!(serde_json::from_slice::<Jwk>(&p.to_json()).is_ok());
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct GatewayConfig {
     /// Allowed clock difference; nonces are remembered for twice this (a packet stamped
     /// `skew` ahead stays acceptable until `skew` after its stamp).
     pub skew: Duration,
+    /// Clock leeway on plugin-token times (`TESSERA_CLOCK_LEEWAY`).
+    pub clock_leeway: Duration,
     pub forward_timeout: Duration,
     pub max_in_flight: usize,
     pub grace: Duration,
@@ -43,6 +45,7 @@ impl GatewayConfig {
             redis_url,
             subjects,
             skew: Duration::from_secs(30),
+            clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
             forward_timeout: Duration::from_secs(3),
             max_in_flight: 256,
             grace: Duration::from_secs(10),
@@ -61,6 +64,7 @@ impl GatewayConfig {
         if c.skew < Duration::from_secs(1) || c.skew > Duration::from_secs(3600) {
             return Err(ConfigError::new(ENV_SKEW, "must be between 1s and 1h"));
         }
+        c.clock_leeway = config::clock_leeway(src)?;
         c.forward_timeout = config::duration(src, ENV_FORWARD_TIMEOUT, c.forward_timeout)?;
         if c.forward_timeout < Duration::from_millis(10)
             || c.forward_timeout > Duration::from_secs(60)

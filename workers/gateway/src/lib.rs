@@ -79,12 +79,13 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<
         .context("watching data routes")?;
     let keys = WatchedKv::start(
         keys_kv,
-        |b| serde_json::from_slice(b).map_err(|e| e.to_string()),
+        tessera_core::signing::PublishedKey::from_json,
         shutdown.clone(),
     )
     .await
     .context("watching keys")?;
 
+    let leeway = config.clock_leeway;
     let state = Arc::new(State {
         data_subject_prefix: format!("{}.data.", subjects.prefix()),
         config,
@@ -93,7 +94,7 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<
         store,
         apps,
         routes,
-        tokens: token::Verifier::new(keys),
+        tokens: token::Verifier::new(keys, leeway),
     });
     let spec = service::ServiceSpec {
         name: subjects.service_name("gateway"),

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tessera_core::data_sign;
+use tessera_core::jwt::{self, Reason, Rejection};
 use tessera_core::service::{Incoming, Reply};
 use tessera_core::signing::token_hash;
 use tessera_schemas::claims::PluginClaims;
@@ -144,19 +145,20 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     }
     let claims = claims?;
     if claims.plugin_id != packet.verification.plugin_id || claims.plugin_id != subject_plugin {
-        return Err(WireError::new(
-            ErrorCode::WrongPlugin,
+        return Err(Rejection::new(
+            Reason::Plugin,
             format!(
                 "plugin token is for plugin {}, the packet is for {} on data.{}",
                 claims.plugin_id, packet.verification.plugin_id, subject_plugin
             ),
-        ));
+        )
+        .into_wire_as(jwt::Verifier::Gateway, ErrorCode::WrongPlugin));
     }
     match checked.record {
         Some(r) if r.token_hash == th => {}
         _ => {
-            return Err(WireError::new(
-                ErrorCode::Unauthenticated,
+            return Err(crate::token::refuse(
+                Reason::Revoked,
                 "plugin token is revoked or unknown",
             ));
         }

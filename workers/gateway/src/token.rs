@@ -1,16 +1,21 @@
 //! Plugin-token verification: the broker's signature (its public keys from the watched
-//! `KEYS` bucket, by `kid`), issuer and expiry.
+//! `KEYS` bucket, by `kid`, refused once their publication lapses), issuer and the times
+//! (`exp`, `nbf`, `iat`, within the clock leeway).
 //!
 //! A verified token's claims are cached by the token's SHA-256 (which the signature check
 //! computes anyway) until the token expires: a client app sends many packets with one token,
 //! and an EdDSA verification costs more than the rest of the gateway's work. Whether the
 //! token is still live (not revoked) is not cached: that is the Redis read on every packet.
+//! A cached token never outlives its key: a key stays published until every token it
+//! signed has expired (see `tessera_core::signing::PublishedKey`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
-use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use tessera_core::jwt::{self, Reason, Rejection};
+use tessera_core::signing::PublishedKey;
 use tessera_core::watched::WatchedKv;
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 use tessera_schemas::{ErrorCode, WireError};
@@ -19,18 +24,21 @@ use tessera_schemas::{ErrorCode, WireError};
 const CACHE_MAX: usize = 50_000;
 
 pub struct Verifier {
-    keys: WatchedKv<Jwk>,
+    keys: WatchedKv<PublishedKey>,
+    leeway: Duration,
     cache: RwLock<HashMap<String, Arc<PluginClaims>>>,
 }
 
-fn unauthenticated(why: &str) -> WireError {
-    WireError::new(ErrorCode::Unauthenticated, format!("plugin token {why}"))
+/// Counts and answers a refused token (`verifier="gateway"`).
+pub fn refuse(reason: Reason, message: impl Into<String>) -> WireError {
+    Rejection::new(reason, message).into_wire(jwt::Verifier::Gateway)
 }
 
 impl Verifier {
-    pub fn new(keys: WatchedKv<Jwk>) -> Verifier {
+    pub fn new(keys: WatchedKv<PublishedKey>, leeway: Duration) -> Verifier {
         Verifier {
             keys,
+            leeway,
             cache: RwLock::default(),
         }
     }
@@ -43,30 +51,14 @@ impl Verifier {
         now: u64,
     ) -> Result<Arc<PluginClaims>, WireError> {
         if let Some(c) = self.cache.read().expect("lock poisoned").get(token_hash)
-            && c.exp > now
+            && c.exp + self.leeway.as_secs() >= now
         {
             return Ok(c.clone());
         }
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("is malformed"))?;
-        let kid = header.kid.ok_or_else(|| unauthenticated("has no key id"))?;
-        let jwk = self
-            .keys
-            .get_or_fetch(&kid)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e, "reading the keys bucket");
-                WireError::new(ErrorCode::Unavailable, "signing keys unavailable")
-            })?
-            .ok_or_else(|| unauthenticated("is signed by an unknown key"))?;
-        let key = DecodingKey::from_jwk(&jwk).map_err(|_| unauthenticated("key is unusable"))?;
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
-        v.validate_aud = false;
-        v.leeway = 0;
-        let claims = jsonwebtoken::decode::<PluginClaims>(token, &key, &v)
-            .map_err(|e| unauthenticated(&format!("is invalid ({e})")))?
-            .claims;
+        let claims = self
+            .verify_uncached(token, now)
+            .await?
+            .map_err(|r| r.into_wire(jwt::Verifier::Gateway))?;
         let claims = Arc::new(claims);
         let mut cache = self.cache.write().expect("lock poisoned");
         if cache.len() >= CACHE_MAX {
@@ -74,5 +66,47 @@ impl Verifier {
         }
         cache.insert(token_hash.to_owned(), claims.clone());
         Ok(claims)
+    }
+
+    /// The outer error is the gateway's own trouble (`unavailable`), the inner one the
+    /// token's.
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Result<PluginClaims, Rejection>, WireError> {
+        let header = match jwt::header(token)
+            .and_then(|h| jwt::allowed_alg(&h, &[Algorithm::EdDSA]).map(|_| h))
+        {
+            Ok(h) => h,
+            Err(r) => return Ok(Err(r)),
+        };
+        let Some(kid) = header.kid else {
+            return Ok(Err(Rejection::new(
+                Reason::Kid,
+                "plugin token has no key id",
+            )));
+        };
+        let published = self.keys.get_or_fetch(&kid).await.map_err(|e| {
+            tracing::warn!(error = %e, "reading the keys bucket");
+            WireError::new(ErrorCode::Unavailable, "signing keys unavailable")
+        })?;
+        let Some(published) = published.filter(|k| k.usable_at(now)) else {
+            return Ok(Err(Rejection::new(
+                Reason::Kid,
+                "plugin token is signed by an unknown or retired key",
+            )));
+        };
+        let Ok(key) = DecodingKey::from_jwk(&published.jwk) else {
+            return Ok(Err(Rejection::new(
+                Reason::Kid,
+                "plugin token key is unusable",
+            )));
+        };
+        let mut v = jwt::validation(Algorithm::EdDSA, self.leeway);
+        v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
+        v.validate_aud = false;
+        Ok(jwt::decode::<PluginClaims>(token, &key, &v)
+            .and_then(|c| jwt::check_iat(c.iat, now, self.leeway).map(|()| c)))
     }
 }
