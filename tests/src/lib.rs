@@ -12,6 +12,10 @@
 //! - [`stack`]: [`Stack`], the servers plus in-process auth and broker workers (any number
 //!   of broker replicas), each with its own [`tessera_core::Shutdown`] so a test can stop one;
 //!   SDK clients per role, demo plugin servers ([`PluginServerHandle`]) and users.
+//! - [`child`]: [`child::ChildBroker`], a broker replica in a process of its own, for the
+//!   fault tests that SIGKILL or SIGTERM one.
+//! - [`load`]: a steady load of token requests (SDK and raw) recording how each ended, and
+//!   the Redis and distribution-stream views of issued tokens, for the fault tests.
 //! - [`packages`]: the prebuilt auth packages, app configs, signed uploads and node status
 //!   for the auth-package tests.
 //! - this file: [`eventually`] and [`assert_eventually!`], bounded waits on a condition (the
@@ -39,8 +43,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod child;
 pub mod containers;
 pub mod docker;
+pub mod load;
 pub mod packages;
 pub mod servers;
 pub mod stack;

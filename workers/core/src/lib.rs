@@ -9,6 +9,7 @@
 //! - [`signing`]: Ed25519 signing keys (generate, load, save), their `kid` and public JWK.
 //! - [`data_sign`]: the HMAC-SHA256 protocol signature of data-access packets (shared by
 //!   the client SDK, which signs, and the gateway, which verifies).
+//! - [`signal`]: SIGTERM/Ctrl-C to a [`Shutdown`] (every worker process).
 //! - [`config`]: reading and validating environment settings, errors that name the key.
 //! - [`telemetry`]: `tracing` set-up from `RUST_LOG`, text or JSON (`TESSERA_LOG_FORMAT`).
 //! - [`health`]: the `/healthz`, `/readyz`, `/metrics` endpoint (`TESSERA_HEALTH_ADDR`);
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod redis_keys;
 pub mod rpc;
 pub mod service;
+pub mod signal;
 pub mod signing;
 pub mod telemetry;
 pub mod watched;
