@@ -124,6 +124,10 @@ impl Load {
                         let o = match raw_request(&nats, &t, &key, t.raw_timeout).await {
                             Err(RpcError::Timeout(..)) => {
                                 timeouts += 1;
+                                tracing::warn!(
+                                    key,
+                                    "raw token request timed out; retrying with its key"
+                                );
                                 // The same key again: the token, if one was issued.
                                 match raw_request(&nats, &t, &key, Duration::from_secs(5)).await {
                                     Ok(token) => Outcome::Token {
@@ -205,14 +209,22 @@ pub async fn raw_request(
         device_id: None,
         user_ip: None,
     };
-    rpc::request(
+    // The key doubles as the request id, so a worker's log names the request.
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(headers::SCHEMA, TOKEN_REQUEST.header_value().as_str());
+    h.insert(headers::REQUEST_ID, key);
+    let msg = rpc::request_raw(
         nats,
         t.subjects.token_request(),
-        TOKEN_REQUEST,
-        &req,
+        h,
+        tessera_schemas::codec::encode(&req).into(),
         timeout,
     )
-    .await
+    .await?;
+    tessera_schemas::codec::decode(&msg.payload).map_err(|e| RpcError::BadReply {
+        subject: t.subjects.token_request(),
+        message: e.to_string(),
+    })
 }
 
 /// The ids of every token record in Redis under `prefix`.

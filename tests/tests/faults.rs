@@ -49,14 +49,22 @@ async fn start_load(stack: &Stack, target: &Target, client: &Client) -> Load {
     )
 }
 
+/// What the fault left behind that no client received.
+struct Leftovers {
+    /// Recorded, never distributed (a replica killed between the two steps).
+    undistributed: BTreeSet<String>,
+    /// Recorded and distributed, but no client got it (a replica killed after distributing,
+    /// before remembering the idempotent reply: the retry with the same key got a new one).
+    unreceived: BTreeSet<String>,
+}
+
 /// Every token a client received is recorded in Redis, was distributed to ps1, and ps1
-/// holds it; every distributed token is recorded. Returns the records that were never
-/// distributed (a replica killed between the two steps), which no client received.
+/// holds it; every live distributed token is recorded.
 async fn check_stored_and_distributed(
     stack: &Stack,
     ps1: &PluginServerHandle,
     report: &Report,
-) -> BTreeSet<String> {
+) -> Leftovers {
     let received = report.token_ids();
     let admin = stack.nats(Role::Admin).await;
     let stored =
@@ -78,7 +86,10 @@ async fn check_stored_and_distributed(
         received.iter().all(|id| ps1.tokens().contains(id)),
         "ps1 holds every token a client received"
     );
-    stored.difference(&distributed).cloned().collect()
+    Leftovers {
+        undistributed: stored.difference(&distributed).cloned().collect(),
+        unreceived: distributed.difference(&received).cloned().collect(),
+    }
 }
 
 fn summary(what: &str, report: &Report, extra: &str) {
@@ -125,21 +136,24 @@ async fn sigkill_of_a_broker_replica_under_load() {
         "{} raw requests timed out; at most the {RAW_TASKS} in flight may",
         report.raw_timeouts
     );
-    let orphans = check_stored_and_distributed(&stack, &ps1, &report).await;
-    // A replica killed after recording a token and before its distribution was acked
-    // leaves a record no client ever received (it expires with the token's TTL; see the
-    // issue flow in ARCHITECTURE.md). At most one per request in flight there.
+    let left = check_stored_and_distributed(&stack, &ps1, &report).await;
+    // A replica killed mid-request leaves a token no client received: recorded and not
+    // distributed, or both but its idempotent reply not yet remembered. Either expires with
+    // the token's TTL (the issue flow in ARCHITECTURE.md). At most one per request in
+    // flight there.
+    let left_behind = left.undistributed.len() + left.unreceived.len();
     assert!(
-        orphans.len() <= SDK_TASKS + RAW_TASKS,
-        "{} recorded, undistributed tokens",
-        orphans.len()
+        left_behind <= SDK_TASKS + RAW_TASKS,
+        "{left_behind} tokens left behind by the killed replica"
     );
     summary(
         "sigkill",
         &report,
         &format!(
-            "; killed after {killed_at}; recorded but undistributed: {}",
-            orphans.len()
+            "; killed after {killed_at}; left behind: {} recorded but undistributed, {} \
+             distributed but received by nobody",
+            left.undistributed.len(),
+            left.unreceived.len()
         ),
     );
 }
@@ -173,8 +187,20 @@ async fn sigterm_of_a_broker_replica_under_load() {
         .filter(|o| !matches!(o, Outcome::Token { .. }))
         .collect();
     assert!(failed.is_empty(), "failed requests: {failed:?}");
-    let orphans = check_stored_and_distributed(&stack, &ps1, &report).await;
-    assert!(orphans.is_empty(), "a drained replica left {orphans:?}");
+    // Raw requests the server routed to the replica just before it processed the UNSUB are
+    // dropped by async-nats 0.51 (see `tessera_core::service`): at most those in flight.
+    assert!(
+        report.raw_timeouts <= RAW_TASKS,
+        "{} raw requests timed out",
+        report.raw_timeouts
+    );
+    let left = check_stored_and_distributed(&stack, &ps1, &report).await;
+    assert!(
+        left.undistributed.is_empty() && left.unreceived.is_empty(),
+        "a drained replica left tokens behind: {:?} {:?}",
+        left.undistributed,
+        left.unreceived
+    );
     summary(
         "sigterm",
         &report,
