@@ -471,32 +471,6 @@ async fn routes(settings: &Settings, cmd: RoutesCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Cancels `shutdown` on SIGINT or SIGTERM.
-pub fn shutdown_on_signal() -> Shutdown {
-    let shutdown = Shutdown::new();
-    let s = shutdown.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("signal received; shutting down");
-        s.cancel();
-    });
-    shutdown
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
 /// The health and metrics server when `TESSERA_HEALTH_ADDR` is set; it answers until the
 /// returned token is cancelled (after the drain: liveness holds while draining).
 async fn start_health(settings: &Settings) -> anyhow::Result<Shutdown> {
@@ -506,7 +480,7 @@ async fn start_health(settings: &Settings) -> anyhow::Result<Shutdown> {
 }
 
 async fn run_worker(settings: &Settings, name: WorkerName) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
+    let shutdown = tessera_core::signal::shutdown_on_signal();
     let health = start_health(settings).await?;
     let result = match name {
         WorkerName::Broker => {
@@ -528,7 +502,7 @@ async fn run_worker(settings: &Settings, name: WorkerName) -> anyhow::Result<()>
 }
 
 async fn run_plugin_server(settings: &Settings, id: &str) -> anyhow::Result<()> {
-    let shutdown = shutdown_on_signal();
+    let shutdown = tessera_core::signal::shutdown_on_signal();
     let health = start_health(settings).await?;
     let client = connect(settings, Role::PluginServer).await?;
     tessera_core::health::Readiness::global().register_nats(

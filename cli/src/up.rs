@@ -40,7 +40,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         subjects: tessera_core::config::prefix(&ProcessEnv)?,
         token_ttl: None,
     };
-    let shutdown = crate::commands::shutdown_on_signal();
+    let shutdown = tessera_core::signal::shutdown_on_signal();
     let stack = DevStack::start(opts, shutdown.clone()).await?;
     let env_path = stack.data.join(env::ENV_FILE_NAME);
     env::write(&env_path, &stack.env_pairs())?;

@@ -13,6 +13,10 @@
 //!   of broker replicas), each with its own [`tessera_core::Shutdown`] so a test can stop one;
 //!   SDK clients per role, demo plugin servers ([`PluginServerHandle`]) and users.
 //! - [`metrics`]: the workers' counters (token rejections), read in-process.
+//! - [`child`]: [`child::ChildBroker`], a broker replica in a process of its own, for the
+//!   fault tests that SIGKILL or SIGTERM one.
+//! - [`load`]: a steady load of token requests (SDK and raw) recording how each ended, and
+//!   the Redis and distribution-stream views of issued tokens, for the fault tests.
 //! - [`packages`]: the prebuilt auth packages, app configs, signed uploads and node status
 //!   for the auth-package tests.
 //! - this file: [`eventually`] and [`assert_eventually!`], bounded waits on a condition (the
@@ -40,8 +44,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod child;
 pub mod containers;
 pub mod docker;
+pub mod load;
 pub mod metrics;
 pub mod packages;
 pub mod servers;

@@ -1,7 +1,8 @@
 //! The distribution consumer: `dist.<server_id>` applied in stream order, resumed from the
-//! last applied sequence after a failure or a stall.
+//! last applied sequence after a failure, a stall or a reconnect.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
@@ -25,7 +26,7 @@ pub(super) async fn consume(
     caught_up: watch::Sender<bool>,
     shutdown: Shutdown,
 ) {
-    let js = jetstream::new(nats);
+    let js = jetstream::new(nats.clone());
     let mut backoff = Duration::from_millis(100);
     // The stream sequence to resume from: a new consumer picks up after the last event
     // applied instead of replaying the whole stream.
@@ -35,6 +36,7 @@ pub(super) async fn consume(
             return;
         }
         let cx = Consume {
+            nats: &nats,
             js: &js,
             subjects: &subjects,
             server_id: &server_id,
@@ -49,6 +51,10 @@ pub(super) async fn consume(
                     next_seq,
                     "no distribution for a while; renewing the consumer"
                 );
+                backoff = Duration::from_millis(100);
+            }
+            Err(ConsumeError::Reconnected) => {
+                tracing::info!(server_id, next_seq, "reconnected; renewing the consumer");
                 backoff = Duration::from_millis(100);
             }
             Err(ConsumeError::Failed(e)) => {
@@ -68,7 +74,15 @@ pub(super) async fn consume(
 /// NATS cluster stops); renewing it from the last applied sequence is cheap and safe.
 const STALL: Duration = Duration::from_secs(10);
 
+/// How often the consumer checks whether the connection was re-established. After
+/// nats-server restarts, async-nats 0.51's ordered consumer yields nothing until [`STALL`]
+/// (its ephemeral consumer died with the server): renewing it as soon as the connection is
+/// back brings the distributions missed meanwhile within a fraction of a second
+/// (`tests/tests/faults_servers.rs`).
+const RECONNECT_CHECK: Duration = Duration::from_millis(250);
+
 struct Consume<'a> {
+    nats: &'a async_nats::Client,
     js: &'a jetstream::Context,
     subjects: &'a Subjects,
     server_id: &'a str,
@@ -78,6 +92,8 @@ struct Consume<'a> {
 
 enum ConsumeError {
     Stalled,
+    /// The connection was re-established since the consumer was created.
+    Reconnected,
     Failed(async_nats::Error),
 }
 
@@ -91,6 +107,7 @@ impl std::fmt::Display for ConsumeError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ConsumeError::Stalled => f.write_str("stalled"),
+            ConsumeError::Reconnected => f.write_str("reconnected"),
             ConsumeError::Failed(e) => e.fmt(f),
         }
     }
@@ -102,6 +119,8 @@ async fn consume_once(
     caught_up: &watch::Sender<bool>,
     shutdown: &Shutdown,
 ) -> Result<(), ConsumeError> {
+    let connects = || cx.nats.statistics().connects.load(Ordering::Relaxed);
+    let connected_at = connects();
     let stream = cx.js.get_stream(cx.subjects.dist_stream()).await?;
     let deliver_policy = match *next_seq {
         0 => consumer::DeliverPolicy::All,
@@ -118,10 +137,20 @@ async fn consume_once(
         caught_up.send_replace(true);
     }
     let mut messages = consumer.messages().await?;
+    let mut reconnect_check = tokio::time::interval(RECONNECT_CHECK);
+    // A deadline, not a timeout per poll: the reconnect check wakes the loop every
+    // RECONNECT_CHECK and must not reset the stall clock.
+    let mut silent_until = tokio::time::Instant::now() + STALL;
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
-            next = tokio::time::timeout(STALL, messages.next()) => next,
+            _ = reconnect_check.tick() => {
+                if connects() != connected_at {
+                    return Err(ConsumeError::Reconnected);
+                }
+                continue;
+            }
+            next = tokio::time::timeout_at(silent_until, messages.next()) => next,
         };
         let Ok(next) = next else {
             return Err(ConsumeError::Stalled);
@@ -129,6 +158,7 @@ async fn consume_once(
         let Some(msg) = next else {
             return Err(ConsumeError::Failed("distribution stream ended".into()));
         };
+        silent_until = tokio::time::Instant::now() + STALL;
         let msg = msg?;
         let (pending, seq) = msg
             .info()

@@ -11,6 +11,7 @@
 //!   the client SDK, which signs, and the gateway, which verifies).
 //! - [`jwt`]: what every token verifier shares: the clock leeway, header and algorithm
 //!   checks, typed and counted rejections.
+//! - [`signal`]: SIGTERM/Ctrl-C to a [`Shutdown`] (every worker process).
 //! - [`config`]: reading and validating environment settings, errors that name the key.
 //! - [`telemetry`]: `tracing` set-up from `RUST_LOG`, text or JSON (`TESSERA_LOG_FORMAT`).
 //! - [`health`]: the `/healthz`, `/readyz`, `/metrics` endpoint (`TESSERA_HEALTH_ADDR`);
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod redis_keys;
 pub mod rpc;
 pub mod service;
+pub mod signal;
 pub mod signing;
 pub mod telemetry;
 pub mod watched;

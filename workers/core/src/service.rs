@@ -10,8 +10,9 @@
 //!
 //! Work in flight is bounded by a semaphore: when it is full the loop stops pulling, and
 //! NATS buffers (then drops, as a slow consumer) rather than the worker running out of memory.
-//! On shutdown the endpoints unsubscribe, requests already received are finished, and the
-//! loop waits for them, bounded by the grace period.
+//! On shutdown (see `run_loop`): every endpoint unsubscribes (awaited), one server round
+//! trip confirms the server processed that, then every request already received is
+//! answered; all of it bounded by the grace period.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -164,27 +165,47 @@ pub async fn start(
         .start(spec.name.clone(), env!("CARGO_PKG_VERSION"))
         .await?;
 
-    let mut streams = Vec::with_capacity(spec.endpoints.len());
+    let mut requests = RequestStream::new();
     for ep in &spec.endpoints {
-        let stream = service
+        let endpoint = service
             .endpoint_builder()
             .name(ep.name.clone())
             .add(ep.subject.clone())
             .await?;
-        let handler = ep.handler.clone();
-        streams.push(stream.map(move |req| (req, handler.clone())).boxed());
+        requests.push(Tagged {
+            endpoint,
+            handler: ep.handler.clone(),
+        });
     }
     client.flush().await?;
     tracing::info!(service = %spec.name, endpoints = spec.endpoints.len(), "serving");
-    let requests = futures::stream::select_all(streams);
     Ok(tokio::spawn(run_loop(
         client, service, requests, spec, shutdown,
     )))
 }
 
-type RequestStream = futures::stream::SelectAll<
-    futures::stream::BoxStream<'static, (async_nats::service::Request, Handler)>,
->;
+/// An endpoint's requests, each paired with the endpoint's handler. Kept as the endpoint
+/// itself (not a boxed stream) so shutdown can unsubscribe it.
+struct Tagged {
+    endpoint: async_nats::service::endpoint::Endpoint,
+    handler: Handler,
+}
+
+impl futures::Stream for Tagged {
+    type Item = (async_nats::service::Request, Handler);
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let handler = self.handler.clone();
+        self.endpoint
+            .poll_next_unpin(cx)
+            .map(|r| r.map(|req| (req, handler)))
+    }
+}
+
+type RequestStream = futures::stream::SelectAll<Tagged>;
 
 async fn run_loop(
     client: Client,
@@ -210,10 +231,27 @@ async fn run_loop(
         });
     }
 
-    // Drain: stop receiving, answer what was already delivered to us, wait for in-flight work.
     tracing::info!(service = %spec.name, "draining");
     let drained = async {
+        // 1. Stop taking new work: UNSUB every endpoint. Awaited, so each UNSUB is queued on
+        //    the connection (the micro service's own stop only *tries* to queue it, on the
+        //    endpoint's next poll, and a full command channel would leave the replica
+        //    subscribed, taking new work until the grace period ran out).
+        for tagged in requests.iter_mut() {
+            if let Err(e) = tagged.endpoint.stop().await {
+                tracing::warn!(service = %spec.name, error = %e, "could not unsubscribe an endpoint");
+            }
+        }
         let _ = service.stop().await;
+        // 2. A server round trip after the UNSUBs: once it is answered the server has
+        //    processed them, so it routes nothing more to this replica. (async-nats 0.51
+        //    forgets a subscription as soon as it sends the UNSUB, with no way to keep it
+        //    until such a round trip: a request the server routed here in between is
+        //    dropped by the client library and times out at its sender; the SDK retries it
+        //    under the same idempotency key. docs/reliability.md, "Faults".)
+        fence(&client, &spec.name).await;
+        // 3. Answer every request delivered before the UNSUB (the endpoint streams end once
+        //    their buffers are empty) and wait for the ones in flight.
         while let Some((req, handler)) = requests.next().await {
             let permit = limit
                 .clone()
@@ -233,6 +271,23 @@ async fn run_loop(
     }
     tracing::info!(service = %spec.name, "stopped");
 }
+
+/// One request the server answers itself (JetStream account info; every worker role may
+/// send it, see bus-config's roles): the server handles a connection's messages in order,
+/// so its answer comes after it processed everything sent before it. An error reply (no
+/// JetStream) is an answer too; only a timeout leaves the question open.
+async fn fence(client: &Client, service: &str) {
+    let js = async_nats::jetstream::new(client.clone());
+    match tokio::time::timeout(FENCE_TIMEOUT, js.query_account()).await {
+        Ok(_) => tracing::debug!(service, "the server has processed the unsubscriptions"),
+        Err(_) => {
+            tracing::warn!(service, timeout = ?FENCE_TIMEOUT, "no server round trip after unsubscribing")
+        }
+    }
+}
+
+/// Bound on the drain's server round trip (the whole drain is bounded by the grace period).
+const FENCE_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn handle(req: async_nats::service::Request, handler: Handler) {
     let started = std::time::Instant::now();
