@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tessera_bus_config::Role;
 use tessera_bus_config::provision::Durability;
+use tessera_core::audit::AuditConfig;
 use tessera_core::config::{self, ConfigError, Source};
 use tessera_core::signing::SigningKey;
 use tessera_schemas::Subjects;
@@ -40,6 +41,8 @@ pub struct BrokerConfig {
     /// How long to keep trying the first NATS connection.
     pub connect_wait: Duration,
     pub durability: Durability,
+    /// The audit stream's bounds and this replica's audit queue.
+    pub audit: AuditConfig,
 }
 
 impl BrokerConfig {
@@ -64,6 +67,7 @@ impl BrokerConfig {
             redis_timeout: Duration::from_millis(1000),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
+            audit: AuditConfig::default(),
         }
     }
 
@@ -90,6 +94,7 @@ impl BrokerConfig {
         if c.auth_cache_ttl > Duration::from_secs(3600) {
             return Err(ConfigError::new(ENV_AUTH_CACHE_TTL, "must be at most 1h"));
         }
+        c.audit = AuditConfig::from_env(src)?;
         Ok(c)
     }
 }

@@ -7,6 +7,7 @@
 //! | `tessera_request_duration_seconds` | histogram | `subject` |
 //! | `tessera_tokens_issued_total` | counter | |
 //! | `tessera_distributions_acked_total` | counter | (one per plugin server a token reached) |
+//! | `tessera_audit_events_total` | counter | `outcome` (`published`, `failed`, `dropped`) |
 //!
 //! Requests are recorded by the request loop ([`crate::service`]), for every service alike.
 //! Without an installed recorder (no health server) every update returns at once.
@@ -21,6 +22,7 @@ pub const REQUESTS: &str = "tessera_requests_total";
 pub const REQUEST_DURATION: &str = "tessera_request_duration_seconds";
 pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
 pub const DISTRIBUTIONS_ACKED: &str = "tessera_distributions_acked_total";
+pub const AUDIT_EVENTS: &str = "tessera_audit_events_total";
 
 /// Latency buckets (seconds): sub-millisecond local answers up to the 2 s auth timeout.
 const BUCKETS: &[f64] = &[
@@ -55,6 +57,10 @@ pub fn install() -> PrometheusHandle {
                 DISTRIBUTIONS_ACKED,
                 "Token distributions acknowledged by JetStream (one per plugin server)"
             );
+            metrics::describe_counter!(
+                AUDIT_EVENTS,
+                "Audit events by outcome: published (acked), failed (not stored), dropped (queue full)"
+            );
             INSTALLED.store(true, Ordering::Release);
             handle
         })
@@ -83,4 +89,12 @@ pub fn record_token_issued(servers: usize) {
     }
     metrics::counter!(TOKENS_ISSUED).increment(1);
     metrics::counter!(DISTRIBUTIONS_ACKED).increment(servers as u64);
+}
+
+/// One audit event settled: `published`, `failed` or `dropped` (see [`crate::audit`]).
+pub fn record_audit(outcome: &'static str) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(AUDIT_EVENTS, "outcome" => outcome).increment(1);
 }
