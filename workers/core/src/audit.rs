@@ -184,21 +184,13 @@ pub fn outcome_of<T>(result: &Result<T, WireError>) -> AuditOutcome {
     }
 }
 
-type AckFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = (
-                    AuditKind,
-                    Result<jetstream::context::PublishAck, jetstream::context::PublishError>,
-                ),
-            > + Send,
-    >,
->;
+type Acked = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>;
+type AckFuture = std::pin::Pin<Box<dyn std::future::Future<Output = (AuditKind, Acked)> + Send>>;
 
 async fn publish_loop(js: jetstream::Context, subjects: Subjects, mut rx: mpsc::Receiver<Command>) {
     let mut acks: FuturesUnordered<AckFuture> = FuturesUnordered::new();
     let failed = AtomicU64::new(0);
-    let settle = |(kind, result): (AuditKind, Result<_, _>)| match result {
+    let settle = |(kind, result): (AuditKind, Acked)| match result {
         Ok(_) => crate::metrics::record_audit("published"),
         Err(e) => {
             crate::metrics::record_audit("failed");
