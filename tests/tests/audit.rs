@@ -33,7 +33,7 @@ async fn events(stack: &Stack, kind: Option<&str>, last: Option<usize>) -> Vec<A
         .collect()
 }
 
-fn one<'a>(all: &'a [AuditEvent], kind: AuditKind) -> &'a AuditEvent {
+fn one(all: &[AuditEvent], kind: AuditKind) -> &AuditEvent {
     let found: Vec<&AuditEvent> = all.iter().filter(|e| e.kind == kind).collect();
     assert_eq!(found.len(), 1, "{kind}: {found:#?}");
     found[0]

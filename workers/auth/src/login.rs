@@ -170,6 +170,12 @@ async fn third_party(
 pub async fn users_add(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: UsersAddRequest = req.decode(USERS_ADD)?;
     let result = state.users.add(&body.username, &body.password).await;
+    // A malformed request (a bad username or password length) is not an account decision.
+    if let Err(e) = &result
+        && e.code == ErrorCode::BadRequest
+    {
+        return Err(e.clone());
+    }
     let mut event = state
         .auditor
         .event(AuditKind::UserAdded, outcome_of(&result));

@@ -1,6 +1,6 @@
 //! `token.revoke` (admin): by token id or by account. The revocation is distributed to the
 //! plugin servers first (acked), then the records are removed; a failure in between is
-//! answered `unavailable` and a retry is harmless. Every decoded request, whatever its
+//! answered `unavailable` and a retry is harmless. Every well-formed request, whatever its
 //! outcome, becomes a `token.revoked` audit event.
 
 use std::collections::BTreeMap;
@@ -17,7 +17,13 @@ use crate::{State, distribute};
 pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: RevokeRequest = req.decode(TOKEN_REVOKE)?;
     let result = revoke(&state, &body).await;
-    // Every decoded revocation is audited, refused or failed ones too: an admin action.
+    // Every revocation is audited, failed ones too: an admin action. A malformed one
+    // (`bad_request`: neither or both fields) decides nothing and is not.
+    if let Err(e) = &result
+        && e.code == ErrorCode::BadRequest
+    {
+        return Err(e.clone());
+    }
     let mut event = state
         .auditor
         .event(AuditKind::TokenRevoked, outcome_of(&result));
