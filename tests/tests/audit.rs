@@ -149,9 +149,18 @@ async fn every_decision_is_audited_without_secrets() {
     );
     assert_eq!(p.sha256, stored.sha256);
 
-    let e = one(&all, AuditKind::PackageInstalled);
-    assert_eq!(e.actor.role, Some(AuditRole::Node));
-    assert_eq!(e.target.package.as_ref().unwrap().sha256, stored.sha256);
+    // The uploading node installs at once; a sync pass woken by the index change may race
+    // it and install the same build again (each install is a real one, so each is audited).
+    let installs: Vec<&AuditEvent> = all
+        .iter()
+        .filter(|e| e.kind == AuditKind::PackageInstalled)
+        .collect();
+    assert!((1..=2).contains(&installs.len()), "{installs:#?}");
+    for e in installs {
+        assert_eq!(e.actor.role, Some(AuditRole::Node));
+        assert_eq!(e.node, stack.auth_node_id(0));
+        assert_eq!(e.target.package.as_ref().unwrap().sha256, stored.sha256);
+    }
 
     let e = one(&all, AuditKind::PackageRejected);
     assert_eq!(e.outcome, AuditOutcome::Error(ErrorCode::PackageRejected));
@@ -207,9 +216,17 @@ async fn every_decision_is_audited_without_secrets() {
     let last = events(&stack, Some("token"), Some(1)).await;
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].kind, AuditKind::TokenRevoked);
-    let last_two = events(&stack, None, Some(2)).await;
-    assert_eq!(last_two.len(), 2);
-    assert_eq!(last_two[1].id, all.last().unwrap().id);
+    // The last two of everything are the tail of a full read (retried: a late event, such as
+    // a sync pass's install, may land between the two reads).
+    assert_eventually!(
+        {
+            let full = events(&stack, None, None).await;
+            let last_two = events(&stack, None, Some(2)).await;
+            let ids = |v: &[AuditEvent]| v.iter().map(|e| e.id.clone()).collect::<Vec<_>>();
+            ids(&last_two) == ids(&full[full.len() - 2..])
+        },
+        "the last two events are the stream's tail"
+    );
     let unknown = AuditQuery {
         kind: Some("nonsense".into()),
         ..Default::default()
