@@ -228,3 +228,46 @@ pub async fn package_staging_store(
 ) -> Result<object_store::ObjectStore, ProvisionError> {
     object_store(js, s.package_staging_store(), STAGING_MAX_AGE, d).await
 }
+
+// --- audit (issue 8) -------------------------------------------------------------------
+
+/// The audit stream: every audit event on `P.audit.>`, kept for `max_age` and at most
+/// `max_bytes` (oldest dropped first). Created by the broker and the auth worker at start,
+/// whichever comes first; a later start with other bounds updates them, so the last
+/// configuration started wins.
+pub async fn audit_stream(
+    js: &jetstream::Context,
+    s: &Subjects,
+    max_age: Duration,
+    max_bytes: i64,
+    d: Durability,
+) -> Result<stream::Stream, ProvisionError> {
+    let name = s.audit_stream();
+    let config = stream::Config {
+        name: name.clone(),
+        subjects: vec![s.audit_all()],
+        max_age,
+        max_bytes,
+        discard: stream::DiscardPolicy::Old,
+        storage: stream::StorageType::File,
+        num_replicas: d.replicas,
+        // A publish retried with the same event id (`Nats-Msg-Id`) lands once.
+        duplicate_window: Duration::from_secs(120).min(max_age),
+        allow_direct: true,
+        ..Default::default()
+    };
+    let err = |e: async_nats::Error| ProvisionError {
+        what: format!("stream {name}"),
+        source: e,
+    };
+    let mut stream = js
+        .get_or_create_stream(config.clone())
+        .await
+        .map_err(|e| err(e.into()))?;
+    let current = &stream.cached_info().config;
+    if current.max_age != config.max_age || current.max_bytes != config.max_bytes {
+        js.update_stream(config).await.map_err(|e| err(e.into()))?;
+        stream = js.get_stream(&name).await.map_err(|e| err(e.into()))?;
+    }
+    Ok(stream)
+}

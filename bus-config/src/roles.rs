@@ -2,6 +2,8 @@
 
 use tessera_schemas::Subjects;
 
+mod audit;
+
 /// Who connects to the bus. Each role is one nats-server user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
@@ -215,9 +217,10 @@ fn assets_permissions(role: Role, s: &Subjects) -> (Vec<String>, Vec<String>) {
 impl Permissions {
     pub fn for_role(role: Role, s: &Subjects) -> Permissions {
         let mut p = Self::core(role, s);
-        let (publish, subscribe) = assets_permissions(role, s);
-        p.publish.extend(publish);
-        p.subscribe.extend(subscribe);
+        for (publish, subscribe) in [assets_permissions(role, s), audit::permissions(role, s)] {
+            p.publish.extend(publish);
+            p.subscribe.extend(subscribe);
+        }
         // The JetStream helpers share a few subjects ($JS.API.INFO, $JS.FC.>): list each once.
         let mut seen = std::collections::HashSet::new();
         p.publish.retain(|subject| seen.insert(subject.clone()));

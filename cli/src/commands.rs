@@ -238,6 +238,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Apps(cmd) => crate::packages::apps(&settings, cmd).await,
         Command::Packages(cmd) => crate::packages::packages(&settings, cmd).await,
         Command::Nodes { expect, json } => crate::packages::nodes(&settings, expect, json).await,
+        Command::Audit(cmd) => crate::audit::run(&settings, cmd).await,
         Command::Call {
             server,
             operation,

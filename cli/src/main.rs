@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod assets;
+mod audit;
 mod bench;
 mod commands;
 mod deploy;
@@ -129,6 +130,11 @@ enum Command {
     /// Plugin keys for sealed data: register (admin), generate, show; seal and open.
     #[command(subcommand)]
     Plugins(assets::PluginsCmd),
+
+    // --- issue 8 ------------------------------------------------------------------------
+    /// The audit stream: issuances, revocations, login decisions, package changes (admin).
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
 }
 
 fn main() -> ExitCode {

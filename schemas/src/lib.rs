@@ -16,6 +16,7 @@
 //! - [`codec`]: MessagePack encode/decode with a size limit and the schema-version check.
 //! - [`assets`]: plugin static assets (object-store layout, signed manifests), plugin keys
 //!   and sealed boxes (issue 5, part 1).
+//! - [`audit`]: the audit event (issue 8): who, what, when and outcome, never a secret.
 //! - [`ids`]: validation of the identifiers that end up inside subjects and keys.
 //!
 //! Architecture invariant: this crate depends on serde and nothing async, so any program
@@ -24,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assets;
+pub mod audit;
 pub mod claims;
 pub mod codec;
 pub mod data;

@@ -201,6 +201,22 @@ impl Subjects {
     pub fn package_staging_store(&self) -> String {
         self.js_name("PACKAGE_STAGING")
     }
+    // --- audit (issue 8) ------------------------------------------------------------------
+
+    /// JetStream subject of one audit event kind (`P.audit.token.issued`); only the workers
+    /// that decide publish here (broker: token kinds; auth: login, user and package kinds).
+    pub fn audit(&self, kind: crate::audit::AuditKind) -> String {
+        self.sub(&format!("audit.{}", kind.as_str()))
+    }
+    /// Every audit subject (the stream's subjects).
+    pub fn audit_all(&self) -> String {
+        self.sub("audit.>")
+    }
+    /// The audit stream: every [`crate::audit::AuditEvent`], bounded by age and size.
+    pub fn audit_stream(&self) -> String {
+        self.js_name("AUDIT")
+    }
+
     /// Name of the micro service each worker registers (`$SRV.PING.<name>` finds it).
     pub fn service_name(&self, worker: &str) -> String {
         format!("{}-{worker}", self.prefix.replace('.', "-"))
@@ -227,5 +243,10 @@ mod tests {
         assert_eq!(s.plugins_key(), "acme.dev.plugins.key");
         assert_eq!(s.auth_packages_updated(), "acme.dev.auth.packages.updated");
         assert_eq!(s.packages_store(), "ACME_DEV_PACKAGES");
+        assert_eq!(
+            s.audit(crate::audit::AuditKind::TokenIssued),
+            "acme.dev.audit.token.issued"
+        );
+        assert_eq!(s.audit_stream(), "ACME_DEV_AUDIT");
     }
 }

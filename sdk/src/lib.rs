@@ -13,6 +13,7 @@
 //!   `tessera plugin-server` and the integration tests.
 //! - [`packages`]: third-party logins ([`Client::login_app`]), publisher keys and package
 //!   signing, package upload, app configs, and `auth.nodes.status` (admin).
+//! - [`audit`]: read the audit stream (admin): the last events, by kind, following new ones.
 //! - [`error`]: [`Error`], with [`Error::code`] to match on.
 //! - [`assets`] (issue 5, part 1): publish a plugin's static files, download its signed,
 //!   verified bundle into a local cache, fetch single files on demand;
@@ -34,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod assets;
+pub mod audit;
 pub mod client;
 pub mod data;
 pub mod demo;

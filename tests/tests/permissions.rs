@@ -347,3 +347,73 @@ async fn client_reads_assets_but_cannot_write_them() {
     let err = client.plugin_key("weather").await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound, "no key was registered");
 }
+
+/// The audit stream (issue 8): only the workers write it, only the admin reads it. A client,
+/// a plugin server and the gateway can neither publish an event, subscribe to the audit
+/// subjects, nor reach the stream's API (info, consumers, direct gets); the admin reads the
+/// events but cannot forge, purge or delete one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_workers_write_the_audit_stream_and_only_admin_reads_it() {
+    use tessera_schemas::audit::AuditKind;
+    use tessera_sdk::audit::AuditQuery;
+
+    let stack = local().start().await;
+    stack.user("ann", PASSWORD).await; // user.added and login.succeeded
+    let s = stack.subjects().clone();
+    let admin = stack.admin().await;
+    let all = AuditQuery::default();
+    assert_eventually!(
+        admin.audit_events(&all).await.is_ok_and(|e| e.len() >= 2),
+        "the admin reads the two events"
+    );
+    let before = admin.audit_events(&all).await.unwrap().len();
+
+    let stream = s.audit_stream();
+    let forged = s.audit(AuditKind::LoginSucceeded);
+    let reads = [
+        format!("$JS.API.STREAM.INFO.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.DIRECT.GET.{stream}"),
+    ];
+    let erase = [
+        format!("$JS.API.STREAM.PURGE.{stream}"),
+        format!("$JS.API.STREAM.MSG.DELETE.{stream}"),
+        format!("$JS.API.STREAM.DELETE.{stream}"),
+    ];
+    for role in [Role::Client, Role::PluginServer, Role::Gateway, Role::Admin] {
+        let (nats, errors) = stack.nats_recording(role).await;
+        let _sub = nats.subscribe(s.audit_all()).await.unwrap();
+        let denied: Vec<&String> = if role == Role::Admin {
+            std::iter::once(&forged).chain(&erase).collect()
+        } else {
+            std::iter::once(&forged)
+                .chain(&reads)
+                .chain(&erase)
+                .collect()
+        };
+        for subject in &denied {
+            nats.publish((*subject).clone(), "{}".into()).await.unwrap();
+        }
+        nats.flush().await.unwrap();
+        for subject in &denied {
+            assert_eventually!(
+                errors.publish_denied(subject),
+                "{role:?}: a permissions violation for {subject}, got {:?}",
+                errors.all()
+            );
+        }
+        assert_eventually!(
+            errors.subscribe_denied(&s.audit_all()),
+            "{role:?}: a permissions violation for subscribing to the audit subjects"
+        );
+        if role != Role::Admin {
+            // And so the stream cannot be opened at all (the info request goes unanswered).
+            let js = async_nats::jetstream::ContextBuilder::new()
+                .timeout(Duration::from_millis(500))
+                .build(nats.clone());
+            assert!(js.get_stream(&stream).await.is_err(), "{role:?}");
+        }
+    }
+    // Nothing forged landed; the admin still reads what the workers wrote.
+    assert_eq!(admin.audit_events(&all).await.unwrap().len(), before);
+}

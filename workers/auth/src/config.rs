@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tessera_bus_config::Role;
 use tessera_bus_config::provision::Durability;
+use tessera_core::audit::AuditConfig;
 use tessera_core::config::{self, ConfigError, Source};
 use tessera_core::signing::SigningKey;
 use tessera_schemas::Subjects;
@@ -83,6 +84,8 @@ pub struct AuthConfig {
     pub node_id: String,
     pub reconcile_interval: Duration,
     pub package_pool: usize,
+    /// The audit stream's bounds and this node's audit queue.
+    pub audit: AuditConfig,
 }
 
 impl AuthConfig {
@@ -109,6 +112,7 @@ impl AuthConfig {
             package_pool: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            audit: AuditConfig::default(),
         }
     }
 
@@ -143,6 +147,7 @@ impl AuthConfig {
         }
         c.reconcile_interval = config::duration(src, ENV_RECONCILE_INTERVAL, c.reconcile_interval)?;
         c.package_pool = config::parsed(src, ENV_PACKAGE_POOL, c.package_pool)?.max(1);
+        c.audit = AuditConfig::from_env(src)?;
         Ok(c)
     }
 }

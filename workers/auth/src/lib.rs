@@ -11,6 +11,9 @@
 //! - `apps`: third-party app configs and their secrets, watched from KV.
 //! - `packages`: authentication packages (Extism), their install, sync, upload and status.
 //!
+//! Login decisions, accounts added, package uploads and each node's installs and removals
+//! are audit events (`tessera_core::audit`), queued without delaying any reply.
+//!
 //! Architecture invariants: passwords are hashed and checked here and nowhere else; no other
 //! role can read the users bucket or the app secrets (bus-config permissions). A node joins
 //! the `auth.login` queue group only after it has installed every stored package.
@@ -27,6 +30,7 @@ mod verify;
 use std::sync::Arc;
 
 use tessera_bus_config::provision;
+use tessera_core::audit::Auditor;
 use tessera_core::service::{self, endpoint_with};
 use tessera_core::{Shutdown, bus};
 use tessera_schemas::Subjects;
@@ -40,16 +44,23 @@ pub(crate) struct State {
     pub apps: apps::Apps,
     pub packages: Arc<packages::Packages>,
     pub nats: async_nats::Client,
+    /// Login decisions, users added and package uploads go to the audit stream here.
+    pub auditor: Auditor,
 }
 
 /// A running auth replica.
 pub struct Auth {
     task: tokio::task::JoinHandle<()>,
+    auditor: Auditor,
+    grace: std::time::Duration,
 }
 
 impl Auth {
+    /// Waits until the node has drained after shutdown, then until the audit events of the
+    /// drained requests are stored (bounded by the grace period).
     pub async fn join(self) {
         let _ = self.task.await;
+        self.auditor.flush(self.grace).await;
     }
 }
 
@@ -63,7 +74,23 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     let users = users::Users::new(users_kv, config.hash_concurrency);
     let verifier = verify::Verifier::new(&config)?;
     let apps = apps::Apps::start(&js, &subjects, config.durability, &shutdown).await?;
-    let packages = packages::Packages::start(&js, &config, &shutdown).await?;
+    let audit = config.audit;
+    provision::audit_stream(
+        &js,
+        &subjects,
+        audit.max_age,
+        audit.max_bytes,
+        config.durability,
+    )
+    .await?;
+    let auditor = Auditor::start(
+        js.clone(),
+        subjects.clone(),
+        "auth",
+        config.node_id.clone(),
+        audit.queue,
+    );
+    let packages = packages::Packages::start(&js, &config, auditor.clone(), &shutdown).await?;
     // Watch the index first: an upload landing during the first pass leaves a wake-up that
     // the sync task (started below) acts on, instead of waiting for the timer.
     packages::sync::spawn_index_watch(packages.clone(), shutdown.clone()).await?;
@@ -86,6 +113,7 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
         apps,
         packages: packages.clone(),
         nats: nats.clone(),
+        auditor: auditor.clone(),
     });
 
     let spec = service::ServiceSpec {
@@ -117,7 +145,12 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     packages::sync::announce_joined(&nats, &subjects, &packages).await?;
-    Ok(Auth { task })
+    let grace = state.config.grace;
+    Ok(Auth {
+        task,
+        auditor,
+        grace,
+    })
 }
 
 /// Runs an auth replica until `shutdown`, then drains.

@@ -1,10 +1,12 @@
-//! `auth.login` and `users.add`.
+//! `auth.login` and `users.add`, each decision also an audit event.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tessera_core::audit::outcome_of;
 use tessera_core::now_unix;
 use tessera_core::service::{Incoming, Reply};
+use tessera_schemas::audit::{AuditActor, AuditKind, AuditRole};
 use tessera_schemas::claims::{ACCOUNT_TOKEN_AUDIENCE, AccountClaims};
 use tessera_schemas::messages::{
     AUTH_LOGIN, LoginRequest, LoginResponse, USERS_ADD, UsersAddRequest, UsersAddResponse,
@@ -16,11 +18,64 @@ use crate::packages::runtime::Verdict;
 
 use crate::State;
 
+/// `auth.login`, with its decision on the audit stream.
 pub async fn login(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: LoginRequest = req.decode(AUTH_LOGIN)?;
+    let result = decide(&state, &body).await;
+    audit_login(&state, &req, &body, &result);
+    result.map(|ok| Reply::msgpack(AUTH_LOGIN, &ok))
+}
+
+/// One login decision: who (the username, or the app, and the account on success) and the
+/// outcome. Never the password, the params (a package's may hold codes or passwords) or the
+/// account token. A request without credentials (`bad_request`) decides nothing about
+/// anyone and is not audited.
+fn audit_login(
+    state: &State,
+    req: &Incoming,
+    body: &LoginRequest,
+    result: &Result<LoginResponse, WireError>,
+) {
+    if matches!(result, Err(e) if e.code == ErrorCode::BadRequest) {
+        return;
+    }
+    let kind = match result {
+        Ok(_) => AuditKind::LoginSucceeded,
+        Err(_) => AuditKind::LoginFailed,
+    };
+    let mut event = state.auditor.event(kind, outcome_of(result));
+    // The app (a third-party login), the username tried (a local one, or a package's
+    // `username` param), cut to the id length so a pasted blob does not bloat the trail, and
+    // the account once known (`<app_id>:<subject>` for a third-party login).
+    event.actor = AuditActor {
+        role: Some(AuditRole::Client),
+        account_id: result.as_ref().ok().map(|ok| ok.account_id.clone()),
+        username: local_username(body).map(capped),
+        app_id: body.app_id.as_deref().map(capped),
+    };
+    event.request_id = Some(req.request_id.clone());
+    state.auditor.emit(event);
+}
+
+/// A caller-given name as the audit trail keeps it: at most the id length.
+fn capped(name: &str) -> String {
+    name.chars()
+        .take(tessera_schemas::ids::MAX_ID_LEN)
+        .collect()
+}
+
+/// The username of a local login: the field, or (from a client written for an app) the
+/// `username` param.
+fn local_username(body: &LoginRequest) -> Option<&str> {
+    body.username
+        .as_deref()
+        .or_else(|| body.params.get("username").map(String::as_str))
+}
+
+async fn decide(state: &State, body: &LoginRequest) -> Result<LoginResponse, WireError> {
     if let Some(app_id) = &body.app_id {
         match state.apps.get(app_id).await? {
-            Some(app) if app.enabled => return third_party(&state, &app, &body.params).await,
+            Some(app) if app.enabled => return third_party(state, &app, &body.params).await,
             Some(_) => {}
             None => {
                 return Err(WireError::new(
@@ -32,10 +87,7 @@ pub async fn login(state: Arc<State>, req: Incoming) -> Result<Reply, WireError>
     }
     // No app, or a disabled one: local accounts (seed 003 step 2). The
     // credentials may come as fields or, from a client written for the app, as params.
-    let username = body
-        .username
-        .as_deref()
-        .or_else(|| body.params.get("username").map(String::as_str));
+    let username = local_username(body);
     let password = body
         .password
         .as_deref()
@@ -65,14 +117,11 @@ pub async fn login(state: Arc<State>, req: Incoming) -> Result<Reply, WireError>
         .sign(&claims)
         .map_err(|e| WireError::new(ErrorCode::Internal, format!("signing failed: {e}")))?;
     tracing::info!(account_id = %user.account_id, "login");
-    Ok(Reply::msgpack(
-        AUTH_LOGIN,
-        &LoginResponse {
-            account_token,
-            account_id: user.account_id,
-            expires_at: claims.exp,
-        },
-    ))
+    Ok(LoginResponse {
+        account_token,
+        account_id: user.account_id,
+        expires_at: claims.exp,
+    })
 }
 
 /// A login through the app's authentication package.
@@ -80,7 +129,7 @@ async fn third_party(
     state: &State,
     app: &std::sync::Arc<AppConfig>,
     params: &BTreeMap<String, String>,
-) -> Result<Reply, WireError> {
+) -> Result<LoginResponse, WireError> {
     let secret = state.apps.secret(app).await?;
     let runtime = state.packages.runtime_for(app, secret).await?;
     let (subject, name) = match runtime.authenticate(params).await? {
@@ -111,19 +160,31 @@ async fn third_party(
         .sign(&claims)
         .map_err(|e| WireError::new(ErrorCode::Internal, format!("signing failed: {e}")))?;
     tracing::debug!(account_id = %account_id, app = %app.app_id, "third-party login");
-    Ok(Reply::msgpack(
-        AUTH_LOGIN,
-        &LoginResponse {
-            account_token,
-            account_id,
-            expires_at: claims.exp,
-        },
-    ))
+    Ok(LoginResponse {
+        account_token,
+        account_id,
+        expires_at: claims.exp,
+    })
 }
 
 pub async fn users_add(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: UsersAddRequest = req.decode(USERS_ADD)?;
-    let account_id = state.users.add(&body.username, &body.password).await?;
+    let result = state.users.add(&body.username, &body.password).await;
+    // A malformed request (a bad username or password length) is not an account decision.
+    if let Err(e) = &result
+        && e.code == ErrorCode::BadRequest
+    {
+        return Err(e.clone());
+    }
+    let mut event = state
+        .auditor
+        .event(AuditKind::UserAdded, outcome_of(&result));
+    event.actor.role = Some(AuditRole::Admin);
+    event.actor.username = Some(capped(&body.username));
+    event.target.account_id = result.as_ref().ok().cloned();
+    event.request_id = Some(req.request_id.clone());
+    state.auditor.emit(event);
+    let account_id = result?;
     tracing::info!(account_id = %account_id, "user added");
     Ok(Reply::msgpack(USERS_ADD, &UsersAddResponse { account_id }))
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tessera_bus_config::Role;
 use tessera_bus_config::provision::Durability;
+use tessera_core::audit::AuditConfig;
 use tessera_core::config::{self, ConfigError, Source};
 use tessera_core::signing::SigningKey;
 use tessera_schemas::Subjects;
@@ -44,6 +45,8 @@ pub struct BrokerConfig {
     pub clock_leeway: Duration,
     /// How often a replica renews its key's publication (see `keyring`).
     pub key_renew: Duration,
+    /// The audit stream's bounds and this replica's audit queue.
+    pub audit: AuditConfig,
 }
 
 impl BrokerConfig {
@@ -70,6 +73,7 @@ impl BrokerConfig {
             durability: Durability::default(),
             clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
             key_renew: Duration::from_secs(60),
+            audit: AuditConfig::default(),
         }
     }
 
@@ -97,6 +101,7 @@ impl BrokerConfig {
         if c.auth_cache_ttl > Duration::from_secs(3600) {
             return Err(ConfigError::new(ENV_AUTH_CACHE_TTL, "must be at most 1h"));
         }
+        c.audit = AuditConfig::from_env(src)?;
         Ok(c)
     }
 }

@@ -3,7 +3,8 @@
 //! Order matters: auth result first (nothing happens for an unauthenticated caller); then
 //! the record in Redis, in the same round trip as reading any earlier reply to the same
 //! idempotency key (a live one is answered instead); then distribution, acked by
-//! JetStream; then the idempotent reply; then the reply. A failed distribution removes the record again, so no token is stored
+//! JetStream; then the idempotent reply; then the audit event is queued (never awaited);
+//! then the reply. A failed distribution removes the record again, so no token is stored
 //! without being distributed (a crash between the two leaves a recorded but undistributed
 //! token, which plugin servers still accept through introspection).
 //!
@@ -20,6 +21,7 @@ use tessera_core::redis_keys::idempotency_binding;
 use tessera_core::rpc::{self, RpcError};
 use tessera_core::service::{Incoming, Reply};
 use tessera_core::{now_unix, signing::token_hash};
+use tessera_schemas::audit::{AuditActor, AuditKind, AuditOutcome, AuditRole, AuditTarget};
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 use tessera_schemas::data::device_id_ok;
 use tessera_schemas::messages::{
@@ -72,7 +74,9 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         None => None,
     };
 
-    let account = verify_account(&state, &body.account_token, &req).await?;
+    let account = verify_account(&state, &body.account_token, &req)
+        .await
+        .inspect_err(|e| audit_refused(&state, &req, &body.plugin_id, None, e))?;
 
     let route = state
         .routes
@@ -85,10 +89,12 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     let route = match route {
         Some(r) if !r.servers.is_empty() => r,
         _ => {
-            return Err(WireError::new(
+            let err = WireError::new(
                 ErrorCode::NotFound,
                 format!("unknown plugin {:?}: no route", body.plugin_id),
-            ));
+            );
+            audit_refused(&state, &req, &body.plugin_id, Some(&account), &err);
+            return Err(err);
         }
     };
     let servers = route.servers.clone();
@@ -106,11 +112,13 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     let expires_at = (now + state.config.token_ttl.as_secs()).min(account.expires_at);
     if expires_at <= now {
         // Within the leeway for `auth.verify`, but a token minted now would be born dead.
-        return Err(tessera_core::jwt::Rejection::new(
+        let err = tessera_core::jwt::Rejection::new(
             tessera_core::jwt::Reason::Expired,
             "account token expired",
         )
-        .into_wire(tessera_core::jwt::Verifier::Broker));
+        .into_wire(tessera_core::jwt::Verifier::Broker);
+        audit_refused(&state, &req, &body.plugin_id, Some(&account), &err);
+        return Err(err);
     }
     // Never mint a token that could outlive the publication of its key (see `keyring`):
     // verifiers would refuse it before it expires.
@@ -193,7 +201,54 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
             Err(e) => tracing::warn!(error = %e, "could not remember the idempotent reply"),
         }
     }
+    // Only a token handed out for the first time is audited: an idempotent replay (above)
+    // returns one whose issuance is already on record.
+    let mut event = state
+        .auditor
+        .event(AuditKind::TokenIssued, AuditOutcome::Ok);
+    event.actor = AuditActor {
+        role: Some(AuditRole::Client),
+        account_id: Some(response.account_id.clone()),
+        ..Default::default()
+    };
+    event.target = AuditTarget {
+        plugin_id: Some(response.plugin_id.clone()),
+        token_ids: vec![response.token_id.clone()],
+        servers: response.servers.clone(),
+        ..Default::default()
+    };
+    event.request_id = Some(req.request_id.clone());
+    state.auditor.emit(event);
     Ok(Reply::msgpack(TOKEN_REQUEST, &response))
+}
+
+/// A token request refused for its credentials (`unauthenticated`), its plugin (`not_found`)
+/// or an expired account token. Outages (`unavailable`) and malformed requests are not
+/// decisions about anyone, so they are not audited.
+fn audit_refused(
+    state: &State,
+    req: &Incoming,
+    plugin_id: &str,
+    account: Option<&VerifyResponse>,
+    err: &WireError,
+) {
+    if !matches!(err.code, ErrorCode::Unauthenticated | ErrorCode::NotFound) {
+        return;
+    }
+    let mut event = state
+        .auditor
+        .event(AuditKind::TokenRefused, AuditOutcome::Error(err.code));
+    event.actor = AuditActor {
+        role: Some(AuditRole::Client),
+        account_id: account.map(|a| a.account_id.clone()),
+        ..Default::default()
+    };
+    event.target = AuditTarget {
+        plugin_id: Some(plugin_id.to_owned()),
+        ..Default::default()
+    };
+    event.request_id = Some(req.request_id.clone());
+    state.auditor.emit(event);
 }
 
 /// The value a token is bound to for one field: the request's value where the route binds

@@ -15,9 +15,12 @@
 //! - `assets`: `assets.publish` (check the uploaded blobs, sign the plugin's asset manifest,
 //!   move its version pointer) and `plugins.key` (a plugin's registered public key).
 //!
+//! Every issued, refused and revoked token is also an event on the audit stream
+//! (`tessera_core::audit`), queued without delaying the reply.
+//!
 //! [`start`] connects, provisions what the broker owns (the distribution stream, the routes
-//! and keys buckets), publishes its public key and starts serving; [`run`] also waits for the
-//! shutdown to finish draining.
+//! and keys buckets; the audit stream, shared with the auth worker), publishes its public
+//! key and starts serving; [`run`] also waits for the shutdown to finish draining.
 
 #![forbid(unsafe_code)]
 
@@ -37,6 +40,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use async_nats::jetstream;
 use tessera_bus_config::provision;
+use tessera_core::audit::Auditor;
 use tessera_core::service::{self, endpoint_with};
 use tessera_core::watched::WatchedKv;
 use tessera_core::{Shutdown, bus};
@@ -61,17 +65,23 @@ pub(crate) struct State {
     pub asset_versions: jetstream::kv::Store,
     pub plugin_keys: WatchedKv<tessera_schemas::assets::PluginKeyRecord>,
     pub auth_cache: auth_cache::AuthCache,
+    /// Issued, refused and revoked tokens go to the audit stream through this queue.
+    pub auditor: Auditor,
 }
 
 /// A running broker replica.
 pub struct Broker {
     task: tokio::task::JoinHandle<()>,
+    auditor: Auditor,
+    grace: std::time::Duration,
 }
 
 impl Broker {
-    /// Waits until the broker has drained after shutdown.
+    /// Waits until the broker has drained after shutdown, then until the audit events of
+    /// the drained requests are stored (bounded by the grace period).
     pub async fn join(self) {
         let _ = self.task.await;
+        self.auditor.flush(self.grace).await;
     }
 }
 
@@ -87,6 +97,10 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     let assets = provision::assets_store(&js, &subjects, d).await?;
     let asset_versions = provision::asset_versions_bucket(&js, &subjects, d).await?;
     let plugin_keys_kv = provision::plugin_keys_bucket(&js, &subjects, d).await?;
+    let audit = config.audit;
+    provision::audit_stream(&js, &subjects, audit.max_age, audit.max_bytes, d).await?;
+    let node = format!("broker-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let auditor = Auditor::start(js.clone(), subjects.clone(), "broker", node, audit.queue);
 
     // Publish our public key before minting with it, so a verifier never sees a kid it
     // cannot find; keep it published while we sign with it (`keyring`).
@@ -134,6 +148,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         assets,
         asset_versions,
         plugin_keys,
+        auditor: auditor.clone(),
     });
     let spec = service::ServiceSpec {
         name: subjects.service_name("broker"),
@@ -186,7 +201,12 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     let task = service::start(nats, spec, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
-    Ok(Broker { task })
+    let grace = state.config.grace;
+    Ok(Broker {
+        task,
+        auditor,
+        grace,
+    })
 }
 
 /// `token.request`, counting issued tokens and their acknowledged distributions.

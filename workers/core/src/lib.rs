@@ -5,6 +5,8 @@
 //! - [`service`]: the request loop. Registers a NATS micro service with a queue group,
 //!   decodes, runs a handler under a span, replies with a body or a typed error, bounds the
 //!   work in flight, and drains on shutdown.
+//! - [`audit`]: the audit trail: a bounded queue and one background task per worker that
+//!   publishes audit events to JetStream without blocking any reply.
 //! - [`bus`]: connecting to NATS with bounded retries and a client name.
 //! - [`signing`]: Ed25519 signing keys (generate, load, save), their `kid` and public JWK.
 //! - [`data_sign`]: the HMAC-SHA256 protocol signature of data-access packets (shared by
@@ -22,6 +24,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod bus;
 pub mod config;
 pub mod data_sign;

@@ -8,6 +8,7 @@
 //! | `tessera_tokens_issued_total` | counter | |
 //! | `tessera_distributions_acked_total` | counter | (one per plugin server a token reached) |
 //! | `tessera_tokens_rejected_total` | counter | `verifier` (`plugin_server`, `gateway`, `broker`, `auth`), `reason` (see [`crate::jwt::Reason`]) |
+//! | `tessera_audit_events_total` | counter | `outcome` (`published`, `failed`, `dropped`) |
 //!
 //! Requests are recorded by the request loop ([`crate::service`]), for every service alike.
 //! Without an installed recorder (no health server) every update returns at once.
@@ -24,6 +25,7 @@ pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
 pub const DISTRIBUTIONS_ACKED: &str = "tessera_distributions_acked_total";
 /// Recorded by [`crate::jwt::count`] (also from the plugin-server SDK).
 pub const TOKENS_REJECTED: &str = "tessera_tokens_rejected_total";
+pub const AUDIT_EVENTS: &str = "tessera_audit_events_total";
 
 /// Latency buckets (seconds): sub-millisecond local answers up to the 2 s auth timeout.
 const BUCKETS: &[f64] = &[
@@ -62,6 +64,10 @@ pub fn install() -> PrometheusHandle {
                 TOKENS_REJECTED,
                 "Tokens refused, by verifier and reason (alg, kid, signature, expired, ...)"
             );
+            metrics::describe_counter!(
+                AUDIT_EVENTS,
+                "Audit events by outcome: published (acked), failed (not stored), dropped (queue full)"
+            );
             INSTALLED.store(true, Ordering::Release);
             handle
         })
@@ -90,4 +96,12 @@ pub fn record_token_issued(servers: usize) {
     }
     metrics::counter!(TOKENS_ISSUED).increment(1);
     metrics::counter!(DISTRIBUTIONS_ACKED).increment(servers as u64);
+}
+
+/// One audit event settled: `published`, `failed` or `dropped` (see [`crate::audit`]).
+pub fn record_audit(outcome: &'static str) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(AUDIT_EVENTS, "outcome" => outcome).increment(1);
 }

@@ -23,6 +23,7 @@ use std::sync::{Arc, RwLock};
 use async_nats::jetstream::{self, object_store::ObjectStore};
 use tessera_bus_config::provision;
 use tessera_core::Shutdown;
+use tessera_core::audit::Auditor;
 use tessera_core::watched::WatchedKv;
 use tessera_schemas::packages::{
     AppConfig, InstalledPackage, NodeStatus, PackageManifest, PackageRecord,
@@ -65,12 +66,15 @@ pub struct Packages {
     /// Wakes the sync task: a broadcast, an index change, or a mismatch seen by a login.
     wake: Notify,
     started_at: u64,
+    /// Installs and removals on this node are audit events.
+    auditor: Auditor,
 }
 
 impl Packages {
     pub async fn start(
         js: &jetstream::Context,
         config: &AuthConfig,
+        auditor: Auditor,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Arc<Packages>> {
         let s = &config.subjects;
@@ -98,6 +102,7 @@ impl Packages {
             compiling: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             started_at: tessera_core::now_unix(),
+            auditor,
         }))
     }
 
@@ -254,5 +259,14 @@ impl Packages {
             missing,
             started_at: self.started_at,
         }
+    }
+}
+
+/// The package build a manifest names, as the audit stream records it.
+fn audit_package(m: &PackageManifest) -> tessera_schemas::audit::AuditPackage {
+    tessera_schemas::audit::AuditPackage {
+        name: m.name.clone(),
+        version: m.version.clone(),
+        sha256: m.sha256.clone(),
     }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use futures::{StreamExt, TryStreamExt};
 use tessera_core::Shutdown;
+use tessera_schemas::audit::{AuditKind, AuditOutcome, AuditRole};
 use tessera_schemas::packages::{NODES_JOINED, NODES_STATUS, PackageRecord};
 use tessera_schemas::{Subjects, codec, headers};
 
@@ -77,9 +78,17 @@ impl Packages {
                 .collect()
         };
         for name in stale {
-            self.installed.write().expect("lock poisoned").remove(&name);
+            let removed = self.installed.write().expect("lock poisoned").remove(&name);
             let _ = std::fs::remove_dir_all(self.plugin_path.join(&name));
             changed += 1;
+            if let Some(old) = removed {
+                let mut event = self
+                    .auditor
+                    .event(AuditKind::PackageRemoved, AuditOutcome::Ok);
+                event.actor.role = Some(AuditRole::Node);
+                event.target.package = Some(super::audit_package(&old.manifest));
+                self.auditor.emit(event);
+            }
         }
         Ok(changed)
     }
@@ -127,6 +136,13 @@ impl Packages {
         wasm: Vec<u8>,
     ) {
         tracing::info!(package = %manifest.name, version = %manifest.version, sha256 = %manifest.sha256, path = %path.display(), "package installed");
+        // Every install on this node (at join, after an upload, by a sync pass) is audited.
+        let mut event = self
+            .auditor
+            .event(AuditKind::PackageInstalled, AuditOutcome::Ok);
+        event.actor.role = Some(AuditRole::Node);
+        event.target.package = Some(super::audit_package(&manifest));
+        self.auditor.emit(event);
         let name = manifest.name.clone();
         self.installed.write().expect("lock poisoned").insert(
             name,

@@ -11,7 +11,9 @@
 
 use std::sync::Arc;
 
+use tessera_core::audit::outcome_of;
 use tessera_core::service::{Incoming, Reply};
+use tessera_schemas::audit::{AuditKind, AuditRole};
 use tessera_schemas::packages::{
     PACKAGES_UPDATED, PACKAGES_UPLOAD, PackageRecord, PackageUploadRequest, PackageUploadResponse,
     PackagesUpdated,
@@ -36,6 +38,18 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     if let Err(e) = packages.staging.delete(&body.staging).await {
         tracing::debug!(staging = %body.staging, error = %e, "could not delete staging object");
     }
+    // Accepted or not, the upload is audited with the build its manifest claims; a
+    // rejection carries our own message (which check failed), never package contents.
+    let kind = match &result {
+        Ok(_) => AuditKind::PackageUploaded,
+        Err(_) => AuditKind::PackageRejected,
+    };
+    let mut event = state.auditor.event(kind, outcome_of(&result));
+    event.actor.role = Some(AuditRole::Admin);
+    event.target.package = Some(super::audit_package(&body.manifest));
+    event.detail = result.as_ref().err().map(|e| e.message.clone());
+    event.request_id = Some(req.request_id.clone());
+    state.auditor.emit(event);
     let response = result?;
     Ok(Reply::msgpack(PACKAGES_UPLOAD, &response))
 }
