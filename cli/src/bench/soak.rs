@@ -1,7 +1,7 @@
 //! `tessera bench --soak DURATION`: issuance held at 64 in flight, with the figures that show
 //! whether the load is held (issue 8, "Load held"): errors, memory of each process, Redis
 //! key count and whether every key expires, and the distribution stream's size and the age
-//! of its oldest message against the stream's max age.
+//! of its oldest message against the stream's max age; at the end, the audit stream's size.
 //!
 //! Tokens last 20 s here so stores turn over within a short run. Idempotent replies (5 min,
 //! `IDEMPOTENCY_WINDOW`) outlive any run shorter than that, so the Redis key count keeps
@@ -104,6 +104,15 @@ pub(super) async fn run(stack: &mut DevStack, total: Duration) -> anyhow::Result
         samples.push(s);
     }
     summary(&samples, max_age);
+    // Every token issued is also an audit event (a background publish after the reply).
+    let audit = js.get_stream(stack.subjects.audit_stream()).await?.info().await?.clone();
+    println!(
+        "audit stream: {} events, {} KiB (bounded by max age {:?} and {} MiB)",
+        audit.state.messages,
+        audit.state.bytes / 1024,
+        audit.config.max_age,
+        audit.config.max_bytes / (1024 * 1024)
+    );
     Ok(())
 }
 
