@@ -21,6 +21,7 @@ mod forward;
 mod packet;
 mod replay;
 mod token;
+mod token_check;
 
 use std::sync::Arc;
 

@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use jsonwebtoken::DecodingKey;
 use jsonwebtoken::jwk::Jwk;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use tessera_core::watched::WatchedKv;
-use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
+use tessera_schemas::claims::PluginClaims;
 use tessera_schemas::{ErrorCode, WireError};
+
+use crate::token_check::{token_kid, unauthenticated, verify_plugin_token};
 
 /// Cached tokens; past this the cache is emptied (simple, and bounded).
 const CACHE_MAX: usize = 50_000;
@@ -21,10 +23,6 @@ const CACHE_MAX: usize = 50_000;
 pub struct Verifier {
     keys: WatchedKv<Jwk>,
     cache: RwLock<HashMap<String, Arc<PluginClaims>>>,
-}
-
-fn unauthenticated(why: &str) -> WireError {
-    WireError::new(ErrorCode::Unauthenticated, format!("plugin token {why}"))
 }
 
 impl Verifier {
@@ -47,9 +45,7 @@ impl Verifier {
         {
             return Ok(c.clone());
         }
-        let header =
-            jsonwebtoken::decode_header(token).map_err(|_| unauthenticated("is malformed"))?;
-        let kid = header.kid.ok_or_else(|| unauthenticated("has no key id"))?;
+        let kid = token_kid(token)?;
         let jwk = self
             .keys
             .get_or_fetch(&kid)
@@ -60,14 +56,7 @@ impl Verifier {
             })?
             .ok_or_else(|| unauthenticated("is signed by an unknown key"))?;
         let key = DecodingKey::from_jwk(&jwk).map_err(|_| unauthenticated("key is unusable"))?;
-        let mut v = Validation::new(Algorithm::EdDSA);
-        v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
-        v.validate_aud = false;
-        v.leeway = 0;
-        let claims = jsonwebtoken::decode::<PluginClaims>(token, &key, &v)
-            .map_err(|e| unauthenticated(&format!("is invalid ({e})")))?
-            .claims;
-        let claims = Arc::new(claims);
+        let claims = Arc::new(verify_plugin_token(token, &key)?);
         let mut cache = self.cache.write().expect("lock poisoned");
         if cache.len() >= CACHE_MAX {
             cache.clear();
