@@ -3,8 +3,9 @@
 //!
 //! Two modes, by the first byte:
 //! - even: the rest is a token string from the wire (e.g. a forged one). Properties: no
-//!   panic; every refusal is `unauthenticated`; an accepted token carries our issuer and an
-//!   unexpired `exp`.
+//!   panic (also in the unverified claims read a plugin server does first); every refusal is
+//!   `unauthenticated`; an accepted token carries our issuer and an unexpired `exp`, and its
+//!   unverified reading gives the same claims.
 //! - odd: the rest is a JSON claims object, which we sign with the fixed key and then
 //!   verify. Properties: whatever verifies decodes to exactly the claims that were signed; and
 //!   claims that are a valid plugin token's (our issuer, unexpired) always verify.
@@ -40,10 +41,16 @@ fuzz_target!(|data: &[u8]| {
         if let Err(e) = token_kid(token) {
             assert_eq!(e.code, ErrorCode::Unauthenticated);
         }
+        // What a plugin server reads from a bearer token it has not received by distribution,
+        // before any signature check (sdk/src/plugin_server/verify.rs, `claims`): the same
+        // library call on the same type.
+        let unverified = jsonwebtoken::dangerous::insecure_decode_claims::<PluginClaims>(token);
         match verify_plugin_token(token, &KEY.decoding) {
             Ok(claims) => {
                 assert_eq!(claims.iss, PLUGIN_TOKEN_ISSUER);
                 assert!(claims.exp >= now(), "expired token accepted: {claims:?}");
+                // Both readings of a verified token agree.
+                assert_eq!(unverified.expect("verified token decodes"), claims);
             }
             Err(e) => assert_eq!(e.code, ErrorCode::Unauthenticated),
         }
