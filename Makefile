@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: setup build up test lint unit images k8s-validate test-cluster
+.PHONY: setup build up test lint unit images k8s-validate test-cluster fuzz-smoke
 
 setup:
 	@./scripts/setup.sh
@@ -16,9 +16,10 @@ build: setup
 up: build
 	./target/debug/tessera up $(ARGS)
 
-## Formatting, lints, manifest validation, then the whole test suite against real servers:
-## in containers (testcontainers) when a container engine answers, else local processes.
-test: setup lint k8s-validate
+## Formatting, lints, manifest validation, a short run of every fuzz target, then the whole
+## test suite against real servers: in containers (testcontainers) when a container engine
+## answers, else local processes.
+test: setup lint k8s-validate fuzz-smoke
 	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test --workspace
 
 ## The three-node NATS cluster test alone (containers; also part of `make test`).
@@ -32,6 +33,12 @@ images: setup
 ## Render the Kubernetes manifests offline and check them against the API schemas.
 k8s-validate: setup
 	./scripts/k8s-validate.sh
+
+## Every fuzz target (fuzz/) for FUZZ_SECONDS each; installs cargo-fuzz the first time.
+## A long run: ./scripts/fuzz.sh --seconds 600 (docs/reliability.md, "Bad input").
+FUZZ_SECONDS ?= 10
+fuzz-smoke:
+	./scripts/fuzz.sh --seconds $(FUZZ_SECONDS)
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -38,9 +38,10 @@ impl Schema {
         };
         let (name, version) = value.rsplit_once('/').unwrap_or((value, "1"));
         if name != self.name {
+            // Bounded: the message goes back in a reply header (found by fuzz/wire_decode).
             return Err(DecodeError::WrongSchema {
                 expected: self.name,
-                got: name.to_owned(),
+                got: name.chars().take(64).collect(),
             });
         }
         match version.parse::<u32>() {
@@ -50,6 +51,33 @@ impl Schema {
                 got: version.chars().take(16).collect(),
             }),
         }
+    }
+}
+
+/// The `Content-Type` of a MessagePack body. Requests need not send it (every request body is
+/// MessagePack); one that names anything else is refused, see [`check_content_type`].
+pub const MSGPACK_CONTENT_TYPE: &str = "application/msgpack";
+
+/// Checks a request's `Content-Type` header: absent, or MessagePack (`application/msgpack`,
+/// or the older spellings `application/vnd.msgpack` and `application/x-msgpack`; case and
+/// parameters ignored). A body that says it is JSON, text or anything else is refused
+/// before decoding rather than misread as MessagePack.
+pub fn check_content_type(header: Option<&str>) -> Result<(), DecodeError> {
+    let Some(value) = header else { return Ok(()) };
+    let essence = value.split(';').next().unwrap_or("").trim();
+    let ok = [
+        MSGPACK_CONTENT_TYPE,
+        "application/vnd.msgpack",
+        "application/x-msgpack",
+    ]
+    .iter()
+    .any(|t| essence.eq_ignore_ascii_case(t));
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::WrongContentType {
+            got: value.chars().take(64).collect(),
+        })
     }
 }
 
@@ -63,6 +91,8 @@ pub enum DecodeError {
     WrongSchema { expected: &'static str, got: String },
     #[error("missing schema header")]
     MissingSchema,
+    #[error("content type {got:?} is not MessagePack (send application/msgpack or none)")]
+    WrongContentType { got: String },
     #[error("invalid body: {0}")]
     Body(#[from] rmp_serde::decode::Error),
 }
@@ -72,9 +102,10 @@ impl From<DecodeError> for WireError {
         let code = match err {
             DecodeError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
-            DecodeError::WrongSchema { .. } | DecodeError::MissingSchema | DecodeError::Body(_) => {
-                ErrorCode::BadRequest
-            }
+            DecodeError::WrongSchema { .. }
+            | DecodeError::MissingSchema
+            | DecodeError::WrongContentType { .. }
+            | DecodeError::Body(_) => ErrorCode::BadRequest,
         };
         WireError::new(code, err.to_string())
     }
@@ -120,6 +151,44 @@ mod tests {
             S.check(Some("auth.login/1")),
             Err(DecodeError::WrongSchema { .. })
         ));
+    }
+
+    /// Regression (fuzz/wire_decode): an error never echoes an unbounded header back.
+    #[test]
+    fn header_errors_stay_short() {
+        let long = format!("{}/1", "n".repeat(10_000));
+        let err = WireError::from(S.check(Some(&long)).unwrap_err());
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.len() < 200, "{}", err.message.len());
+        let long = format!("token.request/{}", "9".repeat(10_000));
+        let err = WireError::from(S.check(Some(&long)).unwrap_err());
+        assert_eq!(err.code, ErrorCode::UnsupportedVersion);
+        assert!(err.message.len() < 200, "{}", err.message.len());
+        let long = "x".repeat(10_000);
+        let err = WireError::from(check_content_type(Some(&long)).unwrap_err());
+        assert!(err.message.len() < 200, "{}", err.message.len());
+    }
+
+    #[test]
+    fn content_type_rules() {
+        for ok in [
+            None,
+            Some("application/msgpack"),
+            Some("Application/MsgPack; charset=binary"),
+            Some("application/vnd.msgpack"),
+            Some("application/x-msgpack"),
+        ] {
+            assert!(check_content_type(ok).is_ok(), "{ok:?}");
+        }
+        for bad in [
+            "application/json",
+            "text/plain",
+            "",
+            "application/msgpack+json",
+        ] {
+            let err = check_content_type(Some(bad)).unwrap_err();
+            assert_eq!(WireError::from(err).code, ErrorCode::BadRequest, "{bad:?}");
+        }
     }
 
     #[test]

@@ -7,9 +7,13 @@
 //! it defines the bytes; `tessera_core::data_sign` computes and checks the HMAC.
 //! docs/protocol.md ("Data access") has the same definition with a worked example.
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Schema;
+use crate::error::{ErrorCode, WireError};
+use crate::ids;
 
 pub const DATA_REQUEST: Schema = Schema::v1("data.request");
 
@@ -27,6 +31,8 @@ pub const DEVICE_ID_MAX_LEN: usize = 128;
 pub const QUERY_MAX_LEN: usize = 4096;
 /// Length of a client app's secret, in bytes.
 pub const CLIENT_SECRET_LEN: usize = 32;
+/// Bound on the plugin token's length (a JWT of ours is a few hundred bytes).
+pub const MAX_TOKEN_LEN: usize = 8192;
 
 /// Who the request is for, as the client app saw it: checked by the gateway after the
 /// signature (seed 002 step 4).
@@ -116,6 +122,60 @@ pub fn device_id_ok(device_id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
+fn bad_request(msg: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::BadRequest, msg)
+}
+
+/// The gateway's first check on a decoded packet (step 1 of docs/protocol.md §8.1): shape
+/// rules that need no secret. They also keep newlines out of every line of the signing
+/// string that they cover (ids, base64url, no control characters); the verification info's
+/// `user_ip` and `device_id` are checked later, by [`check_verification`], because the
+/// protocol fixes that order. Pure, so the fuzzer runs exactly what the gateway runs.
+pub fn check_shape(p: &DataRequest) -> Result<(), WireError> {
+    if p.version != PACKET_VERSION {
+        return Err(WireError::new(
+            ErrorCode::UnsupportedVersion,
+            format!("packet version {} is not supported (use 1)", p.version),
+        ));
+    }
+    ids::check("app_id", &p.app_id).map_err(|e| bad_request(e.to_string()))?;
+    ids::check("operation", &p.operation).map_err(|e| bad_request(e.to_string()))?;
+    ids::check("verification.plugin_id", &p.verification.plugin_id)
+        .map_err(|e| bad_request(e.to_string()))?;
+    if !nonce_ok(&p.nonce) {
+        return Err(bad_request("nonce must be 16-64 base64url characters"));
+    }
+    if p.plugin_token.is_empty() || p.plugin_token.len() > MAX_TOKEN_LEN {
+        return Err(bad_request("plugin_token is empty or too long"));
+    }
+    if p.query.len() > QUERY_MAX_LEN || p.query.chars().any(char::is_control) {
+        return Err(bad_request(
+            "query must be at most 4096 bytes without control characters",
+        ));
+    }
+    if p.signature.is_empty() {
+        return Err(WireError::new(
+            ErrorCode::BadSignature,
+            "signature is missing",
+        ));
+    }
+    Ok(())
+}
+
+/// Step 6 of the gateway's checks: the verification info's user IP parses and its device id
+/// is well-formed. Returns the parsed address (the binding compares addresses, not text).
+pub fn check_verification(v: &Verification) -> Result<IpAddr, WireError> {
+    let Ok(user_ip) = v.user_ip.parse::<IpAddr>() else {
+        return Err(bad_request("verification.user_ip is not an IP address"));
+    };
+    if !device_id_ok(&v.device_id) {
+        return Err(bad_request(
+            "verification.device_id must be 1-128 of A-Z a-z 0-9 - _ . :",
+        ));
+    }
+    Ok(user_ip)
+}
+
 /// Value of the data-routes bucket, keyed `<plugin_id>.<operation>`: where the gateway
 /// forwards a packet (`svc.<server_id>.<server_operation>`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,6 +214,66 @@ mod tests {
         assert!(!device_id_ok(""));
         assert!(!device_id_ok("a b"));
         assert!(!device_id_ok("a\nb"));
+    }
+
+    fn packet() -> DataRequest {
+        DataRequest {
+            version: PACKET_VERSION,
+            app_id: "app".into(),
+            plugin_token: "a.b.c".into(),
+            timestamp: 1,
+            nonce: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            operation: "now".into(),
+            query: "q=1".into(),
+            body: Vec::new(),
+            verification: Verification {
+                plugin_id: "weather".into(),
+                user_ip: "192.0.2.1".into(),
+                device_id: "d".into(),
+            },
+            signature: "sig".into(),
+        }
+    }
+
+    /// Every line of the signing string that a packet controls is newline-free once the
+    /// shape checks pass (user IP and device id are checked later, and fail there).
+    #[test]
+    fn shape_checks_name_the_right_code() {
+        assert!(check_shape(&packet()).is_ok());
+        let code = |f: fn(&mut DataRequest)| {
+            let mut p = packet();
+            f(&mut p);
+            check_shape(&p).unwrap_err().code
+        };
+        assert_eq!(code(|p| p.version = 2), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(|p| p.app_id = "a\nb".into()), ErrorCode::BadRequest);
+        assert_eq!(code(|p| p.operation = "a.b".into()), ErrorCode::BadRequest);
+        assert_eq!(code(|p| p.nonce = "short".into()), ErrorCode::BadRequest);
+        assert_eq!(code(|p| p.plugin_token.clear()), ErrorCode::BadRequest);
+        assert_eq!(code(|p| p.query = "a\nb".into()), ErrorCode::BadRequest);
+        assert_eq!(
+            code(|p| p.verification.plugin_id = "x\n".into()),
+            ErrorCode::BadRequest
+        );
+        assert_eq!(code(|p| p.signature.clear()), ErrorCode::BadSignature);
+    }
+
+    #[test]
+    fn verification_info_is_checked() {
+        let v = packet().verification;
+        assert!(check_verification(&v).is_ok());
+        let mut bad = v.clone();
+        bad.user_ip = "192.0.2.1\n".into();
+        assert_eq!(
+            check_verification(&bad).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+        let mut bad = v;
+        bad.device_id = "a\nb".into();
+        assert_eq!(
+            check_verification(&bad).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
     }
 
     #[test]

@@ -79,7 +79,15 @@ impl AppConfig {
         if !matches!(self.scheme.as_str(), "http" | "https") {
             return Err(format!("scheme {:?} must be http or https", self.scheme));
         }
-        if self.domain.is_empty() || self.domain.contains(['/', ' ', '@', '?', '#']) {
+        // No whitespace or control characters either: the package gets `base_url` as is
+        // (found by fuzz/package_manifest: a DEL passed).
+        if self.domain.is_empty()
+            || self.domain.contains(['/', '@', '?', '#'])
+            || self
+                .domain
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(format!("domain {:?} is not a host name", self.domain));
         }
         if self.allowed_hosts.iter().any(|h| h.is_empty()) {
@@ -292,8 +300,14 @@ mod tests {
         let mut bad = app.clone();
         bad.secret_ref = Some("env:X".into());
         assert!(bad.validate().is_err());
-        let mut bad = app;
+        let mut bad = app.clone();
         bad.domain = "a/b".into();
         assert!(bad.validate().is_err());
+        // Regression (fuzz/package_manifest): whitespace and control characters.
+        for domain in ["a b", "a\u{7f}b", "a\nb", "a\tb", "a\u{85}b"] {
+            let mut bad = app.clone();
+            bad.domain = domain.into();
+            assert!(bad.validate().is_err(), "{domain:?}");
+        }
     }
 }

@@ -105,7 +105,12 @@ pub(super) async fn run(stack: &mut DevStack, total: Duration) -> anyhow::Result
     }
     summary(&samples, max_age);
     // Every token issued is also an audit event (a background publish after the reply).
-    let audit = js.get_stream(stack.subjects.audit_stream()).await?.info().await?.clone();
+    let audit = js
+        .get_stream(stack.subjects.audit_stream())
+        .await?
+        .info()
+        .await?
+        .clone();
     println!(
         "audit stream: {} events, {} KiB (bounded by max age {:?} and {} MiB)",
         audit.state.messages,

@@ -23,6 +23,7 @@
 //! ```
 
 mod cache;
+mod manifest;
 mod publish;
 
 use std::path::PathBuf;
@@ -30,10 +31,7 @@ use std::path::PathBuf;
 use async_nats::jetstream;
 use aws_lc_rs::digest;
 use bytes::Bytes;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use tessera_schemas::assets::{
-    AssetFile, MANIFEST_ISSUER, MANIFEST_KIND, ManifestClaims, blob_name, check_files,
-};
+use tessera_schemas::assets::{AssetFile, ManifestClaims, blob_name};
 use tessera_schemas::{ErrorCode, WireError, ids};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
@@ -106,34 +104,11 @@ pub fn verify_manifest(
     keys: &jsonwebtoken::jwk::JwkSet,
     plugin_id: &str,
 ) -> Result<VerifiedManifest, Error> {
-    let bad = |why: String| Error::BadManifest {
-        plugin_id: plugin_id.to_owned(),
-        message: why,
-    };
-    let header = jsonwebtoken::decode_header(jws).map_err(|e| bad(format!("header: {e}")))?;
-    let kid = header.kid.ok_or_else(|| bad("no kid".into()))?;
-    let jwk = keys
-        .find(&kid)
-        .ok_or_else(|| bad(format!("kid {kid:?} is not a platform key")))?;
-    let key = DecodingKey::from_jwk(jwk).map_err(|e| bad(format!("key {kid:?}: {e}")))?;
-    let mut validation = Validation::new(Algorithm::EdDSA);
-    // A manifest does not expire: a newer version replaces it.
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.set_issuer(&[MANIFEST_ISSUER]);
-    let claims = jsonwebtoken::decode::<ManifestClaims>(jws, &key, &validation)
-        .map_err(|e| bad(format!("signature or claims: {e}")))?
-        .claims;
-    if claims.kind != tessera_schemas::assets::MANIFEST_KIND {
-        return Err(bad(format!(
-            "kind {:?}, not {MANIFEST_KIND:?}",
-            claims.kind
-        )));
-    }
-    if claims.plugin_id != plugin_id {
-        return Err(bad(format!("signed for plugin {:?}", claims.plugin_id)));
-    }
-    check_files(&claims.files).map_err(bad)?;
+    let claims =
+        manifest::check_manifest(jws, keys, plugin_id).map_err(|message| Error::BadManifest {
+            plugin_id: plugin_id.to_owned(),
+            message,
+        })?;
     Ok(VerifiedManifest {
         claims,
         jws: jws.to_owned(),
@@ -283,7 +258,7 @@ pub fn bundle_dir(cache_dir: &std::path::Path, plugin_id: &str) -> PathBuf {
 mod tests {
     use super::*;
     use tessera_core::signing::SigningKey;
-    use tessera_schemas::assets::MANIFEST_KIND;
+    use tessera_schemas::assets::{MANIFEST_ISSUER, MANIFEST_KIND};
 
     fn claims(path: &str) -> ManifestClaims {
         ManifestClaims {

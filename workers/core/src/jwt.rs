@@ -5,6 +5,9 @@
 //!
 //! Used by the plugin-server SDK, the gateway, the broker's introspection and the auth
 //! worker's `auth.verify`, so an attack is refused and counted the same way everywhere.
+//!
+//! No I/O, no async and nothing from this crate but the counter's name: the fuzz target
+//! `plugin_token` (fuzz/) compiles this very file.
 
 use std::time::Duration;
 
@@ -13,6 +16,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::DeserializeOwned;
+use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 use tessera_schemas::{ErrorCode, WireError};
 
 /// The leeway when none is configured (`TESSERA_CLOCK_LEEWAY`, see [`crate::config`]).
@@ -208,6 +212,22 @@ pub fn check_iat(iat: u64, now: u64, leeway: Duration) -> Result<(), Rejection> 
         ));
     }
     Ok(())
+}
+
+/// A plugin token under a known key, as the gateway checks it: EdDSA signature, our
+/// issuer, and `exp`, `nbf`, `iat` within the leeway (the audience is the caller's
+/// business). Pure, so the fuzz target `plugin_token` (fuzz/, which compiles this file)
+/// runs exactly this.
+pub fn verify_plugin_claims(
+    token: &str,
+    key: &DecodingKey,
+    leeway: Duration,
+    now: u64,
+) -> Result<PluginClaims, Rejection> {
+    let mut v = validation(Algorithm::EdDSA, leeway);
+    v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
+    v.validate_aud = false;
+    decode::<PluginClaims>(token, key, &v).and_then(|c| check_iat(c.iat, now, leeway).map(|()| c))
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ impl Incoming {
         self.headers.as_ref()?.get(name).map(|v| v.as_str())
     }
 
-    /// Checks the schema header and decodes the body.
+    /// Checks the size, the content type and the schema header, then decodes the body.
     pub fn decode<T: DeserializeOwned>(&self, schema: Schema) -> Result<T, WireError> {
         if self.payload.len() > codec::MAX_MESSAGE_BYTES {
             return Err(codec::DecodeError::TooLarge {
@@ -54,6 +54,11 @@ impl Incoming {
             }
             .into());
         }
+        let content_type = self
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(headers::CONTENT_TYPE));
+        codec::check_content_type(content_type.map(|v| v.as_str()))?;
         schema.check(self.header(headers::SCHEMA))?;
         Ok(codec::decode(&self.payload)?)
     }

@@ -28,58 +28,17 @@ use tessera_core::service::{Incoming, Reply};
 use tessera_core::signing::token_hash;
 use tessera_schemas::claims::PluginClaims;
 use tessera_schemas::data::{
-    DATA_REQUEST, DataRequest, PACKET_VERSION, QUERY_MAX_LEN, data_route_key, device_id_ok,
-    nonce_ok,
+    DATA_REQUEST, DataRequest, check_shape, check_verification, data_route_key,
 };
-use tessera_schemas::{ErrorCode, WireError, ids};
+use tessera_schemas::{ErrorCode, WireError};
 
 use crate::State;
-
-/// Bound on the plugin token's length (a JWT of ours is a few hundred bytes).
-const MAX_TOKEN_LEN: usize = 8192;
-
-fn bad_request(msg: impl Into<String>) -> WireError {
-    WireError::new(ErrorCode::BadRequest, msg)
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Shape checks that need no secret. They also keep newlines out of every line of the
-/// signing string (ids, base64url, no control characters), so its lines are unambiguous.
-fn well_formed(p: &DataRequest) -> Result<(), WireError> {
-    if p.version != PACKET_VERSION {
-        return Err(WireError::new(
-            ErrorCode::UnsupportedVersion,
-            format!("packet version {} is not supported (use 1)", p.version),
-        ));
-    }
-    ids::check("app_id", &p.app_id).map_err(|e| bad_request(e.to_string()))?;
-    ids::check("operation", &p.operation).map_err(|e| bad_request(e.to_string()))?;
-    ids::check("verification.plugin_id", &p.verification.plugin_id)
-        .map_err(|e| bad_request(e.to_string()))?;
-    if !nonce_ok(&p.nonce) {
-        return Err(bad_request("nonce must be 16-64 base64url characters"));
-    }
-    if p.plugin_token.is_empty() || p.plugin_token.len() > MAX_TOKEN_LEN {
-        return Err(bad_request("plugin_token is empty or too long"));
-    }
-    if p.query.len() > QUERY_MAX_LEN || p.query.chars().any(char::is_control) {
-        return Err(bad_request(
-            "query must be at most 4096 bytes without control characters",
-        ));
-    }
-    if p.signature.is_empty() {
-        return Err(WireError::new(
-            ErrorCode::BadSignature,
-            "signature is missing",
-        ));
-    }
-    Ok(())
 }
 
 pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
@@ -89,7 +48,7 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         .subject
         .strip_prefix(&state.data_subject_prefix)
         .unwrap_or_default();
-    well_formed(&packet)?;
+    check_shape(&packet)?;
 
     // 2. Protocol signature. An unknown app and a wrong HMAC get the same answer, so the
     //    reply does not tell a prober which app ids exist.
@@ -165,14 +124,7 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     }
 
     // 6. Verification info: well-formed, and equal to what a bound token was issued for.
-    let Ok(user_ip) = packet.verification.user_ip.parse::<IpAddr>() else {
-        return Err(bad_request("verification.user_ip is not an IP address"));
-    };
-    if !device_id_ok(&packet.verification.device_id) {
-        return Err(bad_request(
-            "verification.device_id must be 1-128 of A-Z a-z 0-9 - _ . :",
-        ));
-    }
+    let user_ip = check_verification(&packet.verification)?;
     binding_matches(&claims, &packet.verification.device_id, user_ip)?;
 
     // 7. Route.
@@ -224,51 +176,7 @@ fn binding_matches(
 
 #[cfg(test)]
 mod tests {
-    use tessera_schemas::data::Verification;
-
     use super::*;
-
-    fn packet() -> DataRequest {
-        DataRequest {
-            version: PACKET_VERSION,
-            app_id: "app".into(),
-            plugin_token: "a.b.c".into(),
-            timestamp: 1,
-            nonce: "AAAAAAAAAAAAAAAAAAAAAA".into(),
-            operation: "now".into(),
-            query: "q=1".into(),
-            body: Vec::new(),
-            verification: Verification {
-                plugin_id: "weather".into(),
-                user_ip: "192.0.2.1".into(),
-                device_id: "d".into(),
-            },
-            signature: "sig".into(),
-        }
-    }
-
-    /// Every line of the signing string that a packet controls is newline-free once the
-    /// shape checks pass (user IP and device id are checked later, and fail there).
-    #[test]
-    fn shape_checks_name_the_right_code() {
-        assert!(well_formed(&packet()).is_ok());
-        let code = |f: fn(&mut DataRequest)| {
-            let mut p = packet();
-            f(&mut p);
-            well_formed(&p).unwrap_err().code
-        };
-        assert_eq!(code(|p| p.version = 2), ErrorCode::UnsupportedVersion);
-        assert_eq!(code(|p| p.app_id = "a\nb".into()), ErrorCode::BadRequest);
-        assert_eq!(code(|p| p.operation = "a.b".into()), ErrorCode::BadRequest);
-        assert_eq!(code(|p| p.nonce = "short".into()), ErrorCode::BadRequest);
-        assert_eq!(code(|p| p.plugin_token.clear()), ErrorCode::BadRequest);
-        assert_eq!(code(|p| p.query = "a\nb".into()), ErrorCode::BadRequest);
-        assert_eq!(
-            code(|p| p.verification.plugin_id = "x\n".into()),
-            ErrorCode::BadRequest
-        );
-        assert_eq!(code(|p| p.signature.clear()), ErrorCode::BadSignature);
-    }
 
     #[test]
     fn bound_tokens_match_only_their_device_and_ip() {

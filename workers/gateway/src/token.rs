@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use tessera_core::jwt::{self, Reason, Rejection};
 use tessera_core::signing::PublishedKey;
 use tessera_core::watched::WatchedKv;
-use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
+use tessera_schemas::claims::PluginClaims;
 use tessera_schemas::{ErrorCode, WireError};
 
 /// Cached tokens; past this the cache is emptied (simple, and bounded).
@@ -103,10 +103,6 @@ impl Verifier {
                 "plugin token key is unusable",
             )));
         };
-        let mut v = jwt::validation(Algorithm::EdDSA, self.leeway);
-        v.set_issuer(&[PLUGIN_TOKEN_ISSUER]);
-        v.validate_aud = false;
-        Ok(jwt::decode::<PluginClaims>(token, &key, &v)
-            .and_then(|c| jwt::check_iat(c.iat, now, self.leeway).map(|()| c)))
+        Ok(jwt::verify_plugin_claims(token, &key, self.leeway, now))
     }
 }

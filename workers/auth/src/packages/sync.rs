@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt};
 use tessera_core::Shutdown;
 use tessera_schemas::audit::{AuditKind, AuditOutcome, AuditRole};
 use tessera_schemas::packages::{NODES_JOINED, NODES_STATUS, PackageRecord};
-use tessera_schemas::{Subjects, codec, headers};
+use tessera_schemas::{Subjects, WireError, codec, headers};
 
 use super::store::{self, FileStamp};
 use super::{Installed, Packages, manifest};
@@ -205,6 +205,28 @@ pub async fn spawn_index_watch(packages: Arc<Packages>, shutdown: Shutdown) -> a
     Ok(())
 }
 
+/// A status request carries no body fields, so its body is ignored; but like every other
+/// request it is refused when over the size limit, or when its content type or schema
+/// header says it is something else (docs/protocol.md §1).
+fn status_request_ok(msg: &async_nats::Message) -> Result<(), WireError> {
+    if msg.payload.len() > codec::MAX_MESSAGE_BYTES {
+        return Err(codec::DecodeError::TooLarge {
+            len: msg.payload.len(),
+            max: codec::MAX_MESSAGE_BYTES,
+        }
+        .into());
+    }
+    let header = |name: &str| {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str())
+    };
+    codec::check_content_type(header(headers::CONTENT_TYPE))?;
+    NODES_STATUS.check(header(headers::SCHEMA))?;
+    Ok(())
+}
+
 /// Subscribes (no queue group: every node gets each message) to the update broadcast, the
 /// node-joined announcements and the status scatter-gather.
 pub async fn spawn_broadcasts(
@@ -227,11 +249,16 @@ pub async fn spawn_broadcasts(
                     }
                 }
                 Some(msg) = status.next() => {
-                    if let Some(reply) = msg.reply {
-                        let mut h = async_nats::HeaderMap::new();
-                        h.insert(headers::SCHEMA, NODES_STATUS.header_value().as_str());
-                        let body = codec::encode(&packages.status());
-                        if let Err(e) = nats.publish_with_headers(reply, h, body.into()).await {
+                    if let Some(reply) = msg.reply.clone() {
+                        let (h, body) = match status_request_ok(&msg) {
+                            Ok(()) => {
+                                let mut h = async_nats::HeaderMap::new();
+                                h.insert(headers::SCHEMA, NODES_STATUS.header_value().as_str());
+                                (h, codec::encode(&packages.status()).into())
+                            }
+                            Err(err) => tessera_core::service::error_reply(&err),
+                        };
+                        if let Err(e) = nats.publish_with_headers(reply, h, body).await {
                             tracing::warn!(error = %e, "could not answer a status request");
                         }
                     }
