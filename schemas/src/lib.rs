@@ -16,6 +16,8 @@
 //! - [`codec`]: MessagePack encode/decode with a size limit and the schema-version check.
 //! - [`assets`]: plugin static assets (object-store layout, signed manifests), plugin keys
 //!   and sealed boxes (issue 5, part 1).
+//! - [`plugin_servers`]: per-plugin-server bus credentials: user names and the stored
+//!   record (a hash of the secret).
 //! - [`ids`]: validation of the identifiers that end up inside subjects and keys.
 //!
 //! Architecture invariant: this crate depends on serde and nothing async, so any program
@@ -32,6 +34,7 @@ pub mod headers;
 pub mod ids;
 pub mod messages;
 pub mod packages;
+pub mod plugin_servers;
 pub mod subjects;
 
 pub use codec::{DecodeError, MAX_MESSAGE_BYTES, Schema, decode, encode};

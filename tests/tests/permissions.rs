@@ -1,4 +1,5 @@
-//! The role permissions, as the real nats-server enforces them from the generated config.
+//! The role permissions, as the real nats-server enforces them from the generated config,
+//! and each plugin server's own (`permissions/plugin_servers.rs`).
 //! (Local servers only: an external server has its own idea of permissions.)
 
 use std::time::Duration;
@@ -12,6 +13,10 @@ use tessera_sdk::{Client, Error};
 use tessera_tests::{Backend, Role, Servers, Stack, assert_eventually};
 
 const PASSWORD: &str = "correct horse battery";
+
+/// Per-plugin-server credentials (issue 8).
+#[path = "permissions/plugin_servers.rs"]
+mod plugin_servers;
 
 fn local() -> tessera_tests::StackBuilder {
     Stack::builder().backend(Backend::Local)
@@ -84,6 +89,9 @@ async fn client_cannot_subscribe_to_worker_subjects() {
         s.auth_verify(),
         s.dist("ps1"),
         s.users_add(),
+        // A plugin server's replies (its distributions, introspections) and its operations.
+        format!("{}.>", s.plugin_server_inbox("ps1")),
+        s.svc_server("ps1"),
     ];
     let mut serving = Vec::new();
     for subject in &subjects {
@@ -219,10 +227,13 @@ async fn client_app_secrets_and_data_subjects_are_guarded() {
     let apps_info = format!("$JS.API.STREAM.INFO.KV_{}", s.client_apps_bucket());
     let apps_get = format!("$JS.API.DIRECT.GET.KV_{}", s.client_apps_bucket());
 
-    // Reading the secrets: refused (dropped, so the request times out) for client and
-    // plugin-server roles.
-    for role in [Role::Client, Role::PluginServer] {
-        let (nats, errors) = stack.nats_recording(role).await;
+    // Reading the secrets: refused (dropped, so the request times out) for the client role
+    // and a plugin server.
+    let connections = [
+        ("client", stack.nats_recording(Role::Client).await),
+        ("ps1", stack.plugin_server_nats_recording("ps1").await),
+    ];
+    for (role, (nats, errors)) in connections {
         for subject in [&apps_info, &apps_get] {
             let r = rpc::request_raw(
                 &nats,
