@@ -549,11 +549,17 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     );
     let a = tessera_auth::AuthConfig::from_env(settings)?;
     println!(
-        "auth:   nats {} issuer {} key {} external issuers {}",
+        "auth:   nats {} issuer {} key {} external issuers {} plugin-server callout {}",
         tessera_core::bus::redact(&a.nats_url),
         a.issuer,
         a.signing_key.kid(),
-        a.external_issuers.len()
+        a.external_issuers.len(),
+        a.callout_issuer
+            .as_ref()
+            .map_or("off".to_owned(), |seed| format!(
+                "issuer {}",
+                seed.public_key()
+            ))
     );
     let g = tessera_gateway::GatewayConfig::from_env(settings)?;
     println!(
