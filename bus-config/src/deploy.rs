@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use tessera_schemas::Subjects;
 
 use crate::Role;
-use crate::server::{ClusterConfig, Credentials, RenderOptions, ServerConfig, password_env};
+use crate::server::{
+    CALLOUT_ISSUER_ENV, CALLOUT_ISSUER_SEED_ENV, ClusterConfig, Credentials, RenderOptions,
+    ServerConfig, password_env,
+};
 
 /// Client port, cluster (route) port and monitoring port of every member.
 pub const CLIENT_PORT: u16 = 4222;
@@ -102,15 +105,19 @@ pub struct EnvFile {
     pub pairs: Vec<(String, String)>,
 }
 
-/// The env files of a deployment: `nats.env` (every password, for nats-server only) and one
-/// per role with just that role's URL (`broker.env` also gets `REDIS_URL`). `admin.env`
+/// The env files of a deployment: `nats.env` (every password and the callout issuer's
+/// public key, for nats-server only) and one per role with just that role's URL
+/// (`broker.env` also gets `REDIS_URL`, `auth.env` the callout issuer's seed). `admin.env`
 /// reaches the cluster from the host through the ports compose publishes on 127.0.0.1.
+/// Plugin servers get no file here: each id's credentials come from
+/// `tessera plugin-servers add ID` against the running cluster (docker/README.md).
 pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> Vec<EnvFile> {
     let url = |r| role_url(target, credentials, r);
-    let nats = Role::ALL
+    let mut nats: Vec<(String, String)> = Role::ALL
         .iter()
         .map(|&r| (password_env(r), credentials.password(r).to_owned()))
         .collect();
+    nats.push((CALLOUT_ISSUER_ENV.into(), credentials.callout_issuer()));
     let mut files = vec![
         EnvFile {
             name: "nats.env",
@@ -125,7 +132,13 @@ pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> 
         },
         EnvFile {
             name: "auth.env",
-            pairs: vec![(Role::Auth.url_env().into(), url(Role::Auth))],
+            pairs: vec![
+                (Role::Auth.url_env().into(), url(Role::Auth)),
+                (
+                    CALLOUT_ISSUER_SEED_ENV.into(),
+                    credentials.callout_issuer_seed().to_owned(),
+                ),
+            ],
         },
         EnvFile {
             name: "gateway.env",
@@ -133,10 +146,6 @@ pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> 
                 (Role::Gateway.url_env().into(), url(Role::Gateway)),
                 ("REDIS_URL".into(), redis_url.to_owned()),
             ],
-        },
-        EnvFile {
-            name: "plugin-server.env",
-            pairs: vec![(Role::PluginServer.url_env().into(), url(Role::PluginServer))],
         },
     ];
     if target == Target::Compose {
@@ -193,6 +202,12 @@ mod tests {
         assert_eq!(url.split(',').count(), 3);
         assert!(url.contains(c.password(Role::Broker)));
         assert!(!url.contains(c.password(Role::Admin)));
+        let auth = files.iter().find(|f| f.name == "auth.env").unwrap();
+        assert!(auth.pairs.iter().any(|(_, v)| v == c.callout_issuer_seed()));
+        let nats = files.iter().find(|f| f.name == "nats.env").unwrap();
+        assert!(nats.pairs.iter().any(|(_, v)| *v == c.callout_issuer()));
+        assert!(!nats.pairs.iter().any(|(_, v)| v == c.callout_issuer_seed()));
+        assert!(files.iter().all(|f| f.name != "plugin-server.env"));
         let k8s = role_url(Target::Kubernetes, &c, Role::Auth);
         assert_eq!(k8s, c.url(Role::Auth, "nats", CLIENT_PORT));
     }

@@ -3,9 +3,11 @@
 //!
 //! # Layout
 //!
-//! - [`roles`]: the six roles and their permissions, built from [`Subjects`].
+//! - [`roles`]: the five static roles and their permissions, and each plugin server id's,
+//!   built from [`Subjects`].
 //! - [`server`]: renders a nats-server configuration file (one account with JetStream, one
-//!   user per role) and generates credentials.
+//!   user per role, the auth callout for plugin servers) and generates credentials.
+//! - [`plugin_servers`]: per-plugin-server secrets: generation, the stored hash, the check.
 //! - [`deploy`]: the cluster configuration and per-role env files of a Compose or Kubernetes
 //!   deployment (passwords as environment references, so the config holds no secret).
 //! - [`provision`]: creates the streams and KV buckets, idempotently; every worker calls it
@@ -17,10 +19,14 @@
 #![forbid(unsafe_code)]
 
 pub mod deploy;
+pub mod plugin_servers;
 pub mod provision;
 pub mod roles;
 pub mod server;
 
 pub use roles::{Permissions, Role};
-pub use server::{ClusterConfig, Credentials, RenderOptions, ServerConfig, password_env};
+pub use server::{
+    ACCOUNT, CALLOUT_ISSUER_ENV, CALLOUT_ISSUER_SEED_ENV, ClusterConfig, Credentials,
+    RenderOptions, ServerConfig, password_env,
+};
 pub use tessera_schemas::Subjects;

@@ -106,6 +106,15 @@ pub async fn users_bucket(
     kv_bucket(js, s.users_bucket(), 1, d).await
 }
 
+/// Plugin server id -> SHA-256 of its bus secret (admin writes, the auth callout reads).
+pub async fn plugin_servers_bucket(
+    js: &jetstream::Context,
+    s: &Subjects,
+    d: Durability,
+) -> Result<kv::Store, ProvisionError> {
+    kv_bucket(js, s.plugin_servers_bucket(), 1, d).await
+}
+
 /// Client app id -> its signing secret (data access; gateway and admin only).
 pub async fn client_apps_bucket(
     js: &jetstream::Context,

@@ -1,32 +1,32 @@
 //! Roles and their permissions on the bus.
 
 use tessera_schemas::Subjects;
+use tessera_schemas::subjects::AUTH_CALLOUT;
 
 mod audit;
 
-/// Who connects to the bus. Each role is one nats-server user.
+/// Who connects to the bus with a static user of nats.conf. Plugin servers are not a role:
+/// each plugin server id has credentials of its own, checked by the auth callout, with
+/// [`Permissions::for_plugin_server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     /// Client apps: log in, ask for tokens, fetch keys, call plugin servers.
     Client,
     /// The broker worker.
     Broker,
-    /// The auth worker.
+    /// The auth worker (and the auth callout it answers).
     Auth,
-    /// Plugin servers (the SDK).
-    PluginServer,
-    /// Operators: users, routes, revocation.
+    /// Operators: users, routes, revocation, plugin-server credentials.
     Admin,
     /// The gateway worker (signed data-access packets, seed 002).
     Gateway,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 5] = [
         Role::Client,
         Role::Broker,
         Role::Auth,
-        Role::PluginServer,
         Role::Admin,
         Role::Gateway,
     ];
@@ -37,7 +37,6 @@ impl Role {
             Role::Client => "client",
             Role::Broker => "broker",
             Role::Auth => "auth",
-            Role::PluginServer => "plugin-server",
             Role::Admin => "admin",
             Role::Gateway => "gateway",
         }
@@ -49,7 +48,6 @@ impl Role {
             Role::Client => "NATS_URL",
             Role::Broker => "TESSERA_BROKER_URL",
             Role::Auth => "TESSERA_AUTH_URL",
-            Role::PluginServer => "TESSERA_PLUGIN_SERVER_URL",
             Role::Admin => "TESSERA_ADMIN_URL",
             Role::Gateway => "TESSERA_GATEWAY_URL",
         }
@@ -69,18 +67,23 @@ const INBOX: &str = "_INBOX.>";
 /// Micro-service discovery and stats requests that every service answers.
 const SRV: &str = "$SRV.>";
 
-/// JetStream API subjects a consumer-only role needs on one stream.
-fn js_consume(stream: &str) -> Vec<String> {
+/// The environment variable that carries a plugin server's connection URL (with the
+/// credentials `tessera plugin-servers add` printed for it).
+pub const PLUGIN_SERVER_URL_ENV: &str = "TESSERA_PLUGIN_SERVER_URL";
+
+/// JetStream API subjects a plugin server needs to read its own distributions from
+/// `stream`: an ordered consumer created through the *filtered* create subject
+/// (`CONSUMER.CREATE.<stream>.<name>.<filter>`, where nats-server checks that the config's
+/// filter equals `filter`), pulling from it, its info and delete. Not the unfiltered
+/// create, no `MSG.GET`/`DIRECT.GET` (which read any subject of the stream), no listing of
+/// consumers, no acks (an ordered consumer acks nothing).
+fn js_consume_filtered(stream: &str, filter: &str) -> Vec<String> {
     vec![
-        "$JS.API.INFO".to_owned(),
         format!("$JS.API.STREAM.INFO.{stream}"),
-        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
-        format!("$JS.API.CONSUMER.CREATE.{stream}"),
-        format!("$JS.API.CONSUMER.INFO.{stream}.>"),
-        format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
-        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"),
-        format!("$JS.ACK.{stream}.>"),
-        "$JS.FC.>".to_owned(),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.*.{filter}"),
+        format!("$JS.API.CONSUMER.INFO.{stream}.*"),
+        format!("$JS.API.CONSUMER.DELETE.{stream}.*"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),
     ]
 }
 
@@ -210,7 +213,7 @@ fn assets_permissions(role: Role, s: &Subjects) -> (Vec<String>, Vec<String>) {
             .concat(),
             vec![],
         ),
-        Role::Auth | Role::PluginServer | Role::Gateway => (vec![], vec![]),
+        Role::Auth | Role::Gateway => (vec![], vec![]),
     }
 }
 
@@ -286,9 +289,14 @@ impl Permissions {
                     ]),
                     js_object_store(&s.packages_store()),
                     js_object_store(&s.package_staging_store()),
+                    // The auth callout reads plugin-server records (it never writes one:
+                    // no `$KV.<bucket>.>`); it provisions the bucket if it starts first.
+                    js_own(&[kv_stream(&s.plugin_servers_bucket())]),
                 ]
                 .concat(),
                 subscribe: vec![
+                    // nats-server's authorization requests (the auth callout).
+                    AUTH_CALLOUT.to_owned(),
                     s.auth_login(),
                     s.auth_verify(),
                     s.users_add(),
@@ -301,15 +309,6 @@ impl Permissions {
                 ],
                 allow_responses: true,
             },
-            Role::PluginServer => {
-                let mut publish = js_consume(&s.dist_stream());
-                publish.extend([s.token_introspect(), s.keys()]);
-                Permissions {
-                    publish,
-                    subscribe: vec![s.svc_all(), SRV.to_owned(), INBOX.to_owned()],
-                    allow_responses: true,
-                }
-            }
             Role::Admin => Permissions {
                 publish: [
                     vec![
@@ -329,6 +328,8 @@ impl Permissions {
                         // Data access: client apps and data routes are the admin's to write.
                         format!("$KV.{}.>", s.client_apps_bucket()),
                         format!("$KV.{}.>", s.data_routes_bucket()),
+                        // Plugin-server credentials (`tessera plugin-servers add`).
+                        format!("$KV.{}.>", s.plugin_servers_bucket()),
                     ],
                     // Routes and apps are the admin's to write; the DIST stream may be
                     // inspected; the package index may be read (`tessera packages list`).
@@ -340,6 +341,7 @@ impl Permissions {
                         kv_stream(&s.apps_bucket()),
                         kv_stream(&s.app_secrets_bucket()),
                         kv_stream(&s.package_index_bucket()),
+                        kv_stream(&s.plugin_servers_bucket()),
                     ]),
                     // Uploads go to staging; only auth nodes write the packages store.
                     js_object_store(&s.package_staging_store()),
@@ -364,6 +366,28 @@ impl Permissions {
                 subscribe: vec![s.data_all(), SRV.to_owned(), INBOX.to_owned()],
                 allow_responses: true,
             },
+        }
+    }
+}
+
+impl Permissions {
+    /// What plugin server `id` may do, and nothing more: serve `svc.<id>.*` (and answer
+    /// micro-service discovery), verify tokens (`token.introspect`, `keys`), and read its own
+    /// distributions `dist.<id>` through a filtered consumer. Its replies arrive on its own
+    /// inbox prefix ([`Subjects::plugin_server_inbox`]), which nobody else may read, and it
+    /// may not subscribe to `_INBOX.>`. The auth callout puts these into the user JWT it
+    /// issues for a connection with `id`'s credentials.
+    pub fn for_plugin_server(id: &str, s: &Subjects) -> Permissions {
+        let mut publish = vec![s.token_introspect(), s.keys()];
+        publish.extend(js_consume_filtered(&s.dist_stream(), &s.dist(id)));
+        Permissions {
+            publish,
+            subscribe: vec![
+                s.svc_server(id),
+                SRV.to_owned(),
+                format!("{}.>", s.plugin_server_inbox(id)),
+            ],
+            allow_responses: true,
         }
     }
 }
@@ -418,7 +442,7 @@ mod tests {
         assert!(serves(Role::Auth, &s.auth_login()));
         assert!(serves(Role::Auth, &s.auth_verify()));
         assert!(serves(Role::Auth, &s.users_add()));
-        assert!(serves(Role::PluginServer, &s.svc("ps1", "echo")));
+        assert!(Permissions::for_plugin_server("ps1", &s).may_subscribe(&s.svc("ps1", "echo")));
         assert!(serves(Role::Auth, &s.auth_packages_upload()));
         assert!(serves(Role::Auth, &s.auth_packages_updated()));
         assert!(serves(Role::Auth, &s.auth_nodes_joined()));
@@ -487,7 +511,7 @@ mod tests {
             let may = Permissions::for_role(role, &s).may_publish(&users_api);
             assert_eq!(may, role == Role::Auth, "{role:?}");
         }
-        let ps = Permissions::for_role(Role::PluginServer, &s);
+        let ps = Permissions::for_plugin_server("ps1", &s);
         assert!(!ps.may_publish(&s.dist("ps1")));
         assert!(ps.may_publish(&s.token_introspect()));
 
@@ -557,10 +581,69 @@ mod tests {
             assert_eq!(may.may_publish(&keys_put), role == Role::Admin, "{role:?}");
             for purge in [&obj, &versions, &keys] {
                 let api = format!("$JS.API.STREAM.PURGE.{purge}");
-                if matches!(role, Role::Client | Role::Auth | Role::PluginServer) {
+                if matches!(role, Role::Client | Role::Auth) {
                     assert!(!may.may_publish(&api), "{role:?} {api}");
                 }
             }
+        }
+    }
+
+    /// A plugin server's permissions name its own id only: its service subjects, its
+    /// distributions (through the filtered consumer create), its inbox.
+    #[test]
+    fn plugin_server_permissions_are_scoped_to_its_id() {
+        let s = Subjects::default();
+        let ps1 = Permissions::for_plugin_server("ps1", &s);
+        let dist = s.dist_stream();
+        assert!(ps1.may_subscribe(&s.svc("ps1", "echo")));
+        assert!(ps1.may_subscribe(&s.svc_server("ps1")));
+        assert!(!ps1.may_subscribe(&s.svc("ps2", "echo")));
+        assert!(!ps1.may_subscribe(&s.svc_all()));
+        assert!(ps1.may_subscribe(&format!("{}.abc.1", s.plugin_server_inbox("ps1"))));
+        assert!(!ps1.may_subscribe(&format!("{}.abc", s.plugin_server_inbox("ps2"))));
+        assert!(!ps1.may_subscribe("_INBOX.abc"));
+        assert!(!ps1.may_subscribe(&s.dist("ps1")));
+        let create =
+            |name: &str, filter: &str| format!("$JS.API.CONSUMER.CREATE.{dist}.{name}.{filter}");
+        assert!(ps1.may_publish(&create("c1", &s.dist("ps1"))));
+        assert!(!ps1.may_publish(&create("c1", &s.dist("ps2"))));
+        assert!(!ps1.may_publish(&create("c1", &s.dist_all())));
+        for no in [
+            format!("$JS.API.CONSUMER.CREATE.{dist}"),
+            format!("$JS.API.CONSUMER.CREATE.{dist}.c1"),
+            format!("$JS.API.STREAM.MSG.GET.{dist}"),
+            format!("$JS.API.DIRECT.GET.{dist}"),
+            format!("$JS.API.DIRECT.GET.{dist}.{}", s.dist("ps2")),
+            format!("$JS.API.CONSUMER.LIST.{dist}"),
+            format!("$JS.API.CONSUMER.NAMES.{dist}"),
+            format!("$JS.API.STREAM.PURGE.{dist}"),
+            s.dist("ps1"),
+            s.token_request(),
+            s.token_revoke(),
+            s.auth_verify(),
+            s.svc("ps2", "echo"),
+            format!("$KV.{}.ps1", s.plugin_servers_bucket()),
+        ] {
+            assert!(!ps1.may_publish(&no), "{no}");
+        }
+        assert!(ps1.may_publish(&s.token_introspect()));
+        assert!(ps1.may_publish(&s.keys()));
+        // Only the admin writes plugin-server records; the auth callout reads them.
+        let record = format!("$KV.{}.ps1", s.plugin_servers_bucket());
+        let read = format!("$JS.API.DIRECT.GET.KV_{}", s.plugin_servers_bucket());
+        for role in Role::ALL {
+            let p = Permissions::for_role(role, &s);
+            assert_eq!(p.may_publish(&record), role == Role::Admin, "{role:?}");
+            assert_eq!(
+                p.may_publish(&read),
+                matches!(role, Role::Admin | Role::Auth),
+                "{role:?}"
+            );
+            assert_eq!(
+                p.may_subscribe(AUTH_CALLOUT),
+                role == Role::Auth,
+                "{role:?}"
+            );
         }
     }
 }

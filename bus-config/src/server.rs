@@ -1,4 +1,5 @@
-//! Renders a nats-server configuration: one account with JetStream, one user per role.
+//! Renders a nats-server configuration: one account with JetStream, one user per role, and
+//! the auth callout that admits plugin servers with credentials of their own.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,24 +9,61 @@ use tessera_schemas::Subjects;
 
 use crate::roles::{Permissions, Role};
 
-/// A password per role. Generated fresh for each dev stack; never committed.
+/// The one account every Tessera user lives in. A user JWT issued by the auth callout
+/// names it as its audience (config mode places the connection there).
+pub const ACCOUNT: &str = "TESSERA";
+
+/// A password per role and the auth-callout issuer key. Generated fresh for each dev
+/// stack; never committed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     passwords: BTreeMap<Role, String>,
+    /// Seed (`SA...`) of the account nkey that signs the auth callout's answers; nats.conf
+    /// holds only its public key.
+    callout_issuer_seed: String,
 }
 
+/// The key under which [`Credentials::saved_pairs`] keeps the callout issuer's seed.
+const ISSUER_SEED_KEY: &str = "callout-issuer-seed";
+
 impl Credentials {
-    /// Random 32-character alphanumeric passwords (safe to embed in URLs and config).
+    /// Random 32-character alphanumeric passwords (safe to embed in URLs and config) and a
+    /// fresh callout issuer key.
     pub fn generate() -> Credentials {
         let passwords = Role::ALL
             .into_iter()
             .map(|r| (r, random_password()))
             .collect();
-        Credentials { passwords }
+        Credentials {
+            passwords,
+            callout_issuer_seed: new_issuer_seed(),
+        }
     }
 
-    /// Rebuilds saved credentials; `None` if any role's password is missing or malformed.
-    pub fn from_passwords(mut get: impl FnMut(Role) -> Option<String>) -> Option<Credentials> {
+    /// `(name, value)` pairs to save credentials in a file (role user -> password, and the
+    /// issuer seed); [`Credentials::from_saved`] reads them back.
+    pub fn saved_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = Role::ALL
+            .iter()
+            .map(|r| (r.user(), self.password(*r).to_owned()))
+            .collect();
+        out.push((ISSUER_SEED_KEY, self.callout_issuer_seed.clone()));
+        out
+    }
+
+    /// Rebuilds credentials saved with [`Credentials::saved_pairs`]; `None` if anything is
+    /// missing or malformed (the caller then generates new ones).
+    pub fn from_saved(mut get: impl FnMut(&str) -> Option<String>) -> Option<Credentials> {
+        let seed = get(ISSUER_SEED_KEY)?;
+        Credentials::from_passwords(|role| get(role.user()), &seed)
+    }
+
+    /// Rebuilds credentials from each role's password and the issuer seed; `None` if any
+    /// is missing or malformed.
+    pub fn from_passwords(
+        mut get: impl FnMut(Role) -> Option<String>,
+        callout_issuer_seed: &str,
+    ) -> Option<Credentials> {
         let mut passwords = BTreeMap::new();
         for role in Role::ALL {
             let p = get(role)?;
@@ -34,7 +72,21 @@ impl Credentials {
             }
             passwords.insert(role, p);
         }
-        Some(Credentials { passwords })
+        issuer_public_key(callout_issuer_seed)?;
+        Some(Credentials {
+            passwords,
+            callout_issuer_seed: callout_issuer_seed.to_owned(),
+        })
+    }
+
+    /// The seed of the callout issuer (for the auth worker: `TESSERA_CALLOUT_ISSUER_SEED`).
+    pub fn callout_issuer_seed(&self) -> &str {
+        &self.callout_issuer_seed
+    }
+
+    /// The callout issuer's public account key (`A...`), as nats.conf names it.
+    pub fn callout_issuer(&self) -> String {
+        issuer_public_key(&self.callout_issuer_seed).expect("a seed made by generate or checked")
     }
 
     pub fn password(&self, role: Role) -> &str {
@@ -49,6 +101,18 @@ impl Credentials {
             self.password(role)
         )
     }
+}
+
+fn new_issuer_seed() -> String {
+    nkeys::KeyPair::new_account()
+        .seed()
+        .expect("a fresh key pair has a seed")
+}
+
+/// The public key of an account seed; `None` if `seed` is not an account seed.
+pub fn issuer_public_key(seed: &str) -> Option<String> {
+    let kp = nkeys::KeyPair::from_seed(seed).ok()?;
+    (kp.key_pair_type() == nkeys::KeyPairType::Account).then(|| kp.public_key())
 }
 
 fn random_password() -> String {
@@ -107,6 +171,14 @@ pub struct RenderOptions {
     /// Monitoring port (`/healthz`, `/varz`) for probes; off when `None`.
     pub http_port: Option<u16>,
 }
+
+/// The environment variable that carries the callout issuer's public key for a config
+/// rendered with [`RenderOptions::passwords_from_env`].
+pub const CALLOUT_ISSUER_ENV: &str = "TESSERA_NATS_CALLOUT_ISSUER";
+
+/// The environment variable that gives the auth worker the callout issuer's seed (the key
+/// it signs plugin servers' user JWTs with).
+pub const CALLOUT_ISSUER_SEED_ENV: &str = "TESSERA_CALLOUT_ISSUER_SEED";
 
 /// The environment variable that carries `role`'s password for a config rendered with
 /// [`RenderOptions::passwords_from_env`]: `TESSERA_NATS_PASSWORD_PLUGIN_SERVER`, ...
@@ -172,7 +244,7 @@ impl ServerConfig {
             let _ = writeln!(out, "}}");
         }
         let _ = writeln!(out, "accounts {{");
-        let _ = writeln!(out, "  TESSERA {{");
+        let _ = writeln!(out, "  {ACCOUNT} {{");
         let _ = writeln!(out, "    jetstream: enabled");
         let _ = writeln!(out, "    users: [");
         for role in Role::ALL {
@@ -199,6 +271,22 @@ impl ServerConfig {
             let _ = writeln!(out, "      }}");
         }
         let _ = writeln!(out, "    ]");
+        let _ = writeln!(out, "  }}");
+        let _ = writeln!(out, "}}");
+        // Every connection that is not a static role user (a plugin server) is handed to the
+        // auth callout: the auth worker checks its credentials and answers with a user JWT,
+        // signed by the issuer, that carries the permissions of that plugin server id alone.
+        let issuer = if opts.passwords_from_env {
+            format!("${CALLOUT_ISSUER_ENV}")
+        } else {
+            quote(&self.credentials.callout_issuer())
+        };
+        let auth_users: Vec<String> = Role::ALL.iter().map(|r| r.user().to_owned()).collect();
+        let _ = writeln!(out, "authorization {{");
+        let _ = writeln!(out, "  auth_callout {{");
+        let _ = writeln!(out, "    issuer: {issuer}");
+        let _ = writeln!(out, "    account: {}", quote(ACCOUNT));
+        let _ = writeln!(out, "    auth_users: {}", list(&auth_users));
         let _ = writeln!(out, "  }}");
         let _ = writeln!(out, "}}");
         out
@@ -245,6 +333,29 @@ mod tests {
             assert!(text.contains(&format!("user: \"{}\"", r.user())));
         }
         assert!(!text.contains("cluster {"));
+        assert!(text.contains(&format!("issuer: \"{}\"", cfg.credentials.callout_issuer())));
+        assert!(!text.contains(cfg.credentials.callout_issuer_seed()));
+        assert!(text.contains(r#"auth_users: ["client", "broker", "auth", "admin", "gateway"]"#));
+    }
+
+    #[test]
+    fn saved_credentials_round_trip() {
+        let c = Credentials::generate();
+        let pairs: BTreeMap<&str, String> = c.saved_pairs().into_iter().collect();
+        let back = Credentials::from_saved(|k| pairs.get(k).cloned()).unwrap();
+        assert_eq!(back, c);
+        assert!(c.callout_issuer().starts_with('A'));
+        assert!(
+            Credentials::from_saved(|k| {
+                (k != "callout-issuer-seed")
+                    .then(|| pairs.get(k).cloned())
+                    .flatten()
+            })
+            .is_none()
+        );
+        // A user seed is not an issuer.
+        let user_seed = nkeys::KeyPair::new_user().seed().unwrap();
+        assert!(issuer_public_key(&user_seed).is_none());
     }
 
     #[test]
@@ -276,7 +387,9 @@ mod tests {
         assert!(
             text.contains(r#"routes: ["nats-route://nats-1:6222", "nats-route://nats-2:6222"]"#)
         );
-        assert!(text.contains("password: $TESSERA_NATS_PASSWORD_PLUGIN_SERVER"));
+        assert!(text.contains("password: $TESSERA_NATS_PASSWORD_GATEWAY"));
+        assert!(text.contains("issuer: $TESSERA_NATS_CALLOUT_ISSUER"));
+        assert!(!text.contains(&cfg.credentials.callout_issuer()));
         for r in Role::ALL {
             assert!(
                 !text.contains(cfg.credentials.password(r)),

@@ -6,7 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use tessera_bus_config::Role;
 use tessera_core::Shutdown;
-use tessera_sdk::{Binding, Client, PluginServerBuilder, RoutePolicy};
+use tessera_sdk::{Binding, Client, RoutePolicy};
 
 use crate::env::Settings;
 use crate::{Cli, Command};
@@ -191,7 +191,10 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             unreachable!("handled above")
         }
         Command::Worker { name } => run_worker(&settings, name).await,
-        Command::PluginServer { id } => run_plugin_server(&settings, &id).await,
+        Command::PluginServer { id } => {
+            crate::plugin_servers::run_plugin_server(&settings, &id).await
+        }
+        Command::PluginServers(cmd) => crate::plugin_servers::run(&settings, cmd).await,
         Command::CheckConfig => check_config(&settings),
         Command::Users(UsersCmd::Add {
             username,
@@ -474,7 +477,7 @@ async fn routes(settings: &Settings, cmd: RoutesCmd) -> anyhow::Result<()> {
 
 /// The health and metrics server when `TESSERA_HEALTH_ADDR` is set; it answers until the
 /// returned token is cancelled (after the drain: liveness holds while draining).
-async fn start_health(settings: &Settings) -> anyhow::Result<Shutdown> {
+pub(crate) async fn start_health(settings: &Settings) -> anyhow::Result<Shutdown> {
     let stop = Shutdown::new();
     tessera_core::health::serve_from_env(settings, stop.clone()).await?;
     Ok(stop)
@@ -502,26 +505,6 @@ async fn run_worker(settings: &Settings, name: WorkerName) -> anyhow::Result<()>
     result
 }
 
-async fn run_plugin_server(settings: &Settings, id: &str) -> anyhow::Result<()> {
-    let shutdown = tessera_core::signal::shutdown_on_signal();
-    let health = start_health(settings).await?;
-    let client = connect(settings, Role::PluginServer).await?;
-    tessera_core::health::Readiness::global().register_nats(
-        "plugin-server/nats",
-        &shutdown,
-        client.nats().clone(),
-    );
-    let builder = PluginServerBuilder::new(client.nats().clone(), client.subjects().clone(), id)
-        .clock_leeway(tessera_core::config::clock_leeway(settings)?);
-    let server = tessera_sdk::demo::with_echo(builder, id)
-        .start(shutdown)
-        .await?;
-    eprintln!("plugin server {id} serving; Ctrl-C stops it");
-    server.join().await;
-    health.cancel();
-    Ok(())
-}
-
 fn check_config(settings: &Settings) -> anyhow::Result<()> {
     if let Some(p) = &settings.file_path {
         println!("env file: {}", p.display());
@@ -541,11 +524,17 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     );
     let a = tessera_auth::AuthConfig::from_env(settings)?;
     println!(
-        "auth:   nats {} issuer {} key {} external issuers {}",
+        "auth:   nats {} issuer {} key {} external issuers {} plugin-server callout {}",
         tessera_core::bus::redact(&a.nats_url),
         a.issuer,
         a.signing_key.kid(),
-        a.external_issuers.len()
+        a.external_issuers.len(),
+        a.callout_issuer
+            .as_ref()
+            .map_or("off".to_owned(), |seed| format!(
+                "issuer {}",
+                seed.public_key()
+            ))
     );
     let g = tessera_gateway::GatewayConfig::from_env(settings)?;
     println!(

@@ -5,7 +5,9 @@
 //!   passwords and server name come from the environment); the committed copies in
 //!   `docker/compose` and `docker/k8s/base` are this output.
 //! - `SECRETS/*.env`: generated passwords, one env file per role (`nats.env` has them all,
-//!   for nats-server only), kept when they exist so re-rendering never locks workers out;
+//!   and the auth callout issuer's public key, for nats-server only; `auth.env` the
+//!   issuer's seed), kept when they exist so re-rendering never locks workers out. Plugin
+//!   servers get theirs from `tessera plugin-servers add ID` on the running cluster;
 //! - `SECRETS/broker.pem`, `SECRETS/auth.pem`: the signing keys every replica shares.
 //!
 //! Never bake SECRETS into an image or commit it: compose reads it with `env_file` and
@@ -16,9 +18,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use tessera_bus_config::deploy::{self, Target};
-use tessera_bus_config::{Credentials, password_env};
+use tessera_bus_config::{CALLOUT_ISSUER_SEED_ENV, Credentials, password_env};
 use tessera_core::config::ProcessEnv;
 use tessera_core::signing::SigningKey;
+
+/// The env file of the demo plugin server (its URL, from `plugin-servers add demo --env`).
+const PLUGIN_SERVER_ENV_FILE: &str = "plugin-server.env";
 
 #[derive(Subcommand)]
 pub enum BusConfigCmd {
@@ -70,12 +75,19 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
     let secrets = args.secrets.unwrap_or_else(|| args.out.join("secrets"));
     create_private_dir(&secrets)?;
     let nats_env = secrets.join("nats.env");
+    // Passwords from nats.env; the callout issuer's seed from auth.env (nats.env only has
+    // its public key).
+    let read = |name: &str| {
+        std::fs::read_to_string(secrets.join(name))
+            .ok()
+            .map(|text| crate::env::parse(&text))
+    };
     let existing = (!args.new_credentials)
-        .then(|| std::fs::read_to_string(&nats_env).ok())
+        .then(|| Some((read("nats.env")?, read("auth.env")?)))
         .flatten()
-        .and_then(|text| {
-            let map = crate::env::parse(&text);
-            Credentials::from_passwords(|r| map.get(&password_env(r)).cloned())
+        .and_then(|(nats, auth)| {
+            let seed = auth.get(CALLOUT_ISSUER_SEED_ENV)?;
+            Credentials::from_passwords(|r| nats.get(&password_env(r)).cloned(), seed)
         });
     let credentials = match existing {
         Some(c) => {
@@ -88,6 +100,29 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
         let path = secrets.join(file.name);
         write_env(&path, &file.pairs)?;
         println!("wrote {}", path.display());
+    }
+    // Plugin servers have credentials of their own, issued by the running cluster
+    // (`tessera plugin-servers add ID --env`): leave a placeholder for the demo's, so compose
+    // and kustomize find the file, and never overwrite one that was filled in.
+    let ps_env = secrets.join(PLUGIN_SERVER_ENV_FILE);
+    if !ps_env.exists() {
+        let hosts = target
+            .client_hosts()
+            .iter()
+            .map(|h| format!("{h}:{}", deploy::CLIENT_PORT))
+            .collect::<Vec<_>>()
+            .join(",");
+        let text = format!(
+            "# The demo plugin server's own bus credentials. Once NATS and the auth workers run:\n\
+             #   tessera --env-file <admin env> plugin-servers add demo --hosts {hosts} --env > {}\n",
+            ps_env.display()
+        );
+        std::fs::write(&ps_env, text).with_context(|| format!("writing {}", ps_env.display()))?;
+        set_mode(&ps_env, 0o600)?;
+        println!(
+            "wrote {} (a placeholder: see docker/README.md)",
+            ps_env.display()
+        );
     }
     for name in ["broker.pem", "auth.pem"] {
         let path = secrets.join(name);

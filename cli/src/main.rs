@@ -10,6 +10,7 @@ mod commands;
 mod deploy;
 mod env;
 mod packages;
+mod plugin_servers;
 mod stack;
 mod up;
 
@@ -45,7 +46,8 @@ enum Command {
         #[arg(value_enum)]
         name: commands::WorkerName,
     },
-    /// Run the demo plugin server: an `echo` operation serving every plugin routed to it.
+    /// Run the demo plugin server: an `echo` operation serving every plugin routed to it,
+    /// with the id's own credentials (TESSERA_PLUGIN_SERVER_URL, from `plugin-servers add`).
     PluginServer {
         /// Plugin server id (the `dist.<id>` and `svc.<id>.*` subjects).
         #[arg(long)]
@@ -77,6 +79,9 @@ enum Command {
     /// Plugin tokens.
     #[command(subcommand)]
     Token(commands::TokenCmd),
+    /// Plugin servers' bus credentials: add (prints them once), list, remove (admin).
+    #[command(subcommand)]
+    PluginServers(plugin_servers::PluginServersCmd),
     /// Plugin routes: which plugin servers serve a plugin (admin).
     #[command(subcommand)]
     Routes(commands::RoutesCmd),

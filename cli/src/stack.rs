@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tessera_bus_config::roles::PLUGIN_SERVER_URL_ENV;
 use tessera_bus_config::{Credentials, Role, ServerConfig};
 use tessera_core::Shutdown;
 use tessera_core::signing::SigningKey;
@@ -49,22 +50,20 @@ pub struct DevStack {
     brokers: Vec<Replica<tessera_broker::Broker>>,
     gateways: Vec<Replica<tessera_gateway::Gateway>>,
     plugin_servers: Vec<Replica<PluginServer>>,
+    /// The URL of each plugin server started here (its own credentials, issued at start).
+    plugin_server_urls: Vec<(String, String)>,
 }
 
 /// Credentials are kept in the data dir, so a restarted stack keeps its URLs.
 fn load_or_create_credentials(path: &Path) -> anyhow::Result<Credentials> {
     if let Ok(text) = std::fs::read_to_string(path) {
         let map = env::parse(&text);
-        if let Some(c) = Credentials::from_passwords(|role| map.get(role.user()).cloned()) {
+        if let Some(c) = Credentials::from_saved(|key| map.get(key).cloned()) {
             return Ok(c);
         }
     }
     let c = Credentials::generate();
-    let pairs: Vec<(&str, String)> = Role::ALL
-        .iter()
-        .map(|r| (r.user(), c.password(*r).to_owned()))
-        .collect();
-    env::write(path, &pairs)?;
+    env::write(path, &c.saved_pairs())?;
     Ok(c)
 }
 
@@ -134,6 +133,7 @@ impl DevStack {
             brokers: Vec::new(),
             gateways: Vec::new(),
             plugin_servers: Vec::new(),
+            plugin_server_urls: Vec::new(),
         })
     }
 
@@ -156,7 +156,6 @@ impl DevStack {
         let mut pairs: Vec<(&'static str, String)> = [
             Role::Client,
             Role::Admin,
-            Role::PluginServer,
             Role::Broker,
             Role::Auth,
             Role::Gateway,
@@ -164,6 +163,15 @@ impl DevStack {
         .into_iter()
         .map(|r| (r.url_env(), self.url(r)))
         .collect();
+        // The first demo plugin server's own credentials (`tessera plugin-server --id` with
+        // this file runs another replica of it).
+        if let Some((_, url)) = self.plugin_server_urls.first() {
+            pairs.push((PLUGIN_SERVER_URL_ENV, url.clone()));
+        }
+        pairs.push((
+            tessera_auth::config::ENV_CALLOUT_ISSUER_SEED,
+            self.credentials.callout_issuer_seed().to_owned(),
+        ));
         pairs.extend([
             (tessera_broker::config::ENV_REDIS_URL, self.redis.url()),
             (
@@ -224,6 +232,10 @@ impl DevStack {
         }
         cfg.trusted_keys = tessera_auth::config::parse_trusted_keys(&keys)
             .map_err(|e| anyhow::anyhow!("{}: {e}", tessera_auth::config::ENV_TRUSTED_KEYS))?;
+        // The auth node admits plugin servers (the auth callout of this stack's nats.conf).
+        cfg.callout_issuer = Some(tessera_auth::config::IssuerSeed::new(
+            self.credentials.callout_issuer_seed(),
+        )?);
         let worker = tessera_auth::start(cfg, shutdown.clone())
             .await
             .context("starting the auth worker")?;
@@ -280,15 +292,23 @@ impl DevStack {
         Ok(())
     }
 
+    /// Issues plugin server `id` fresh credentials (rotating any earlier ones: the dev stack
+    /// keeps no secret across restarts) and starts a demo replica with them.
     pub async fn add_plugin_server(&mut self, id: &str) -> anyhow::Result<()> {
         let shutdown = self.shutdown.child_token();
-        let name = format!("tessera-plugin-server-{id}");
-        let nats = tessera_core::bus::connect(
-            &self.url(Role::PluginServer),
-            &name,
+        let admin = tessera_core::bus::connect(
+            &self.url(Role::Admin),
+            "tessera-dev-admin",
             Duration::from_secs(10),
         )
         .await?;
+        let secret = tessera_sdk::Client::new(admin, self.subjects.clone())
+            .add_plugin_server(id, true)
+            .await
+            .with_context(|| format!("registering plugin server {id}"))?;
+        let url = secret.url(&[format!("{}:{}", self.nats.host(), self.nats.port())]);
+        let nats = tessera_sdk::plugin_servers::connect(&url, &self.subjects, id).await?;
+        self.plugin_server_urls.push((id.to_owned(), url));
         let builder = PluginServerBuilder::new(nats, self.subjects.clone(), id);
         let worker = tessera_sdk::demo::with_echo(builder, id)
             .start(shutdown.clone())

@@ -17,6 +17,8 @@
 //! - [`assets`]: plugin static assets (object-store layout, signed manifests), plugin keys
 //!   and sealed boxes (issue 5, part 1).
 //! - [`audit`]: the audit event (issue 8): who, what, when and outcome, never a secret.
+//! - [`plugin_servers`]: per-plugin-server bus credentials: user names and the stored
+//!   record (a hash of the secret).
 //! - [`ids`]: validation of the identifiers that end up inside subjects and keys.
 //!
 //! Architecture invariant: this crate depends on serde and nothing async, so any program
@@ -34,6 +36,7 @@ pub mod headers;
 pub mod ids;
 pub mod messages;
 pub mod packages;
+pub mod plugin_servers;
 pub mod subjects;
 
 pub use codec::{DecodeError, MAX_MESSAGE_BYTES, Schema, decode, encode};

@@ -11,6 +11,12 @@ pub const QUEUE_BROKER: &str = "tessera-broker";
 pub const QUEUE_AUTH: &str = "tessera-auth";
 /// Queue group of the gateway replicas (signed data-access packets, seed 002).
 pub const QUEUE_GATEWAY: &str = "tessera-gateway";
+/// Queue group of the auth-callout responders (one per auth node; nats-server asks once).
+pub const QUEUE_CALLOUT: &str = "tessera-callout";
+
+/// Where nats-server sends the authorization request of every connection that is not a
+/// static role user (plugin servers): NATS auth callout. Fixed by nats-server, not prefixed.
+pub const AUTH_CALLOUT: &str = "$SYS.REQ.USER.AUTH";
 
 /// Names derived from one prefix. Cheap to clone; build it once at start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,6 +223,17 @@ impl Subjects {
         self.js_name("AUDIT")
     }
 
+    /// KV bucket: plugin server id -> SHA-256 of its bus secret (admin writes, the auth
+    /// callout reads). See [`crate::plugin_servers`].
+    pub fn plugin_servers_bucket(&self) -> String {
+        self.js_name("PLUGIN_SERVERS")
+    }
+    /// Inbox prefix of plugin server `server_id`'s connections: outside `_INBOX.>`, which
+    /// other roles may read, and the only inbox its credentials may subscribe to, so no
+    /// other connection sees its replies (JetStream deliveries, introspections).
+    pub fn plugin_server_inbox(&self, server_id: &str) -> String {
+        format!("_PS_INBOX.{}.{server_id}", self.prefix)
+    }
     /// Name of the micro service each worker registers (`$SRV.PING.<name>` finds it).
     pub fn service_name(&self, worker: &str) -> String {
         format!("{}-{worker}", self.prefix.replace('.', "-"))
@@ -248,5 +265,7 @@ mod tests {
             "acme.dev.audit.token.issued"
         );
         assert_eq!(s.audit_stream(), "ACME_DEV_AUDIT");
+        assert_eq!(s.plugin_servers_bucket(), "ACME_DEV_PLUGIN_SERVERS");
+        assert_eq!(s.plugin_server_inbox("ps1"), "_PS_INBOX.acme.dev.ps1");
     }
 }

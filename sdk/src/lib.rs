@@ -7,6 +7,8 @@
 //! - [`plugin_server`]: [`PluginServer`], for plugin servers: consume the tokens distributed
 //!   to a server id, keep them in a [`TokenStore`], and serve `svc.<server_id>.<operation>`
 //!   requests only for tokens that were distributed to it.
+//! - [`plugin_servers`]: per-plugin-server bus credentials: register, list, remove (admin)
+//!   and [`plugin_servers::connect`] as one.
 //! - [`data`]: data access (seed 002): sign a data-access packet and send it to the
 //!   gateway ([`Client::data_request`]); register client apps and data routes (admin).
 //! - [`demo`]: the demo plugin server's `echo` operation ([`demo::with_echo`]), shared by
@@ -43,6 +45,7 @@ pub mod error;
 pub mod packages;
 mod plugin_keys;
 pub mod plugin_server;
+pub mod plugin_servers;
 pub mod sealed;
 
 pub use client::{Binding, Client, RoutePolicy};

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use tessera_bus_config::plugin_servers::PluginServerSecret;
 use tessera_bus_config::{Credentials, Role, ServerConfig};
 use tessera_devstack::{LocalNats, LocalRedis, NatsOptions, RedisOptions};
 use tessera_schemas::Subjects;
@@ -218,6 +219,35 @@ impl Servers {
         }
     }
 
+    /// The auth-callout issuer seed the auth workers need to admit plugin servers; `None`
+    /// for external servers (their nats.conf is not ours).
+    pub fn callout_issuer_seed(&self) -> Option<String> {
+        if let Some(c) = &self.containers {
+            return Some(c.credentials.callout_issuer_seed().to_owned());
+        }
+        self.local
+            .as_ref()
+            .map(|l| l.nats.credentials().callout_issuer_seed().to_owned())
+    }
+
+    /// The URL a plugin server connects with, carrying `secret` (every node of a cluster).
+    /// External servers: their URL as it is.
+    pub fn plugin_server_url(&self, secret: &PluginServerSecret) -> String {
+        if let Some(c) = &self.containers {
+            let hosts: Vec<String> = c
+                .nats
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.port()))
+                .collect();
+            return secret.url(&hosts);
+        }
+        match (&self.local, &self.external) {
+            (Some(l), _) => secret.url(&[format!("{}:{}", l.nats.host(), l.nats.port())]),
+            (None, Some((nats, _))) => nats.clone(),
+            (None, None) => unreachable!("servers are local, in containers or external"),
+        }
+    }
+
     pub fn redis_url(&self) -> String {
         if let Some(c) = &self.containers {
             return c.redis.url();
@@ -259,23 +289,12 @@ impl Servers {
     /// A NATS connection with `role`'s credentials that records the errors the server sends
     /// it (permission violations).
     pub async fn connect_recording(&self, role: Role) -> (async_nats::Client, ServerErrors) {
-        let errors = ServerErrors::default();
-        let sink = errors.clone();
-        let nats = self
+        let opts = self
             .connect_options(role)
-            .name(format!("tessera-test-{}-recording", role.user()))
-            .event_callback(move |event| {
-                let sink = sink.clone();
-                async move {
-                    if let async_nats::Event::ServerError(e) = event {
-                        sink.push(e.to_string());
-                    }
-                }
-            })
-            .connect(self.url(role))
+            .name(format!("tessera-test-{}-recording", role.user()));
+        connect_recording_with(opts, &self.url(role))
             .await
-            .unwrap_or_else(|e| panic!("connecting as {}: {e}", role.user()));
-        (nats, errors)
+            .unwrap_or_else(|e| panic!("connecting as {}: {e}", role.user()))
     }
 
     /// Whether the servers are local processes (so they can be stopped and restarted).
@@ -309,6 +328,42 @@ impl Servers {
     pub fn redis_mut(&mut self) -> Option<&mut LocalRedis> {
         self.local.as_mut().map(|l| &mut l.redis)
     }
+}
+
+/// Connects with `opts` to `url` (credentials in the URL are taken from it), once, and
+/// records the errors the server sends the connection (permission violations).
+pub async fn connect_recording_with(
+    opts: async_nats::ConnectOptions,
+    url: &str,
+) -> Result<(async_nats::Client, ServerErrors), async_nats::ConnectError> {
+    let addrs: Vec<async_nats::ServerAddr> = url
+        .split(',')
+        .map(|u| u.trim().parse().expect("a valid NATS URL"))
+        .collect();
+    let opts = match addrs.iter().find_map(|a| a.username().map(str::to_owned)) {
+        Some(user) => {
+            let pass = addrs
+                .iter()
+                .find_map(|a| a.password().map(str::to_owned))
+                .unwrap_or_default();
+            opts.user_and_password(user, pass)
+        }
+        None => opts,
+    };
+    let errors = ServerErrors::default();
+    let sink = errors.clone();
+    let nats = opts
+        .event_callback(move |event| {
+            let sink = sink.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    sink.push(e.to_string());
+                }
+            }
+        })
+        .connect(addrs.as_slice())
+        .await?;
+    Ok((nats, errors))
 }
 
 /// Each member says "ready" before the cluster has elected its JetStream meta leader; until

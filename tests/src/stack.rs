@@ -1,7 +1,8 @@
 //! A whole Tessera: [`Servers`], one auth worker and N broker replicas running in-process,
 //! plus what tests need around them (clients per role, demo plugin servers, users).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -13,6 +14,7 @@ use tessera_core::signing::SigningKey;
 use tessera_schemas::Subjects;
 use tessera_schemas::messages::LoginResponse;
 use tessera_sdk::packages::PublisherKey;
+use tessera_sdk::plugin_servers::PluginServerSecret;
 use tessera_sdk::{Client, PluginServer, PluginServerBuilder, TokenStore};
 
 use crate::{Backend, ServerErrors, Servers};
@@ -173,6 +175,7 @@ impl StackBuilder {
             publisher: PublisherKey::generate(),
             broker_key: Arc::new(SigningKey::generate()),
             auth_key: Arc::new(SigningKey::generate()),
+            plugin_server_secrets: Mutex::new(HashMap::new()),
             config: self,
             servers,
         };
@@ -202,6 +205,8 @@ pub struct Stack {
     publisher: PublisherKey,
     broker_key: Arc<SigningKey>,
     auth_key: Arc<SigningKey>,
+    /// Bus credentials of every plugin server id registered so far (replicas share them).
+    plugin_server_secrets: Mutex<HashMap<String, PluginServerSecret>>,
     config: StackBuilder,
     servers: Servers,
 }
@@ -317,6 +322,10 @@ impl Stack {
             tessera_auth::config::parse_trusted_keys(&self.publisher.public_key())
                 .expect("the harness key parses");
         config.reconcile_interval = self.config.reconcile_interval;
+        // Every auth node answers the auth callout (one queue group): plugin servers connect.
+        config.callout_issuer = self.servers.callout_issuer_seed().map(|seed| {
+            tessera_auth::config::IssuerSeed::new(&seed).expect("the harness's issuer seed")
+        });
         let worker = self.launch_auth(config.clone()).await;
         self.auth.push(worker);
         self.auth_nodes.push((config, dir));
@@ -480,11 +489,67 @@ impl Stack {
             .unwrap_or_else(|e| panic!("routing {plugin}: {e}"));
     }
 
+    /// Plugin server `id`'s bus credentials: registered through the admin client the first
+    /// time (as `tessera plugin-servers add` does), the same for every later replica.
+    pub async fn plugin_server_secret(&self, id: &str) -> PluginServerSecret {
+        if let Some(s) = self.plugin_server_secrets.lock().unwrap().get(id) {
+            return s.clone();
+        }
+        // Rotate: a test may have registered the id itself (the latest secret wins).
+        let secret = self
+            .admin()
+            .await
+            .add_plugin_server(id, true)
+            .await
+            .unwrap_or_else(|e| panic!("registering plugin server {id}: {e}"));
+        self.plugin_server_secrets
+            .lock()
+            .unwrap()
+            .insert(id.to_owned(), secret.clone());
+        secret
+    }
+
+    /// The URL plugin server `id` connects with (its own credentials).
+    pub async fn plugin_server_url(&self, id: &str) -> String {
+        let secret = self.plugin_server_secret(id).await;
+        self.servers.plugin_server_url(&secret)
+    }
+
+    /// A raw NATS connection as plugin server `id` (registered if need be), on its own
+    /// inbox prefix, as the SDK connects.
+    pub async fn plugin_server_nats(&self, id: &str) -> async_nats::Client {
+        let url = self.plugin_server_url(id).await;
+        tessera_sdk::plugin_servers::connect(&url, self.subjects(), id)
+            .await
+            .unwrap_or_else(|e| panic!("connecting as plugin server {id}: {e}"))
+    }
+
+    /// [`Stack::plugin_server_nats`] that also records the errors the server sends it
+    /// (permission violations).
+    pub async fn plugin_server_nats_recording(
+        &self,
+        id: &str,
+    ) -> (async_nats::Client, ServerErrors) {
+        let url = self.plugin_server_url(id).await;
+        let opts = async_nats::ConnectOptions::new()
+            .name(format!("tessera-test-plugin-server-{id}-recording"))
+            .custom_inbox_prefix(self.subjects().plugin_server_inbox(id));
+        crate::servers::connect_recording_with(opts, &url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting as plugin server {id}: {e}"))
+    }
+
+    /// An SDK client with plugin server `id`'s credentials (introspection, keys).
+    pub async fn plugin_server_client(&self, id: &str) -> Client {
+        Client::new(self.plugin_server_nats(id).await, self.subjects().clone())
+    }
+
     /// Starts a demo plugin server replica `id` (the `echo` operation of
-    /// [`tessera_sdk::demo::with_echo`]) with the plugin-server role, and waits until it has
-    /// applied every distribution already in the stream.
+    /// [`tessera_sdk::demo::with_echo`]) with its own credentials (registered through the
+    /// admin client the first time), and waits until it has applied every distribution
+    /// already in the stream.
     pub async fn plugin_server(&self, id: &str) -> PluginServerHandle {
-        let nats = self.nats(Role::PluginServer).await;
+        let nats = self.plugin_server_nats(id).await;
         let builder = PluginServerBuilder::new(nats, self.subjects().clone(), id)
             .grace(GRACE)
             .clock_leeway(self.config.clock_leeway);

@@ -147,7 +147,7 @@ async fn introspection_reports_live_tokens_only() {
     stack.route("weather", &["ps1", "ps2"]).await;
     let client = stack.client().await;
     let token = &tokens(&client, &ann.account_token, "weather", 1).await[0];
-    let ps = stack.client_as(Role::PluginServer).await;
+    let ps = stack.plugin_server_client("ps1").await;
 
     let live = ps.introspect(&token.token).await.unwrap();
     assert!(live.active);

@@ -1,4 +1,5 @@
-//! The role permissions, as the real nats-server enforces them from the generated config.
+//! The role permissions, as the real nats-server enforces them from the generated config,
+//! and each plugin server's own (`permissions/plugin_servers.rs`).
 //! (Local servers only: an external server has its own idea of permissions.)
 
 use std::time::Duration;
@@ -12,6 +13,10 @@ use tessera_sdk::{Client, Error};
 use tessera_tests::{Backend, Role, Servers, Stack, assert_eventually};
 
 const PASSWORD: &str = "correct horse battery";
+
+/// Per-plugin-server credentials (issue 8).
+#[path = "permissions/plugin_servers.rs"]
+mod plugin_servers;
 
 fn local() -> tessera_tests::StackBuilder {
     Stack::builder().backend(Backend::Local)
@@ -84,6 +89,9 @@ async fn client_cannot_subscribe_to_worker_subjects() {
         s.auth_verify(),
         s.dist("ps1"),
         s.users_add(),
+        // A plugin server's replies (its distributions, introspections) and its operations.
+        format!("{}.>", s.plugin_server_inbox("ps1")),
+        s.svc_server("ps1"),
     ];
     let mut serving = Vec::new();
     for subject in &subjects {
@@ -219,10 +227,13 @@ async fn client_app_secrets_and_data_subjects_are_guarded() {
     let apps_info = format!("$JS.API.STREAM.INFO.KV_{}", s.client_apps_bucket());
     let apps_get = format!("$JS.API.DIRECT.GET.KV_{}", s.client_apps_bucket());
 
-    // Reading the secrets: refused (dropped, so the request times out) for client and
-    // plugin-server roles.
-    for role in [Role::Client, Role::PluginServer] {
-        let (nats, errors) = stack.nats_recording(role).await;
+    // Reading the secrets: refused (dropped, so the request times out) for the client role
+    // and a plugin server.
+    let connections = [
+        ("client", stack.nats_recording(Role::Client).await),
+        ("ps1", stack.plugin_server_nats_recording("ps1").await),
+    ];
+    for (role, (nats, errors)) in connections {
         for subject in [&apps_info, &apps_get] {
             let r = rpc::request_raw(
                 &nats,
@@ -380,10 +391,19 @@ async fn only_workers_write_the_audit_stream_and_only_admin_reads_it() {
         format!("$JS.API.STREAM.MSG.DELETE.{stream}"),
         format!("$JS.API.STREAM.DELETE.{stream}"),
     ];
-    for role in [Role::Client, Role::PluginServer, Role::Gateway, Role::Admin] {
-        let (nats, errors) = stack.nats_recording(role).await;
+    // `None`: a plugin server, with its own credentials (plugin servers are not a role).
+    for role in [
+        Some(Role::Client),
+        None,
+        Some(Role::Gateway),
+        Some(Role::Admin),
+    ] {
+        let (nats, errors) = match role {
+            Some(role) => stack.nats_recording(role).await,
+            None => stack.plugin_server_nats_recording("ps1").await,
+        };
         let _sub = nats.subscribe(s.audit_all()).await.unwrap();
-        let denied: Vec<&String> = if role == Role::Admin {
+        let denied: Vec<&String> = if role == Some(Role::Admin) {
             std::iter::once(&forged).chain(&erase).collect()
         } else {
             std::iter::once(&forged)
@@ -406,7 +426,7 @@ async fn only_workers_write_the_audit_stream_and_only_admin_reads_it() {
             errors.subscribe_denied(&s.audit_all()),
             "{role:?}: a permissions violation for subscribing to the audit subjects"
         );
-        if role != Role::Admin {
+        if role != Some(Role::Admin) {
             // And so the stream cannot be opened at all (the info request goes unanswered).
             let js = async_nats::jetstream::ContextBuilder::new()
                 .timeout(Duration::from_millis(500))

@@ -249,7 +249,8 @@ fn spec(stack: &Stack, name: &str, account_token: &str) -> Spec {
         ),
         "token.introspect" => (
             s.token_introspect(),
-            Role::PluginServer,
+            // Plugin servers and the admin may introspect; plugin servers are not a role.
+            Role::Admin,
             "token.introspect",
             // Not a token of ours: `active: false`.
             json!({"token": "eyJhbGciOiJFZERTQSJ9.e30.c2ln"}),

@@ -27,7 +27,7 @@ pub(super) fn kinds(role: Role) -> &'static [AuditKind] {
             AuditKind::PackageInstalled,
             AuditKind::PackageRemoved,
         ],
-        Role::Client | Role::PluginServer | Role::Admin | Role::Gateway => &[],
+        Role::Client | Role::Admin | Role::Gateway => &[],
     }
 }
 
@@ -52,7 +52,7 @@ pub(super) fn permissions(role: Role, s: &Subjects) -> (Vec<String>, Vec<String>
             publish.push(format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"));
             (publish, vec![])
         }
-        Role::Client | Role::PluginServer | Role::Gateway => (vec![], vec![]),
+        Role::Client | Role::Gateway => (vec![], vec![]),
     }
 }
 

@@ -128,6 +128,12 @@ async fn consume_once(
     };
     let mut consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
+            // A name makes async-nats use the filtered create subject
+            // (`CONSUMER.CREATE.<stream>.<name>.<filter>`), the only one a plugin server's
+            // credentials allow: nats-server checks the filter against the subject, so the
+            // permission on the subject limits what the consumer can read to `dist.<id>`.
+            // Random, so replicas of one id never share a consumer, and unguessable.
+            name: Some(uuid::Uuid::new_v4().simple().to_string()),
             filter_subject: cx.subjects.dist(cx.server_id),
             deliver_policy,
             ..Default::default()

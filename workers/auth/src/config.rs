@@ -35,6 +35,12 @@ pub const ENV_RECONCILE_INTERVAL: &str = "TESSERA_AUTH_RECONCILE_INTERVAL";
 /// Warm package instances per app (each is one concurrent call).
 pub const ENV_PACKAGE_POOL: &str = "TESSERA_AUTH_PACKAGE_POOL";
 
+/// The auth callout's issuer seed (an account nkey seed, `SA...`): with it, this node also
+/// admits plugin servers with their own credentials (`tessera_callout`). Its public key is
+/// the `issuer` of nats.conf's `auth_callout`.
+pub use tessera_bus_config::CALLOUT_ISSUER_SEED_ENV as ENV_CALLOUT_ISSUER_SEED;
+pub use tessera_callout::IssuerSeed;
+
 pub const DEFAULT_ISSUER: &str = "tessera-auth";
 
 /// An external identity provider whose JWTs count as account tokens.
@@ -86,6 +92,8 @@ pub struct AuthConfig {
     pub package_pool: usize,
     /// The audit stream's bounds and this node's audit queue.
     pub audit: AuditConfig,
+    /// With a seed, this node answers the auth callout (plugin-server credentials).
+    pub callout_issuer: Option<IssuerSeed>,
 }
 
 impl AuthConfig {
@@ -109,6 +117,7 @@ impl AuthConfig {
             trusted_keys: Vec::new(),
             node_id: format!("auth-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             reconcile_interval: Duration::from_secs(30),
+            callout_issuer: None,
             package_pool: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -148,6 +157,12 @@ impl AuthConfig {
         c.reconcile_interval = config::duration(src, ENV_RECONCILE_INTERVAL, c.reconcile_interval)?;
         c.package_pool = config::parsed(src, ENV_PACKAGE_POOL, c.package_pool)?.max(1);
         c.audit = AuditConfig::from_env(src)?;
+        if let Some(seed) = src.get(ENV_CALLOUT_ISSUER_SEED) {
+            c.callout_issuer = Some(
+                IssuerSeed::new(&seed)
+                    .map_err(|e| ConfigError::new(ENV_CALLOUT_ISSUER_SEED, e.to_string()))?,
+            );
+        }
         Ok(c)
     }
 }

@@ -10,6 +10,8 @@
 //! - `login`: `auth.login` (local accounts, or a third-party app's package) and `users.add`.
 //! - `apps`: third-party app configs and their secrets, watched from KV.
 //! - `packages`: authentication packages (Extism), their install, sync, upload and status.
+//! - the auth callout (`tessera_callout`, a crate of its own): plugin servers' bus
+//!   credentials, answered here when `TESSERA_CALLOUT_ISSUER_SEED` is set.
 //!
 //! Login decisions, accounts added, package uploads and each node's installs and removals
 //! are audit events (`tessera_core::audit`), queued without delaying any reply.
@@ -72,6 +74,18 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     let js = async_nats::jetstream::new(nats.clone());
     let users_kv = provision::users_bucket(&js, &subjects, config.durability).await?;
     let users = users::Users::new(users_kv, config.hash_concurrency);
+    // Plugin servers connect through the auth callout: answer it as early as possible (a
+    // plugin server's connection waits for it), before the package install below.
+    if let Some(seed) = &config.callout_issuer {
+        let callout =
+            tessera_callout::Callout::new(&nats, subjects.clone(), seed, config.durability).await?;
+        tessera_callout::start(nats.clone(), callout, shutdown.clone()).await?;
+    } else {
+        tracing::info!(
+            "no {}: this node does not admit plugin servers",
+            config::ENV_CALLOUT_ISSUER_SEED
+        );
+    }
     let verifier = verify::Verifier::new(&config)?;
     let apps = apps::Apps::start(&js, &subjects, config.durability, &shutdown).await?;
     let audit = config.audit;

@@ -38,6 +38,17 @@ pub fn redact(url: &str) -> String {
 /// (`nats://u:p@n1:4222,nats://u:p@n2:4222`): the client connects to any of them and moves to
 /// another when its server goes away. The credentials of the first URL that has some are used.
 pub async fn connect(url: &str, name: &str, wait: Duration) -> Result<Client, ConnectError> {
+    connect_with(url, name, wait, |o| o).await
+}
+
+/// [`connect`], with `customize` applied to the options of every attempt (e.g. a plugin
+/// server's own inbox prefix).
+pub async fn connect_with(
+    url: &str,
+    name: &str,
+    wait: Duration,
+    customize: impl Fn(ConnectOptions) -> ConnectOptions,
+) -> Result<Client, ConnectError> {
     let deadline = tokio::time::Instant::now() + wait;
     let mut backoff = Duration::from_millis(50);
     // async-nats ignores credentials in the URL; take them out and pass them explicitly.
@@ -68,6 +79,7 @@ pub async fn connect(url: &str, name: &str, wait: Duration) -> Result<Client, Co
             .connection_timeout(Duration::from_secs(2))
             .request_timeout(Some(Duration::from_secs(5)))
             .max_reconnects(None);
+        let opts = customize(opts);
         match opts.connect(addrs.as_slice()).await {
             Ok(client) => return Ok(client),
             Err(e) if tokio::time::Instant::now() + backoff < deadline => {

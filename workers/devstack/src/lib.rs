@@ -378,6 +378,11 @@ impl LocalNats {
             .url(role, self.host(), self.port)
     }
 
+    /// The role passwords and the callout issuer this server was configured with.
+    pub fn credentials(&self) -> &tessera_bus_config::Credentials {
+        &self.opts.config.credentials
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.proc.pid()
     }

@@ -1,0 +1,135 @@
+//! `tessera plugin-servers add|list|remove` (admin) and `tessera plugin-server --id ID`:
+//! per-plugin-server bus credentials (issue 8). `add` prints the credentials once, as the
+//! URL the plugin server connects with; only their hash is stored.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use tessera_bus_config::Role;
+use tessera_bus_config::roles::PLUGIN_SERVER_URL_ENV;
+use tessera_core::config::Source as _;
+use tessera_sdk::PluginServerBuilder;
+
+use crate::commands::{connect, start_health};
+use crate::env::Settings;
+
+#[derive(Subcommand)]
+pub enum PluginServersCmd {
+    /// Register a plugin server id; prints the URL it connects with (its own credentials),
+    /// once: only a hash is stored.
+    Add {
+        id: String,
+        /// Replace the secret of an id that exists (connections made with the old one stay
+        /// up until they reconnect).
+        #[arg(long)]
+        rotate: bool,
+        /// `host:port` list (comma-separated) for the printed URL (default: the servers of
+        /// TESSERA_ADMIN_URL). Inside compose: nats-1:4222,nats-2:4222,nats-3:4222.
+        #[arg(long, value_delimiter = ',')]
+        hosts: Vec<String>,
+        /// Print `TESSERA_PLUGIN_SERVER_URL=<url>` (an env-file line) instead of the URL.
+        #[arg(long)]
+        env: bool,
+    },
+    /// Remove a plugin server id: new connections with its credentials are refused.
+    Remove { id: String },
+    /// List the registered plugin server ids.
+    List,
+}
+
+pub async fn run(settings: &Settings, cmd: PluginServersCmd) -> anyhow::Result<()> {
+    let client = connect(settings, Role::Admin).await?;
+    match cmd {
+        PluginServersCmd::Add {
+            id,
+            rotate,
+            hosts,
+            env,
+        } => {
+            let hosts = if hosts.is_empty() {
+                hosts_of(&settings.require(Role::Admin.url_env())?)
+            } else {
+                hosts
+            };
+            let secret = client.add_plugin_server(&id, rotate).await?;
+            let url = secret.url(&hosts);
+            if env {
+                println!("{PLUGIN_SERVER_URL_ENV}={url}");
+            } else {
+                println!("{url}");
+            }
+            eprintln!(
+                "plugin server {id} registered; keep the URL above (run it with \
+                 {PLUGIN_SERVER_URL_ENV}=<url> tessera plugin-server --id {id}): \
+                 its secret is not shown again"
+            );
+            Ok(())
+        }
+        PluginServersCmd::Remove { id } => {
+            client.remove_plugin_server(&id).await?;
+            eprintln!(
+                "plugin server {id} removed: new connections with its credentials are refused \
+                 (connections already made stay up until they reconnect)"
+            );
+            Ok(())
+        }
+        PluginServersCmd::List => {
+            for id in client.plugin_servers().await? {
+                println!("{id}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `host:port` of each server in a (comma-separated) NATS URL, credentials dropped.
+fn hosts_of(url: &str) -> Vec<String> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_owned()
+        })
+        .collect()
+}
+
+/// `tessera plugin-server --id ID`: the demo plugin server with ID's own credentials (from
+/// `TESSERA_PLUGIN_SERVER_URL`, as `plugin-servers add` printed them).
+pub async fn run_plugin_server(settings: &Settings, id: &str) -> anyhow::Result<()> {
+    let shutdown = tessera_core::signal::shutdown_on_signal();
+    let health = start_health(settings).await?;
+    let url = settings.get(PLUGIN_SERVER_URL_ENV).with_context(|| {
+        format!(
+            "{PLUGIN_SERVER_URL_ENV} is not set: register the id with `tessera plugin-servers add {id}` \
+             (admin) and set it to the URL that prints"
+        )
+    })?;
+    let subjects = tessera_core::config::prefix(settings)?;
+    let nats = tessera_sdk::plugin_servers::connect(&url, &subjects, id).await?;
+    tessera_core::health::Readiness::global().register_nats(
+        "plugin-server/nats",
+        &shutdown,
+        nats.clone(),
+    );
+    let builder = PluginServerBuilder::new(nats, subjects, id)
+        .clock_leeway(tessera_core::config::clock_leeway(settings)?);
+    let server = tessera_sdk::demo::with_echo(builder, id)
+        .start(shutdown)
+        .await?;
+    eprintln!("plugin server {id} serving; Ctrl-C stops it");
+    server.join().await;
+    health.cancel();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hosts_drop_credentials() {
+        assert_eq!(
+            super::hosts_of("nats://admin:pw@127.0.0.1:4222,nats://admin:pw@127.0.0.1:4223"),
+            ["127.0.0.1:4222", "127.0.0.1:4223"]
+        );
+        assert_eq!(super::hosts_of("nats://nats:4222"), ["nats:4222"]);
+    }
+}
