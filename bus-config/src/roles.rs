@@ -378,7 +378,9 @@ impl Permissions {
     /// may not subscribe to `_INBOX.>`. The auth callout puts these into the user JWT it
     /// issues for a connection with `id`'s credentials.
     pub fn for_plugin_server(id: &str, s: &Subjects) -> Permissions {
-        let mut publish = vec![s.token_introspect(), s.keys()];
+        // `$JS.API.INFO` (account info, nothing of any stream): the server round trip that
+        // fences a worker's drain after its unsubscribes (workers/core/src/service.rs).
+        let mut publish = vec![s.token_introspect(), s.keys(), "$JS.API.INFO".to_owned()];
         publish.extend(js_consume_filtered(&s.dist_stream(), &s.dist(id)));
         Permissions {
             publish,
