@@ -54,6 +54,24 @@ pub struct Client {
     timeout: Duration,
 }
 
+/// A bucket's or store's trouble, as the SDK reports it: the bus side is unavailable.
+pub(crate) fn kv_error(e: impl std::fmt::Display) -> Error {
+    Error::Unavailable(e.to_string())
+}
+
+/// Every key of a KV bucket, sorted (the admin listings).
+pub(crate) async fn kv_keys(kv: &async_nats::jetstream::kv::Store) -> Result<Vec<String>, Error> {
+    let mut keys: Vec<String> = kv
+        .keys()
+        .await
+        .map_err(kv_error)?
+        .try_collect()
+        .await
+        .map_err(kv_error)?;
+    keys.sort();
+    Ok(keys)
+}
+
 impl Client {
     /// Connects with the default subject prefix.
     pub async fn connect(url: &str) -> Result<Client, Error> {
@@ -352,13 +370,7 @@ impl Client {
     /// Every route, sorted by plugin id (admin role).
     pub async fn routes(&self) -> Result<Vec<(String, Route)>, Error> {
         let kv = self.routes_bucket().await?;
-        let keys: Vec<String> = kv
-            .keys()
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?
-            .try_collect()
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let keys = kv_keys(&kv).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let value = kv

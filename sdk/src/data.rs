@@ -21,7 +21,6 @@ use async_nats::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use tessera_core::{data_sign, rpc};
 use tessera_schemas::data::{
     CLIENT_SECRET_LEN, ClientApp, DATA_REQUEST, DataRequest, DataRoute, PACKET_VERSION,
@@ -29,6 +28,7 @@ use tessera_schemas::data::{
 };
 use tessera_schemas::{codec, headers, ids};
 
+use crate::client::kv_error;
 use crate::{Client, Error};
 
 /// A client app's id and signing secret.
@@ -164,10 +164,6 @@ pub fn build_packet(
     packet
 }
 
-fn kv_error(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(e.to_string())
-}
-
 impl Client {
     /// Signs a packet for `call` (now, fresh nonce) and sends it to the gateway. Not retried:
     /// a retry needs a new nonce, i.e. a new call.
@@ -266,14 +262,7 @@ impl Client {
     /// Every client app id, sorted (admin role). Secrets are never listed.
     pub async fn client_apps(&self) -> Result<Vec<String>, Error> {
         let kv = self.data_bucket(true).await?;
-        let mut keys: Vec<String> = kv
-            .keys()
-            .await
-            .map_err(kv_error)?
-            .try_collect()
-            .await
-            .map_err(kv_error)?;
-        keys.sort();
+        let keys = crate::client::kv_keys(&kv).await?;
         Ok(keys)
     }
 
@@ -319,13 +308,7 @@ impl Client {
     /// Every data route as `(plugin_id, operation, route)`, sorted (admin role).
     pub async fn data_routes(&self) -> Result<Vec<(String, String, DataRoute)>, Error> {
         let kv = self.data_bucket(false).await?;
-        let keys: Vec<String> = kv
-            .keys()
-            .await
-            .map_err(kv_error)?
-            .try_collect()
-            .await
-            .map_err(kv_error)?;
+        let keys = crate::client::kv_keys(&kv).await?;
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             let Some((plugin, op)) = key.split_once('.') else {

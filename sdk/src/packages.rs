@@ -20,7 +20,7 @@ use aws_lc_rs::digest;
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use tessera_schemas::messages::{AUTH_LOGIN, LoginRequest, LoginResponse};
 use tessera_schemas::packages::{
     AppConfig, INTERFACE_VERSION, NodeStatus, PACKAGES_UPLOAD, PackageManifest, PackageRecord,
@@ -164,13 +164,7 @@ impl Client {
             .get_key_value(self.subjects().package_index_bucket())
             .await
             .map_err(unavailable)?;
-        let keys: Vec<String> = kv
-            .keys()
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let keys = crate::client::kv_keys(&kv).await?;
         let mut out = Vec::new();
         for k in keys {
             if let Some(b) = kv.get(&k).await.map_err(unavailable)?
@@ -224,13 +218,7 @@ impl Client {
     /// Every app config (admin role). Secrets are never in them.
     pub async fn apps(&self) -> Result<Vec<AppConfig>, Error> {
         let kv = self.apps_kv().await?;
-        let keys: Vec<String> = kv
-            .keys()
-            .await
-            .map_err(unavailable)?
-            .try_collect()
-            .await
-            .map_err(unavailable)?;
+        let keys = crate::client::kv_keys(&kv).await?;
         let mut out = Vec::new();
         for k in keys {
             if let Some(b) = kv.get(&k).await.map_err(unavailable)?

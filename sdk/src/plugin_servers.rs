@@ -17,22 +17,18 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use futures::TryStreamExt;
 use tessera_bus_config::provision;
 use tessera_schemas::plugin_servers::{check_id, server_id_of};
 use tessera_schemas::{ErrorCode, Subjects, WireError, codec};
 
 pub use tessera_bus_config::plugin_servers::PluginServerSecret;
 
+use crate::client::kv_error;
 use crate::{Client, Error};
 
 /// How long [`connect`] keeps trying (a plugin server may start before its NATS server or
 /// the auth node that admits it).
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
-
-fn kv_error(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(e.to_string())
-}
 
 impl Client {
     async fn plugin_servers_bucket(&self) -> Result<kv::Store, Error> {
@@ -91,14 +87,7 @@ impl Client {
     /// Every registered plugin server id, sorted (admin role). Secrets are never stored.
     pub async fn plugin_servers(&self) -> Result<Vec<String>, Error> {
         let kv = self.plugin_servers_bucket().await?;
-        let mut ids: Vec<String> = kv
-            .keys()
-            .await
-            .map_err(kv_error)?
-            .try_collect()
-            .await
-            .map_err(kv_error)?;
-        ids.sort();
+        let ids = crate::client::kv_keys(&kv).await?;
         Ok(ids)
     }
 }
