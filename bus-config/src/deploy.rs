@@ -105,15 +105,16 @@ pub struct EnvFile {
     pub pairs: Vec<(String, String)>,
 }
 
-/// The env files of a deployment: `nats.env` (every password and the callout issuer's
-/// public key, for nats-server only) and one per role with just that role's URL
-/// (`broker.env` also gets `REDIS_URL`, `auth.env` the callout issuer's seed). `admin.env`
+/// The env files of a deployment: `nats.env` (the static roles' passwords and the callout
+/// issuer's public key, for nats-server only) and one per role with just that role's URL
+/// (`broker.env` also gets `REDIS_URL`, `auth.env` the callout issuer's seed and the client
+/// password, which the auth callout checks). `admin.env`
 /// reaches the cluster from the host through the ports compose publishes on 127.0.0.1.
 /// Plugin servers get no file here: each id's credentials come from
 /// `tessera plugin-servers add ID` against the running cluster (docker/README.md).
 pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> Vec<EnvFile> {
     let url = |r| role_url(target, credentials, r);
-    let mut nats: Vec<(String, String)> = Role::ALL
+    let mut nats: Vec<(String, String)> = Role::STATIC
         .iter()
         .map(|&r| (password_env(r), credentials.password(r).to_owned()))
         .collect();
@@ -137,6 +138,11 @@ pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> 
                 (
                     CALLOUT_ISSUER_SEED_ENV.into(),
                     credentials.callout_issuer_seed().to_owned(),
+                ),
+                // The auth callout checks client apps' password (nats-server does not).
+                (
+                    password_env(Role::Client),
+                    credentials.password(Role::Client).to_owned(),
                 ),
             ],
         },

@@ -27,6 +27,13 @@ impl Default for Durability {
     }
 }
 
+/// How long JetStream remembers a `Nats-Msg-Id` (the distribution and audit streams). A
+/// publish is retried within its request's life (seconds), so this is plenty; every id in
+/// the window is an entry nats-server keeps in memory, and at 2 x 12k ids/s a 120 s window
+/// (the earlier setting) held ~3M of them and made issuance p99 climb for as long as it
+/// filled (BENCHMARKS.md).
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(20);
+
 /// The distribution stream keeps events for the longest token lifetime, so a restarted
 /// plugin server replays exactly what can still be valid. The de-duplication window makes a
 /// retried publish (same `Nats-Msg-Id`) land once.
@@ -44,7 +51,7 @@ pub async fn dist_stream(
         storage: stream::StorageType::File,
         num_replicas: d.replicas,
         // JetStream refuses a window longer than the retention (short token lifetimes).
-        duplicate_window: Duration::from_secs(120).min(max_token_ttl),
+        duplicate_window: DUPLICATE_WINDOW.min(max_token_ttl),
         allow_direct: true,
         ..Default::default()
     };
@@ -261,7 +268,7 @@ pub async fn audit_stream(
         storage: stream::StorageType::File,
         num_replicas: d.replicas,
         // A publish retried with the same event id (`Nats-Msg-Id`) lands once.
-        duplicate_window: Duration::from_secs(120).min(max_age),
+        duplicate_window: DUPLICATE_WINDOW.min(max_age),
         allow_direct: true,
         ..Default::default()
     };

@@ -5,12 +5,16 @@ use tessera_schemas::subjects::AUTH_CALLOUT;
 
 mod audit;
 
-/// Who connects to the bus with a static user of nats.conf. Plugin servers are not a role:
-/// each plugin server id has credentials of its own, checked by the auth callout, with
+/// Who connects to the bus, each with a password of its role. The workers and the admin
+/// are static users of nats.conf ([`Role::STATIC`]). Client apps share the `client`
+/// password but are admitted by the auth callout, which binds each connection to an inbox
+/// of its own ([`Permissions::for_client`]). Plugin servers are not a role: each plugin
+/// server id has credentials of its own, also checked by the auth callout, with
 /// [`Permissions::for_plugin_server`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
-    /// Client apps: log in, ask for tokens, fetch keys, call plugin servers.
+    /// Client apps: log in, ask for tokens, fetch keys, call plugin servers. Admitted by
+    /// the auth callout, not by nats.conf.
     Client,
     /// The broker worker.
     Broker,
@@ -30,6 +34,10 @@ impl Role {
         Role::Admin,
         Role::Gateway,
     ];
+
+    /// The roles nats.conf lists as users (`auth_users` of the auth callout: nats-server
+    /// checks their passwords itself). Every other connection goes to the auth callout.
+    pub const STATIC: [Role; 4] = [Role::Broker, Role::Auth, Role::Admin, Role::Gateway];
 
     /// The nats-server user name of this role.
     pub fn user(self) -> &'static str {
@@ -242,7 +250,8 @@ impl Permissions {
                     // Data access (gateway).
                     s.data_all(),
                 ],
-                subscribe: vec![INBOX.to_owned()],
+                // Its own inbox only: added per connection by `for_client`.
+                subscribe: vec![],
                 allow_responses: false,
             },
             Role::Broker => Permissions {
@@ -371,25 +380,48 @@ impl Permissions {
 }
 
 impl Permissions {
-    /// What plugin server `id` may do, and nothing more: serve `svc.<id>.*` (and answer
-    /// micro-service discovery), verify tokens (`token.introspect`, `keys`), and read its own
-    /// distributions `dist.<id>` through a filtered consumer. Its replies arrive on its own
-    /// inbox prefix ([`Subjects::plugin_server_inbox`]), which nobody else may read, and it
-    /// may not subscribe to `_INBOX.>`. The auth callout puts these into the user JWT it
-    /// issues for a connection with `id`'s credentials.
+    /// What a client connection whose inbox prefix is `inbox` may do: the client role's
+    /// publishes, and subscribing to `<inbox>.>` and nothing else, so it reads its own
+    /// replies and nobody else's. The auth callout computes `inbox` from the connection's
+    /// inbox key (`tessera_core::bus::client_inbox`) and puts these into its user JWT.
+    pub fn for_client(inbox: &str, s: &Subjects) -> Permissions {
+        let mut p = Permissions::for_role(Role::Client, s);
+        p.subscribe.push(format!("{inbox}.>"));
+        p
+    }
+
+    /// What plugin server `id`'s serving connection may do, and nothing more: serve
+    /// `svc.<id>.*` (and answer micro-service discovery), verify tokens (`token.introspect`,
+    /// `keys`). Its replies arrive on its own inbox prefix
+    /// ([`Subjects::plugin_server_inbox`]), which nobody else may read, and it may not
+    /// subscribe to `_INBOX.>`. The auth callout puts these into the user JWT it issues for a
+    /// connection with `id`'s credentials as user `plugin-server.<id>`.
     pub fn for_plugin_server(id: &str, s: &Subjects) -> Permissions {
-        // `$JS.API.INFO` (account info, nothing of any stream): the server round trip that
-        // fences a worker's drain after its unsubscribes (workers/core/src/service.rs).
-        let mut publish = vec![s.token_introspect(), s.keys(), "$JS.API.INFO".to_owned()];
-        publish.extend(js_consume_filtered(&s.dist_stream(), &s.dist(id)));
         Permissions {
-            publish,
+            // `$JS.API.INFO` (account info, nothing of any stream): the server round trip
+            // that fences a worker's drain after its unsubscribes (workers/core/src/service.rs).
+            publish: vec![s.token_introspect(), s.keys(), "$JS.API.INFO".to_owned()],
             subscribe: vec![
                 s.svc_server(id),
                 SRV.to_owned(),
                 format!("{}.>", s.plugin_server_inbox(id)),
             ],
             allow_responses: true,
+        }
+    }
+
+    /// What plugin server `id`'s distribution connection (user `plugin-server-dist.<id>`,
+    /// same secret) may do: read its own distributions `dist.<id>` through a filtered
+    /// consumer, on its own inbox. No responses: see
+    /// `tessera_schemas::plugin_servers::DIST_USER_PREFIX` for why it is a connection of its
+    /// own.
+    pub fn for_plugin_server_distribution(id: &str, s: &Subjects) -> Permissions {
+        let mut publish = vec!["$JS.API.INFO".to_owned()];
+        publish.extend(js_consume_filtered(&s.dist_stream(), &s.dist(id)));
+        Permissions {
+            publish,
+            subscribe: vec![format!("{}.>", s.plugin_server_inbox(id))],
+            allow_responses: false,
         }
     }
 }

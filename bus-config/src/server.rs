@@ -247,7 +247,7 @@ impl ServerConfig {
         let _ = writeln!(out, "  {ACCOUNT} {{");
         let _ = writeln!(out, "    jetstream: enabled");
         let _ = writeln!(out, "    users: [");
-        for role in Role::ALL {
+        for role in Role::STATIC {
             let p = Permissions::for_role(role, &self.subjects);
             let password = if opts.passwords_from_env {
                 format!("${}", password_env(role))
@@ -273,15 +273,16 @@ impl ServerConfig {
         let _ = writeln!(out, "    ]");
         let _ = writeln!(out, "  }}");
         let _ = writeln!(out, "}}");
-        // Every connection that is not a static role user (a plugin server) is handed to the
-        // auth callout: the auth worker checks its credentials and answers with a user JWT,
-        // signed by the issuer, that carries the permissions of that plugin server id alone.
+        // Every connection that is not a static role user (a client app, a plugin server) is
+        // handed to the auth callout: the auth worker checks its credentials and answers with
+        // a user JWT, signed by the issuer, that carries the permissions of that client
+        // connection's own inbox, or of that plugin server id, alone.
         let issuer = if opts.passwords_from_env {
             format!("${CALLOUT_ISSUER_ENV}")
         } else {
             quote(&self.credentials.callout_issuer())
         };
-        let auth_users: Vec<String> = Role::ALL.iter().map(|r| r.user().to_owned()).collect();
+        let auth_users: Vec<String> = Role::STATIC.iter().map(|r| r.user().to_owned()).collect();
         let _ = writeln!(out, "authorization {{");
         let _ = writeln!(out, "  auth_callout {{");
         let _ = writeln!(out, "    issuer: {issuer}");
@@ -329,13 +330,16 @@ mod tests {
         };
         let text = cfg.render();
         assert!(text.contains("listen: \"127.0.0.1:-1\""));
-        for r in Role::ALL {
+        for r in Role::STATIC {
             assert!(text.contains(&format!("user: \"{}\"", r.user())));
         }
+        // Client apps go through the auth callout: no static user, no password in the file.
+        assert!(!text.contains("user: \"client\""));
+        assert!(!text.contains(cfg.credentials.password(Role::Client)));
         assert!(!text.contains("cluster {"));
         assert!(text.contains(&format!("issuer: \"{}\"", cfg.credentials.callout_issuer())));
         assert!(!text.contains(cfg.credentials.callout_issuer_seed()));
-        assert!(text.contains(r#"auth_users: ["client", "broker", "auth", "admin", "gateway"]"#));
+        assert!(text.contains(r#"auth_users: ["broker", "auth", "admin", "gateway"]"#));
     }
 
     #[test]

@@ -524,7 +524,7 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     );
     let a = tessera_auth::AuthConfig::from_env(settings)?;
     println!(
-        "auth:   nats {} issuer {} key {} external issuers {} plugin-server callout {}",
+        "auth:   nats {} issuer {} key {} external issuers {} callout {} (client apps {})",
         tessera_core::bus::redact(&a.nats_url),
         a.issuer,
         a.signing_key.kid(),
@@ -534,7 +534,12 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
             .map_or("off".to_owned(), |seed| format!(
                 "issuer {}",
                 seed.public_key()
-            ))
+            )),
+        if a.callout_issuer.is_some() && a.client_password.is_some() {
+            "admitted"
+        } else {
+            "not admitted"
+        }
     );
     let g = tessera_gateway::GatewayConfig::from_env(settings)?;
     println!(

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use tessera_bus_config::deploy::{self, Target};
-use tessera_bus_config::{CALLOUT_ISSUER_SEED_ENV, Credentials, password_env};
+use tessera_bus_config::{CALLOUT_ISSUER_SEED_ENV, Credentials, Role, password_env};
 use tessera_core::config::ProcessEnv;
 use tessera_core::signing::SigningKey;
 
@@ -75,8 +75,9 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
     let secrets = args.secrets.unwrap_or_else(|| args.out.join("secrets"));
     create_private_dir(&secrets)?;
     let nats_env = secrets.join("nats.env");
-    // Passwords from nats.env; the callout issuer's seed from auth.env (nats.env only has
-    // its public key).
+    // Passwords from nats.env, but the client password and the callout issuer's seed from
+    // auth.env (nats-server checks neither: the auth callout does; nats.env has only the
+    // issuer's public key).
     let read = |name: &str| {
         std::fs::read_to_string(secrets.join(name))
             .ok()
@@ -87,7 +88,8 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
         .flatten()
         .and_then(|(nats, auth)| {
             let seed = auth.get(CALLOUT_ISSUER_SEED_ENV)?;
-            Credentials::from_passwords(|r| nats.get(&password_env(r)).cloned(), seed)
+            let from = |r| if r == Role::Client { &auth } else { &nats };
+            Credentials::from_passwords(|r| from(r).get(&password_env(r)).cloned(), seed)
         });
     let credentials = match existing {
         Some(c) => {

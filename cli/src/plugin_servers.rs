@@ -111,7 +111,9 @@ pub async fn run_plugin_server(settings: &Settings, id: &str) -> anyhow::Result<
         &shutdown,
         nats.clone(),
     );
+    let dist = tessera_sdk::plugin_servers::connect_distribution(&url, &subjects, id).await?;
     let builder = PluginServerBuilder::new(nats, subjects, id)
+        .distribution(dist)
         .clock_leeway(tessera_core::config::clock_leeway(settings)?);
     let server = tessera_sdk::demo::with_echo(builder, id)
         .start(shutdown)

@@ -172,6 +172,10 @@ impl DevStack {
             tessera_auth::config::ENV_CALLOUT_ISSUER_SEED,
             self.credentials.callout_issuer_seed().to_owned(),
         ));
+        pairs.push((
+            tessera_auth::config::ENV_CLIENT_PASSWORD,
+            self.credentials.password(Role::Client).to_owned(),
+        ));
         pairs.extend([
             (tessera_broker::config::ENV_REDIS_URL, self.redis.url()),
             (
@@ -232,14 +236,42 @@ impl DevStack {
         }
         cfg.trusted_keys = tessera_auth::config::parse_trusted_keys(&keys)
             .map_err(|e| anyhow::anyhow!("{}: {e}", tessera_auth::config::ENV_TRUSTED_KEYS))?;
-        // The auth node admits plugin servers (the auth callout of this stack's nats.conf).
+        // The auth node admits client apps and plugin servers (the auth callout of this
+        // stack's nats.conf).
         cfg.callout_issuer = Some(tessera_auth::config::IssuerSeed::new(
             self.credentials.callout_issuer_seed(),
+        )?);
+        cfg.client_password = Some(tessera_auth::config::ClientPassword::new(
+            self.credentials.password(Role::Client),
         )?);
         let worker = tessera_auth::start(cfg, shutdown.clone())
             .await
             .context("starting the auth worker")?;
         self.auth.push(Replica { shutdown, worker });
+        Ok(())
+    }
+
+    /// Answers the auth callout without an auth worker, so client apps can connect to the
+    /// servers alone (the benchmark's floors run before any worker). It stops with the
+    /// stack; an auth worker started later answers in the same queue group.
+    pub async fn admit_clients(&self) -> anyhow::Result<()> {
+        let nats = tessera_core::bus::connect(
+            &self.url(Role::Auth),
+            "tessera-dev-callout",
+            Duration::from_secs(10),
+        )
+        .await?;
+        let callout = tessera_callout::Callout::new(
+            &nats,
+            self.subjects.clone(),
+            &tessera_callout::IssuerSeed::new(self.credentials.callout_issuer_seed())?,
+            Some(tessera_callout::ClientPassword::new(
+                self.credentials.password(Role::Client),
+            )?),
+            Default::default(),
+        )
+        .await?;
+        tessera_callout::start(nats, callout, self.shutdown.child_token()).await?;
         Ok(())
     }
 
@@ -308,8 +340,10 @@ impl DevStack {
             .with_context(|| format!("registering plugin server {id}"))?;
         let url = secret.url(&[format!("{}:{}", self.nats.host(), self.nats.port())]);
         let nats = tessera_sdk::plugin_servers::connect(&url, &self.subjects, id).await?;
+        let dist =
+            tessera_sdk::plugin_servers::connect_distribution(&url, &self.subjects, id).await?;
         self.plugin_server_urls.push((id.to_owned(), url));
-        let builder = PluginServerBuilder::new(nats, self.subjects.clone(), id);
+        let builder = PluginServerBuilder::new(nats, self.subjects.clone(), id).distribution(dist);
         let worker = tessera_sdk::demo::with_echo(builder, id)
             .start(shutdown.clone())
             .await?;

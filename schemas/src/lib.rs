@@ -19,6 +19,8 @@
 //! - [`audit`]: the audit event (issue 8): who, what, when and outcome, never a secret.
 //! - [`plugin_servers`]: per-plugin-server bus credentials: user names and the stored
 //!   record (a hash of the secret).
+//! - [`clients`]: how a client app connects: its user name and its own inbox, bound to a
+//!   key only that connection knows.
 //! - [`ids`]: validation of the identifiers that end up inside subjects and keys.
 //!
 //! Architecture invariant: this crate depends on serde and nothing async, so any program
@@ -29,6 +31,7 @@
 pub mod assets;
 pub mod audit;
 pub mod claims;
+pub mod clients;
 pub mod codec;
 pub mod data;
 pub mod error;

@@ -18,14 +18,33 @@ pub const USER_PREFIX: &str = "plugin-server.";
 /// Bytes of a plugin server's bus secret (random; sent base64url-encoded, 43 characters).
 pub const SECRET_LEN: usize = 32;
 
-/// The bus user name of plugin server `server_id`.
+/// The user name prefix of a plugin server's *distribution* connection: the same secret,
+/// permissions to read its distributions and nothing else. It is a connection of its own
+/// because it must not carry the serving connection's response permission: nats-server
+/// remembers the reply subject of every message delivered to a connection that may
+/// respond, and JetStream deliveries (reply `$JS.ACK...`, never answered by an ordered
+/// consumer) would pile up there for ever, each delivery scanning them all.
+pub const DIST_USER_PREFIX: &str = "plugin-server-dist.";
+
+/// The bus user name of plugin server `server_id` (its serving connection).
 pub fn user_name(server_id: &str) -> String {
     format!("{USER_PREFIX}{server_id}")
 }
 
-/// The plugin server id a bus user name stands for; `None` for any other user.
+/// The bus user name of plugin server `server_id`'s distribution connection.
+pub fn dist_user_name(server_id: &str) -> String {
+    format!("{DIST_USER_PREFIX}{server_id}")
+}
+
+/// The plugin server id a (serving) bus user name stands for; `None` for any other user.
 pub fn server_id_of(user: &str) -> Option<&str> {
     user.strip_prefix(USER_PREFIX)
+        .filter(|id| ids::check("server id", id).is_ok())
+}
+
+/// The plugin server id a distribution connection's user name stands for.
+pub fn dist_server_id_of(user: &str) -> Option<&str> {
+    user.strip_prefix(DIST_USER_PREFIX)
         .filter(|id| ids::check("server id", id).is_ok())
 }
 
@@ -52,6 +71,10 @@ mod tests {
     fn user_names_round_trip_and_never_name_a_role() {
         assert_eq!(user_name("ps1"), "plugin-server.ps1");
         assert_eq!(server_id_of("plugin-server.ps1"), Some("ps1"));
+        assert_eq!(dist_user_name("ps1"), "plugin-server-dist.ps1");
+        assert_eq!(dist_server_id_of("plugin-server-dist.ps1"), Some("ps1"));
+        assert_eq!(dist_server_id_of("plugin-server.ps1"), None);
+        assert_eq!(server_id_of("plugin-server-dist.ps1"), None);
         for other in [
             "client",
             "plugin-server",

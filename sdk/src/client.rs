@@ -187,30 +187,28 @@ impl Client {
         }
     }
 
-    /// The broker's public keys (RFC 7517 JWKS).
-    pub async fn keys(&self) -> Result<JwkSet, Error> {
-        let msg = rpc::request_raw(
+    /// The raw `keys` reply (a JWKS in JSON), read two ways below.
+    async fn keys_reply(&self) -> Result<async_nats::Message, Error> {
+        Ok(rpc::request_raw(
             &self.nats,
             self.subjects.keys(),
             HeaderMap::new(),
             Bytes::new(),
             self.timeout,
         )
-        .await?;
+        .await?)
+    }
+
+    /// The broker's public keys (RFC 7517 JWKS).
+    pub async fn keys(&self) -> Result<JwkSet, Error> {
+        let msg = self.keys_reply().await?;
         serde_json::from_slice(&msg.payload).map_err(|e| Error::BadReply(e.to_string()))
     }
 
     /// The broker's public keys with the time until which each may be used (its `exp`
     /// member; `None` for a key that does not lapse). Keys that do not parse are skipped.
     pub async fn published_keys(&self) -> Result<Vec<tessera_core::signing::PublishedKey>, Error> {
-        let msg = rpc::request_raw(
-            &self.nats,
-            self.subjects.keys(),
-            HeaderMap::new(),
-            Bytes::new(),
-            self.timeout,
-        )
-        .await?;
+        let msg = self.keys_reply().await?;
         #[derive(serde::Deserialize)]
         struct Set {
             keys: Vec<serde_json::Value>,

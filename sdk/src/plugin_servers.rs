@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use tessera_bus_config::provision;
-use tessera_schemas::plugin_servers::{check_id, server_id_of};
+use tessera_schemas::plugin_servers::{check_id, dist_user_name, server_id_of};
 use tessera_schemas::{ErrorCode, Subjects, WireError, codec};
 
 pub use tessera_bus_config::plugin_servers::PluginServerSecret;
@@ -111,6 +111,41 @@ pub async fn connect_with_wait(
     id: &str,
     wait: Duration,
 ) -> Result<async_nats::Client, Error> {
+    connect_as(url, subjects, id, wait, false).await
+}
+
+/// Connects plugin server `id`'s *distribution* connection with the credentials in `url`
+/// (the same URL as [`connect`]): user `plugin-server-dist.<id>`, same secret, own inbox.
+/// Give it to [`crate::plugin_server::PluginServerBuilder::distribution`]: it reads the
+/// server's distributions and nothing else (see
+/// `tessera_schemas::plugin_servers::DIST_USER_PREFIX` for why it is separate).
+pub async fn connect_distribution(
+    url: &str,
+    subjects: &Subjects,
+    id: &str,
+) -> Result<async_nats::Client, Error> {
+    connect_distribution_with_wait(url, subjects, id, CONNECT_WAIT).await
+}
+
+/// [`connect_distribution`], trying for `wait` at most.
+pub async fn connect_distribution_with_wait(
+    url: &str,
+    subjects: &Subjects,
+    id: &str,
+    wait: Duration,
+) -> Result<async_nats::Client, Error> {
+    connect_as(url, subjects, id, wait, true).await
+}
+
+/// One of plugin server `id`'s connections: the serving one as the URL's user, or the
+/// distribution one (`distribution`) as `plugin-server-dist.<id>` with the URL's secret.
+async fn connect_as(
+    url: &str,
+    subjects: &Subjects,
+    id: &str,
+    wait: Duration,
+    distribution: bool,
+) -> Result<async_nats::Client, Error> {
     check_id(id)?;
     // A URL for another id would connect and then fail on every subject: refuse it here.
     if let Some(user) = url_user(url)
@@ -121,11 +156,32 @@ pub async fn connect_with_wait(
         )));
     }
     let inbox = subjects.plugin_server_inbox(id);
-    tessera_core::bus::connect_with(url, &format!("tessera-plugin-server-{id}"), wait, |o| {
+    let (name, dist_user) = if distribution {
+        let password = url_password(url).unwrap_or_default();
+        (
+            format!("tessera-plugin-server-{id}-dist"),
+            Some((dist_user_name(id), password)),
+        )
+    } else {
+        (format!("tessera-plugin-server-{id}"), None)
+    };
+    tessera_core::bus::connect_with(url, &name, wait, |o| {
+        let o = match &dist_user {
+            Some((user, password)) => o.user_and_password(user.clone(), password.clone()),
+            None => o,
+        };
         o.custom_inbox_prefix(inbox.clone())
     })
     .await
     .map_err(|e| Error::Connect(e.to_string()))
+}
+
+/// The password of the first URL that has a user.
+fn url_password(url: &str) -> Option<String> {
+    url.split(',')
+        .filter_map(|u| u.trim().parse::<async_nats::ServerAddr>().ok())
+        .find(|a| a.username().is_some())
+        .and_then(|a| a.password().map(str::to_owned))
 }
 
 /// The user name of the first URL that has one.

@@ -47,6 +47,10 @@ impl ChildBroker {
                 tessera_broker::config::ENV_TOKEN_TTL,
                 format!("{}s", stack.token_ttl().as_secs()),
             )
+            .env(
+                tessera_broker::config::ENV_PENDING_DEADLINE,
+                format!("{}ms", stack.pending_deadline().as_millis()),
+            )
             .env(tessera_core::config::ENV_PREFIX, stack.subjects().prefix())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

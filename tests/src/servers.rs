@@ -230,6 +230,17 @@ impl Servers {
             .map(|l| l.nats.credentials().callout_issuer_seed().to_owned())
     }
 
+    /// The client apps' password, which the auth callout checks (nats.conf does not list
+    /// the `client` user); `None` for external servers.
+    pub fn client_password(&self) -> Option<String> {
+        if let Some(c) = &self.containers {
+            return Some(c.credentials.password(Role::Client).to_owned());
+        }
+        self.local
+            .as_ref()
+            .map(|l| l.nats.credentials().password(Role::Client).to_owned())
+    }
+
     /// The URL a plugin server connects with, carrying `secret` (every node of a cluster).
     /// External servers: their URL as it is.
     pub fn plugin_server_url(&self, secret: &PluginServerSecret) -> String {
@@ -264,11 +275,15 @@ impl Servers {
     }
 
     /// Options carrying `role`'s credentials, for connecting to [`Servers::url`] with
-    /// settings of your own: async-nats ignores credentials embedded in a URL.
+    /// settings of your own: async-nats ignores credentials embedded in a URL. A client's
+    /// carry an inbox key of their own (as `tessera_core::bus::connect` makes them).
     pub fn connect_options(&self, role: Role) -> async_nats::ConnectOptions {
         let url = self.url(role);
         let addr: async_nats::ServerAddr = url.parse().expect("a valid NATS URL");
-        let opts = async_nats::ConnectOptions::new();
+        let opts = tessera_core::bus::with_client_inbox(
+            async_nats::ConnectOptions::new(),
+            addr.username(),
+        );
         match addr.username() {
             Some(user) => opts.user_and_password(
                 user.to_owned(),

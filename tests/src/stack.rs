@@ -59,6 +59,7 @@ pub struct StackBuilder {
     reconcile_interval: Duration,
     clock_leeway: Duration,
     key_renew: Duration,
+    pending_deadline: Duration,
 }
 
 impl Default for StackBuilder {
@@ -77,6 +78,7 @@ impl Default for StackBuilder {
             reconcile_interval: Duration::from_secs(30),
             clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
             key_renew: Duration::from_secs(60),
+            pending_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -161,6 +163,13 @@ impl StackBuilder {
     /// last use).
     pub fn key_renew(mut self, every: Duration) -> Self {
         self.key_renew = every;
+        self
+    }
+
+    /// How long a broker's token may stay recorded but uncommitted before a sweeper
+    /// withdraws it (default 30 s; fault tests shorten it to see the sweep).
+    pub fn pending_deadline(mut self, deadline: Duration) -> Self {
+        self.pending_deadline = deadline;
         self
     }
 
@@ -262,6 +271,10 @@ impl Stack {
     }
 
     /// The plugin-token lifetime the brokers were given.
+    pub fn pending_deadline(&self) -> Duration {
+        self.config.pending_deadline
+    }
+
     pub fn token_ttl(&self) -> Duration {
         self.config.token_ttl
     }
@@ -322,9 +335,13 @@ impl Stack {
             tessera_auth::config::parse_trusted_keys(&self.publisher.public_key())
                 .expect("the harness key parses");
         config.reconcile_interval = self.config.reconcile_interval;
-        // Every auth node answers the auth callout (one queue group): plugin servers connect.
+        // Every auth node answers the auth callout (one queue group): client apps and plugin
+        // servers connect through it.
         config.callout_issuer = self.servers.callout_issuer_seed().map(|seed| {
             tessera_auth::config::IssuerSeed::new(&seed).expect("the harness's issuer seed")
+        });
+        config.client_password = self.servers.client_password().map(|p| {
+            tessera_auth::config::ClientPassword::new(&p).expect("the harness's client password")
         });
         let worker = self.launch_auth(config.clone()).await;
         self.auth.push(worker);
@@ -355,6 +372,7 @@ impl Stack {
         config.token_ttl = self.config.token_ttl;
         config.clock_leeway = self.config.clock_leeway;
         config.key_renew = self.config.key_renew;
+        config.pending_deadline = self.config.pending_deadline;
         config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
         config.connect_wait = BOUND;
@@ -524,6 +542,35 @@ impl Stack {
             .unwrap_or_else(|e| panic!("connecting as plugin server {id}: {e}"))
     }
 
+    /// Plugin server `id`'s distribution connection (user `plugin-server-dist.<id>`), as
+    /// the SDK connects it.
+    pub async fn plugin_server_dist_nats(&self, id: &str) -> async_nats::Client {
+        let url = self.plugin_server_url(id).await;
+        tessera_sdk::plugin_servers::connect_distribution(&url, self.subjects(), id)
+            .await
+            .unwrap_or_else(|e| panic!("connecting plugin server {id}'s distribution: {e}"))
+    }
+
+    /// [`Stack::plugin_server_dist_nats`] that also records the errors the server sends it.
+    pub async fn plugin_server_dist_nats_recording(
+        &self,
+        id: &str,
+    ) -> (async_nats::Client, ServerErrors) {
+        let secret = self.plugin_server_secret(id).await;
+        let url = self.servers.plugin_server_url(&secret);
+        // The URL's host(s), with the distribution user and the same secret.
+        let url = url.replace(
+            &format!("{}:", secret.user()),
+            &format!("{}:", tessera_schemas::plugin_servers::dist_user_name(id)),
+        );
+        let opts = async_nats::ConnectOptions::new()
+            .name(format!("tessera-test-plugin-server-{id}-dist-recording"))
+            .custom_inbox_prefix(self.subjects().plugin_server_inbox(id));
+        crate::servers::connect_recording_with(opts, &url)
+            .await
+            .unwrap_or_else(|e| panic!("connecting plugin server {id}'s distribution: {e}"))
+    }
+
     /// [`Stack::plugin_server_nats`] that also records the errors the server sends it
     /// (permission violations).
     pub async fn plugin_server_nats_recording(
@@ -550,7 +597,9 @@ impl Stack {
     /// already in the stream.
     pub async fn plugin_server(&self, id: &str) -> PluginServerHandle {
         let nats = self.plugin_server_nats(id).await;
+        let dist = self.plugin_server_dist_nats(id).await;
         let builder = PluginServerBuilder::new(nats, self.subjects().clone(), id)
+            .distribution(dist)
             .grace(GRACE)
             .clock_leeway(self.config.clock_leeway);
         let shutdown = Shutdown::new();

@@ -13,6 +13,10 @@ use tessera_tests::load::{self, Load, Outcome, Report, Target};
 use tessera_tests::{Backend, PluginServerHandle, Role, Stack, assert_eventually};
 
 const PASSWORD: &str = "correct horse battery";
+
+/// A replica dead between record and commit, played exactly.
+#[path = "faults/pending.rs"]
+mod pending;
 const CHILD: &str = env!("CARGO_BIN_EXE_tessera-test-broker");
 /// Load tasks of each kind: each keeps one request in flight.
 const SDK_TASKS: usize = 4;
@@ -23,9 +27,14 @@ const TOTAL: usize = 450;
 /// Bound on the load reaching a count (generous: it bounds a failure).
 const LOAD_BOUND: Duration = Duration::from_secs(60);
 
-/// Servers, one broker in the test, ann, `weather` routed to ps1, ps1 running.
-async fn setup() -> (Stack, PluginServerHandle, Target, Client) {
-    let stack = Stack::builder().backend(Backend::Local).start().await;
+/// Servers, one broker in the test, ann, `weather` routed to ps1, ps1 running; tokens
+/// left uncommitted are withdrawn after `pending_deadline`.
+async fn setup(pending_deadline: Duration) -> (Stack, PluginServerHandle, Target, Client) {
+    let stack = Stack::builder()
+        .backend(Backend::Local)
+        .pending_deadline(pending_deadline)
+        .start()
+        .await;
     let ann = stack.user("ann", PASSWORD).await;
     stack.route("weather", &["ps1"]).await;
     let ps1 = stack.plugin_server("ps1").await;
@@ -50,11 +59,12 @@ async fn start_load(stack: &Stack, target: &Target, client: &Client) -> Load {
 }
 
 /// What the fault left behind that no client received.
+#[derive(Debug)]
 struct Leftovers {
-    /// Recorded, never distributed (a replica killed between the two steps).
+    /// Recorded, not (or no longer) distributed: a replica killed between the two steps.
     undistributed: BTreeSet<String>,
-    /// Recorded and distributed, but no client got it (a replica killed after distributing,
-    /// before remembering the idempotent reply: the retry with the same key got a new one).
+    /// Recorded and distributed, but no client got it (a replica killed after committing,
+    /// before its reply left).
     unreceived: BTreeSet<String>,
 }
 
@@ -116,7 +126,8 @@ fn summary(what: &str, report: &Report, extra: &str) {
 /// received is missing from Redis, the stream or the plugin server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_of_a_broker_replica_under_load() {
-    let (stack, ps1, target, client) = setup().await;
+    let deadline = Duration::from_secs(3);
+    let (stack, ps1, target, client) = setup(deadline).await;
     let mut child = ChildBroker::start(CHILD, &stack, Duration::from_secs(5)).await;
     let load = start_load(&stack, &target, &client).await;
     load.wait_for(BEFORE, LOAD_BOUND).await;
@@ -136,23 +147,36 @@ async fn sigkill_of_a_broker_replica_under_load() {
         "{} raw requests timed out; at most the {RAW_TASKS} in flight may",
         report.raw_timeouts
     );
-    let left = check_stored_and_distributed(&stack, &ps1, &report).await;
-    // A replica killed mid-request leaves a token no client received: recorded and not
-    // distributed, or both but its idempotent reply not yet remembered. Either expires with
-    // the token's TTL (the issue flow in ARCHITECTURE.md). At most one per request in
-    // flight there.
-    let left_behind = left.undistributed.len() + left.unreceived.len();
+    let first = check_stored_and_distributed(&stack, &ps1, &report).await;
+    let first_undistributed = first.undistributed.len();
+    // A replica killed mid-request leaves tokens no client received. Those it had not
+    // committed stay pending, and the surviving replica's sweeper withdraws them after the
+    // deadline (revoked, record deleted): then nothing is recorded without being
+    // distributed. Left: at most the ones committed whose reply never left (one per request
+    // in flight there), which expire with their TTL.
+    let swept_at = Instant::now();
+    let mut left = first;
+    while !left.undistributed.is_empty() && swept_at.elapsed() < deadline * 5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        left = check_stored_and_distributed(&stack, &ps1, &report).await;
+    }
     assert!(
-        left_behind <= SDK_TASKS + RAW_TASKS,
-        "{left_behind} tokens left behind by the killed replica"
+        left.undistributed.is_empty(),
+        "recorded but not distributed after the sweep: {left:?}"
+    );
+    assert!(
+        left.unreceived.len() <= SDK_TASKS + RAW_TASKS,
+        "{} tokens left behind by the killed replica",
+        left.unreceived.len()
     );
     summary(
         "sigkill",
         &report,
         &format!(
-            "; killed after {killed_at}; left behind: {} recorded but undistributed, {} \
-             distributed but received by nobody",
-            left.undistributed.len(),
+            "; killed after {killed_at}; left behind: {} recorded but undistributed before \
+             the sweep, 0 after it ({:?}); {} distributed but received by nobody",
+            first_undistributed,
+            swept_at.elapsed(),
             left.unreceived.len()
         ),
     );
@@ -163,7 +187,7 @@ async fn sigkill_of_a_broker_replica_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_of_a_broker_replica_under_load() {
     let grace = Duration::from_secs(5);
-    let (stack, ps1, target, client) = setup().await;
+    let (stack, ps1, target, client) = setup(Duration::from_secs(30)).await;
     let mut child = ChildBroker::start(CHILD, &stack, grace).await;
     let load = start_load(&stack, &target, &client).await;
     load.wait_for(BEFORE, LOAD_BOUND).await;

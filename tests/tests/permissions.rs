@@ -10,13 +10,17 @@ use tessera_core::rpc::{self, RpcError};
 use tessera_schemas::messages::{DIST_EVENT, DistEvent};
 use tessera_schemas::{ErrorCode, codec, headers};
 use tessera_sdk::{Client, Error};
-use tessera_tests::{Backend, Role, Servers, Stack, assert_eventually};
+use tessera_tests::{Backend, Role, Stack, assert_eventually};
 
 const PASSWORD: &str = "correct horse battery";
 
 /// Per-plugin-server credentials (issue 8).
 #[path = "permissions/plugin_servers.rs"]
 mod plugin_servers;
+
+/// Each client connection's own inbox (issue 8).
+#[path = "permissions/clients.rs"]
+mod clients;
 
 fn local() -> tessera_tests::StackBuilder {
     Stack::builder().backend(Backend::Local)
@@ -80,11 +84,16 @@ async fn client_cannot_publish_distribution_events() {
 /// so a request there finds no responder at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_cannot_subscribe_to_worker_subjects() {
-    // No workers: whoever answers `token.request` here could only be the client.
-    let servers = Servers::start_with(Backend::Local, None).await;
+    // Only the auth worker (clients connect through its callout), and it does not serve
+    // `token.request`: whoever answers that here could only be the client.
+    let mut stack = local().start().await;
+    stack.stop_broker(0).await;
+    let servers = stack.servers();
     let s = servers.subjects().clone();
     let (nats, errors) = servers.connect_recording(Role::Client).await;
     let subjects = [
+        // Other connections' replies.
+        "_INBOX.>".to_owned(),
         s.token_request(),
         s.auth_verify(),
         s.dist("ps1"),

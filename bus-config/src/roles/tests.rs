@@ -175,6 +175,7 @@ fn assets_permissions_agree_with_subjects() {
 /// distributions (through the filtered consumer create), its inbox.
 #[test]
 fn plugin_server_permissions_are_scoped_to_its_id() {
+    const SRV_ALL: &str = "$SRV.>";
     let s = Subjects::default();
     let ps1 = Permissions::for_plugin_server("ps1", &s);
     let dist = s.dist_stream();
@@ -188,9 +189,31 @@ fn plugin_server_permissions_are_scoped_to_its_id() {
     assert!(!ps1.may_subscribe(&s.dist("ps1")));
     let create =
         |name: &str, filter: &str| format!("$JS.API.CONSUMER.CREATE.{dist}.{name}.{filter}");
-    assert!(ps1.may_publish(&create("c1", &s.dist("ps1"))));
-    assert!(!ps1.may_publish(&create("c1", &s.dist("ps2"))));
-    assert!(!ps1.may_publish(&create("c1", &s.dist_all())));
+    // The serving connection reads no distributions (and may respond); the distribution
+    // connection reads its own only (and may not respond).
+    assert!(!ps1.may_publish(&create("c1", &s.dist("ps1"))));
+    assert!(ps1.allow_responses);
+    let ps1_dist = Permissions::for_plugin_server_distribution("ps1", &s);
+    assert!(!ps1_dist.allow_responses);
+    assert!(ps1_dist.may_publish(&create("c1", &s.dist("ps1"))));
+    assert!(!ps1_dist.may_publish(&create("c1", &s.dist("ps2"))));
+    assert!(!ps1_dist.may_publish(&create("c1", &s.dist_all())));
+    assert!(ps1_dist.may_subscribe(&format!("{}.abc.1", s.plugin_server_inbox("ps1"))));
+    for no in [
+        s.svc_server("ps1"),
+        SRV_ALL.to_owned(),
+        "_INBOX.x".to_owned(),
+    ] {
+        assert!(!ps1_dist.may_subscribe(&no), "{no}");
+    }
+    for no in [
+        s.token_introspect(),
+        s.keys(),
+        s.token_request(),
+        s.dist("ps1"),
+    ] {
+        assert!(!ps1_dist.may_publish(&no), "{no}");
+    }
     for no in [
         format!("$JS.API.CONSUMER.CREATE.{dist}"),
         format!("$JS.API.CONSUMER.CREATE.{dist}.c1"),
@@ -208,6 +231,7 @@ fn plugin_server_permissions_are_scoped_to_its_id() {
         format!("$KV.{}.ps1", s.plugin_servers_bucket()),
     ] {
         assert!(!ps1.may_publish(&no), "{no}");
+        assert!(!ps1_dist.may_publish(&no), "{no}");
     }
     assert!(ps1.may_publish(&s.token_introspect()));
     assert!(ps1.may_publish(&s.keys()));
@@ -228,4 +252,31 @@ fn plugin_server_permissions_are_scoped_to_its_id() {
             "{role:?}"
         );
     }
+}
+
+/// A client connection subscribes to its own inbox and nothing else: not `_INBOX.>`, not
+/// another client's inbox, not a plugin server's.
+#[test]
+fn client_permissions_are_scoped_to_its_own_inbox() {
+    let s = Subjects::default();
+    let mine = "_C_INBOX.0123456789abcdef0123456789abcdef";
+    let other = "_C_INBOX.fedcba9876543210fedcba9876543210";
+    let c = Permissions::for_client(mine, &s);
+    assert!(c.may_subscribe(&format!("{mine}.abc.1")));
+    assert!(c.may_subscribe(&format!("{mine}.>")));
+    for no in [
+        format!("{other}.abc"),
+        "_C_INBOX.>".to_owned(),
+        "_INBOX.>".to_owned(),
+        "_INBOX.abc.1".to_owned(),
+        format!("{}.x", s.plugin_server_inbox("ps1")),
+        s.dist("ps1"),
+        s.token_request(),
+    ] {
+        assert!(!c.may_subscribe(&no), "{no}");
+    }
+    assert_eq!(c.publish, Permissions::for_role(Role::Client, &s).publish);
+    assert!(!c.allow_responses);
+    // The client role alone (what no connection gets) subscribes to nothing.
+    assert!(Permissions::for_role(Role::Client, &s).subscribe.is_empty());
 }

@@ -9,6 +9,7 @@ mod data_access;
 mod floors;
 mod login_package;
 mod measure;
+mod processes;
 mod report;
 mod soak;
 
@@ -130,7 +131,8 @@ async fn run_on(
     let mut memory = Memory::default();
     memory.sample_start(stack);
 
-    // 1. Floors, before any worker runs.
+    // 1. Floors, before any worker runs (the auth callout alone admits the client).
+    stack.admit_clients().await?;
     let key = Arc::new(tessera_core::signing::SigningKey::generate());
     let subjects = stack.subjects.clone();
     let env = floors::Env {

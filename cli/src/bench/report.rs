@@ -57,7 +57,7 @@ pub struct Memory {
     pub redis_server_kib: (u64, u64),
 }
 
-fn rss_kib(pid: Option<u32>) -> u64 {
+pub(super) fn rss_kib(pid: Option<u32>) -> u64 {
     let path = pid.map_or_else(
         || "/proc/self/status".to_owned(),
         |p| format!("/proc/{p}/status"),

@@ -13,6 +13,7 @@ use redis::aio::ConnectionManager;
 use tessera_bus_config::Role;
 use tessera_sdk::Client;
 
+use super::processes::WorkerProcess;
 use super::report::Memory;
 use super::{PASSWORD, PLUGIN, SERVERS, connect, issuance, redis_connection};
 use crate::stack::DevStack;
@@ -23,6 +24,8 @@ const TTL_SAMPLE: usize = 2_000;
 
 /// One tenth of the run.
 struct Sample {
+    /// RSS of each worker process, in the order given to `soak`.
+    workers_kib: Vec<u64>,
     elapsed: Duration,
     ops_per_sec: f64,
     errors: u64,
@@ -36,28 +39,94 @@ struct Sample {
 }
 
 pub(super) async fn run(stack: &mut DevStack, total: Duration) -> anyhow::Result<()> {
+    // The broker and the auth worker run as processes of their own, so each one's memory is
+    // its own RSS; the plugin servers and the load run here.
+    let auth = WorkerProcess::spawn(stack, "auth", &[]).await?;
+    let ttl = (tessera_broker::config::ENV_TOKEN_TTL, "20s".to_owned());
+    let broker = WorkerProcess::spawn(stack, "broker", &[ttl]).await?;
+    let result = soak(stack, total, &[&broker, &auth]).await.map_err(|e| {
+        e.context(format!(
+            "broker log:\n{}\nauth log:\n{}",
+            broker.log_tail(),
+            auth.log_tail()
+        ))
+    });
+    broker.stop().await;
+    auth.stop().await;
+    result
+}
+
+/// Retries `f` while the answer is `unavailable` (a worker still starting), for at most
+/// [`READY`]; anything else is returned.
+async fn when_served<T, F, Fut>(mut f: F) -> Result<T, tessera_sdk::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tessera_sdk::Error>>,
+{
+    let until = std::time::Instant::now() + READY;
+    loop {
+        match f().await {
+            Err(tessera_sdk::Error::Unavailable(_)) if std::time::Instant::now() < until => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How long worker processes may take to serve.
+const READY: Duration = Duration::from_secs(30);
+
+async fn soak(
+    stack: &mut DevStack,
+    total: Duration,
+    workers: &[&WorkerProcess],
+) -> anyhow::Result<()> {
     let servers: Vec<String> = SERVERS.iter().map(|s| s.to_string()).collect();
-    stack.start_workers(&servers).await?;
+    // A client connects once the auth worker's callout answers; the broker serves `keys`
+    // once it has provisioned its streams, which the plugin servers read.
+    let client = Client::new(connect(stack, Role::Client).await?, stack.subjects.clone());
+    when_served(|| client.keys()).await?;
+    for id in &servers {
+        stack.add_plugin_server(id).await?;
+    }
     let admin_nats = connect(stack, Role::Admin).await?;
     let admin = Client::new(admin_nats.clone(), stack.subjects.clone());
-    admin.add_user("bench", PASSWORD).await?;
+    when_served(|| admin.add_user("bench", PASSWORD)).await?;
     admin.set_route(PLUGIN, &servers).await?;
-    let client = Client::new(connect(stack, Role::Client).await?, stack.subjects.clone());
-    let account_token = client.login("bench", PASSWORD).await?.account_token;
+    let account_token = when_served(|| client.login("bench", PASSWORD))
+        .await?
+        .account_token;
+    when_served(|| client.request_token(&account_token, PLUGIN, None)).await?;
+    let start_kib: Vec<u64> = workers.iter().map(|w| w.rss_kib()).collect();
     let mut redis = redis_connection(&stack.redis.url()).await?;
     let js = async_nats::jetstream::new(admin_nats);
     let mut stream = js.get_stream(stack.subjects.dist_stream()).await?;
     let max_age = stream.info().await?.config.max_age;
 
     let slice = total / 10;
-    println!("soak: issuance at 64 in flight, 20 s tokens; RSS in KiB; DIST max age {max_age:?}");
     println!(
-        "{:>5} {:>8} {:>6} {:>8} {:>10} {:>8} {:>7} {:>8} {:>6} {:>8} {:>9} {:>7}",
+        "soak: issuance at 64 in flight, 20 s tokens; RSS in KiB (bench: the load and the \
+         plugin servers; broker and auth: their own processes); DIST max age {max_age:?}"
+    );
+    println!(
+        "worker RSS KiB once serving: {}",
+        workers
+            .iter()
+            .zip(&start_kib)
+            .map(|(w, k)| format!("{} {k}", w.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "{:>5} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>6} {:>8} {:>9} {:>7}",
         "t(s)",
         "tokens/s",
         "errors",
         "p99 us",
-        "bench+wrk",
+        "bench",
+        "broker",
+        "auth",
         "nats",
         "redis",
         "keys",
@@ -75,6 +144,7 @@ pub(super) async fn run(stack: &mut DevStack, total: Duration) -> anyhow::Result
         let state = stream.info().await?.state.clone();
         let oldest_ns = state.first_timestamp.unix_timestamp_nanos();
         let s = Sample {
+            workers_kib: workers.iter().map(|w| w.rss_kib()).collect(),
             elapsed: samples.last().map_or(slice, |p: &Sample| p.elapsed + slice),
             ops_per_sec: f.ops_per_sec,
             errors: f.errors,
@@ -87,12 +157,14 @@ pub(super) async fn run(stack: &mut DevStack, total: Duration) -> anyhow::Result
             oldest_age: age(oldest_ns),
         };
         println!(
-            "{:>5.0} {:>8.0} {:>6} {:>8.0} {:>10} {:>8} {:>7} {:>8} {:>6} {:>8} {:>9} {:>6.0}s",
+            "{:>5.0} {:>8.0} {:>6} {:>8.0} {:>8} {:>8} {:>8} {:>8} {:>7} {:>8} {:>6} {:>8} {:>9} {:>6.0}s",
             s.elapsed.as_secs_f64(),
             s.ops_per_sec,
             s.errors,
             s.p99_us,
             s.memory.bench_process_with_workers_kib.1,
+            s.workers_kib.first().copied().unwrap_or(0),
+            s.workers_kib.get(1).copied().unwrap_or(0),
             s.memory.nats_server_kib.1,
             s.memory.redis_server_kib.1,
             s.redis_keys,
@@ -103,7 +175,7 @@ pub(super) async fn run(stack: &mut DevStack, total: Duration) -> anyhow::Result
         );
         samples.push(s);
     }
-    summary(&samples, max_age);
+    summary(&samples, max_age, workers, &start_kib);
     // Every token issued is also an audit event (a background publish after the reply).
     let audit = js
         .get_stream(stack.subjects.audit_stream())
@@ -122,7 +194,7 @@ pub(super) async fn run(stack: &mut DevStack, total: Duration) -> anyhow::Result
 }
 
 /// The verdicts a reader would otherwise work out from the table.
-fn summary(samples: &[Sample], max_age: Duration) {
+fn summary(samples: &[Sample], max_age: Duration, workers: &[&WorkerProcess], start_kib: &[u64]) {
     let errors: u64 = samples.iter().map(|s| s.errors).sum();
     let no_ttl: u64 = samples.iter().map(|s| s.keys_without_expiry).sum();
     let oldest = samples
@@ -135,7 +207,7 @@ fn summary(samples: &[Sample], max_age: Duration) {
         let at = |i: usize| samples.get(i).map_or(0, |s| f(&s.memory));
         (at(half.saturating_sub(1)), at(samples.len() - 1))
     };
-    let workers = rss(|m| m.bench_process_with_workers_kib.1);
+    let bench = rss(|m| m.bench_process_with_workers_kib.1);
     let nats = rss(|m| m.nats_server_kib.1);
     let redis = rss(|m| m.redis_server_kib.1);
     println!("errors: {errors}");
@@ -146,10 +218,19 @@ fn summary(samples: &[Sample], max_age: Duration) {
         oldest.as_secs_f64(),
         max_age.as_secs_f64()
     );
+    for (i, (w, start)) in workers.iter().zip(start_kib).enumerate() {
+        let at = |j: usize| samples.get(j).and_then(|s| s.workers_kib.get(i).copied());
+        println!(
+            "RSS KiB of the {} process: {start} once serving, {} in the middle, {} at the end",
+            w.name,
+            at(samples.len() / 2 - 1).unwrap_or(0),
+            at(samples.len() - 1).unwrap_or(0)
+        );
+    }
     println!(
-        "RSS KiB, middle -> end of the run: bench+workers {} -> {}, nats-server {} -> {}, \
-         redis-server {} -> {}",
-        workers.0, workers.1, nats.0, nats.1, redis.0, redis.1
+        "RSS KiB, middle -> end of the run: bench (load, plugin servers) {} -> {}, \
+         nats-server {} -> {}, redis-server {} -> {}",
+        bench.0, bench.1, nats.0, nats.1, redis.0, redis.1
     );
 }
 

@@ -97,6 +97,8 @@ struct Operation {
 /// ```
 pub struct PluginServerBuilder {
     nats: async_nats::Client,
+    /// Where distributions are read (default: `nats`).
+    distribution: Option<async_nats::Client>,
     subjects: Subjects,
     server_id: String,
     operations: HashMap<String, Operation>,
@@ -109,6 +111,7 @@ impl PluginServerBuilder {
     pub fn new(nats: async_nats::Client, subjects: Subjects, server_id: impl Into<String>) -> Self {
         PluginServerBuilder {
             nats,
+            distribution: None,
             subjects,
             server_id: server_id.into(),
             operations: HashMap::new(),
@@ -127,6 +130,15 @@ impl PluginServerBuilder {
         let handler: OpHandler = Arc::new(move |req| Box::pin(f(req)));
         self.operations
             .insert(name.to_owned(), Operation { scope, handler });
+        self
+    }
+
+    /// Reads distributions on this connection instead of the serving one: with
+    /// per-plugin-server credentials it must be the one
+    /// [`crate::plugin_servers::connect_distribution`] made (the serving connection may not
+    /// read distributions, and the distribution connection may not respond).
+    pub fn distribution(mut self, nats: async_nats::Client) -> Self {
+        self.distribution = Some(nats);
         self
     }
 
@@ -158,7 +170,9 @@ impl PluginServerBuilder {
         let (caught_up_tx, caught_up) = watch::channel(false);
 
         let consumer = tokio::spawn(consume::consume(
-            self.nats.clone(),
+            self.distribution
+                .clone()
+                .unwrap_or_else(|| self.nats.clone()),
             self.subjects.clone(),
             self.server_id.clone(),
             store.clone(),

@@ -49,7 +49,8 @@ async fn plugin_server_reads_only_its_own_distributions() {
     let s = stack.subjects().clone();
     let dist = s.dist_stream();
 
-    let (ps1, errors) = stack.plugin_server_nats_recording("ps1").await;
+    // Distributions are read on the distribution connection (user plugin-server-dist.ps1).
+    let (ps1, errors) = stack.plugin_server_dist_nats_recording("ps1").await;
     let js = jetstream::new(ps1.clone());
     // The control: its own distributions, as the SDK reads them.
     let stream = js.get_stream(&dist).await.unwrap();
@@ -130,6 +131,8 @@ async fn plugin_server_reads_only_its_own_distributions() {
         s.dist_all(),
         "_INBOX.>".to_owned(),
         inbox_ps2,
+        // The distribution connection does not serve.
+        s.svc_server("ps1"),
     ];
     let mut held = Vec::new();
     for subject in &subs {
@@ -143,6 +146,17 @@ async fn plugin_server_reads_only_its_own_distributions() {
             errors.all()
         );
     }
+
+    // The serving connection reads no distributions at all, not even its own: it may
+    // respond, and nats-server would keep every delivery's reply subject for it.
+    let (serving, serving_errors) = stack.plugin_server_nats_recording("ps1").await;
+    let create_own = format!("$JS.API.CONSUMER.CREATE.{dist}.own2.{}", s.dist("ps1"));
+    refused_api_call(&serving, &create_own, config(s.dist("ps1"))).await;
+    assert_eventually!(
+        serving_errors.publish_denied(&create_own),
+        "a permissions violation for {create_own}, got {:?}",
+        serving_errors.all()
+    );
 }
 
 /// ps1 serves `svc.ps1.*` and nothing else: it cannot listen on another server's
@@ -336,7 +350,7 @@ async fn wrong_unknown_and_removed_plugin_server_credentials_are_refused() {
     for reason in [
         "wrong secret",
         "unknown plugin server",
-        "not a plugin-server user",
+        "not a client or plugin-server user",
     ] {
         assert!(
             log.contains(reason),

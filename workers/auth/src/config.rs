@@ -39,7 +39,12 @@ pub const ENV_PACKAGE_POOL: &str = "TESSERA_AUTH_PACKAGE_POOL";
 /// admits plugin servers with their own credentials (`tessera_callout`). Its public key is
 /// the `issuer` of nats.conf's `auth_callout`.
 pub use tessera_bus_config::CALLOUT_ISSUER_SEED_ENV as ENV_CALLOUT_ISSUER_SEED;
-pub use tessera_callout::IssuerSeed;
+pub use tessera_callout::{ClientPassword, IssuerSeed};
+
+/// The client apps' bus password (`TESSERA_NATS_PASSWORD_CLIENT`, the name nats.env used
+/// when nats.conf still listed the `client` user): with it and an issuer seed, this node's
+/// callout admits client apps, each on an inbox of its own.
+pub const ENV_CLIENT_PASSWORD: &str = "TESSERA_NATS_PASSWORD_CLIENT";
 
 pub const DEFAULT_ISSUER: &str = "tessera-auth";
 
@@ -94,6 +99,8 @@ pub struct AuthConfig {
     pub audit: AuditConfig,
     /// With a seed, this node answers the auth callout (plugin-server credentials).
     pub callout_issuer: Option<IssuerSeed>,
+    /// With it (and a seed), the callout admits client apps too.
+    pub client_password: Option<ClientPassword>,
 }
 
 impl AuthConfig {
@@ -118,6 +125,7 @@ impl AuthConfig {
             node_id: format!("auth-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
             reconcile_interval: Duration::from_secs(30),
             callout_issuer: None,
+            client_password: None,
             package_pool: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
@@ -161,6 +169,12 @@ impl AuthConfig {
             c.callout_issuer = Some(
                 IssuerSeed::new(&seed)
                     .map_err(|e| ConfigError::new(ENV_CALLOUT_ISSUER_SEED, e.to_string()))?,
+            );
+        }
+        if let Some(password) = src.get(ENV_CLIENT_PASSWORD) {
+            c.client_password = Some(
+                ClientPassword::new(&password)
+                    .map_err(|e| ConfigError::new(ENV_CLIENT_PASSWORD, e.to_string()))?,
             );
         }
         Ok(c)

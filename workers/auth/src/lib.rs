@@ -74,15 +74,27 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     let js = async_nats::jetstream::new(nats.clone());
     let users_kv = provision::users_bucket(&js, &subjects, config.durability).await?;
     let users = users::Users::new(users_kv, config.hash_concurrency);
-    // Plugin servers connect through the auth callout: answer it as early as possible (a
-    // plugin server's connection waits for it), before the package install below.
+    // Client apps and plugin servers connect through the auth callout: answer it as early
+    // as possible (their connections wait for it), before the package install below.
     if let Some(seed) = &config.callout_issuer {
-        let callout =
-            tessera_callout::Callout::new(&nats, subjects.clone(), seed, config.durability).await?;
+        if config.client_password.is_none() {
+            tracing::warn!(
+                "no {}: this node does not admit client apps",
+                config::ENV_CLIENT_PASSWORD
+            );
+        }
+        let callout = tessera_callout::Callout::new(
+            &nats,
+            subjects.clone(),
+            seed,
+            config.client_password.clone(),
+            config.durability,
+        )
+        .await?;
         tessera_callout::start(nats.clone(), callout, shutdown.clone()).await?;
     } else {
         tracing::info!(
-            "no {}: this node does not admit plugin servers",
+            "no {}: this node does not admit client apps or plugin servers",
             config::ENV_CALLOUT_ISSUER_SEED
         );
     }

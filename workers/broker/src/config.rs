@@ -19,6 +19,9 @@ pub const ENV_GRACE: &str = "TESSERA_GRACE";
 pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
 /// How long the broker reuses an auth result for the same account token (0s: never).
 pub const ENV_AUTH_CACHE_TTL: &str = "TESSERA_AUTH_CACHE_TTL";
+/// How long a recorded token may stay uncommitted before a sweeper withdraws it (see
+/// `store::Store::commit`).
+pub const ENV_PENDING_DEADLINE: &str = "TESSERA_BROKER_PENDING_DEADLINE";
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -47,6 +50,9 @@ pub struct BrokerConfig {
     pub key_renew: Duration,
     /// The audit stream's bounds and this replica's audit queue.
     pub audit: AuditConfig,
+    /// How long a token may stay recorded but uncommitted (its distribution not yet
+    /// acknowledged, or its replica dead) before a sweeper withdraws it.
+    pub pending_deadline: Duration,
 }
 
 impl BrokerConfig {
@@ -74,6 +80,7 @@ impl BrokerConfig {
             clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
             key_renew: Duration::from_secs(60),
             audit: AuditConfig::default(),
+            pending_deadline: Duration::from_secs(30),
         }
     }
 
@@ -102,6 +109,15 @@ impl BrokerConfig {
             return Err(ConfigError::new(ENV_AUTH_CACHE_TTL, "must be at most 1h"));
         }
         c.audit = AuditConfig::from_env(src)?;
+        // Never past a token's life by default (a short-lived token needs no longer watch).
+        let default_deadline = c.pending_deadline.min(c.token_ttl);
+        c.pending_deadline = config::duration(src, ENV_PENDING_DEADLINE, default_deadline)?;
+        if c.pending_deadline < Duration::from_secs(1) || c.pending_deadline > c.token_ttl {
+            return Err(ConfigError::new(
+                ENV_PENDING_DEADLINE,
+                "must be between 1s and the token TTL",
+            ));
+        }
         Ok(c)
     }
 }

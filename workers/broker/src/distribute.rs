@@ -25,7 +25,7 @@ pub async fn publish(
         h.insert(headers::SCHEMA, DIST_EVENT.header_value().as_str());
         h.insert(headers::MSG_ID, format!("{msg_id}.{server}").as_str());
         let ack = state
-            .js
+            .dist_js
             .publish_with_headers(state.subjects.dist(server), h, payload.clone())
             .await
             .map_err(|e| dist_error("publish", e))?;

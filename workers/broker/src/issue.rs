@@ -3,10 +3,12 @@
 //! Order matters: auth result first (nothing happens for an unauthenticated caller); then
 //! the record in Redis, in the same round trip as reading any earlier reply to the same
 //! idempotency key (a live one is answered instead); then distribution, acked by
-//! JetStream; then the idempotent reply; then the audit event is queued (never awaited);
-//! then the reply. A failed distribution removes the record again, so no token is stored
-//! without being distributed (a crash between the two leaves a recorded but undistributed
-//! token, which plugin servers still accept through introspection).
+//! JetStream; then the commit, which takes the token out of the pending set and remembers
+//! the idempotent reply in one round trip; then the audit event is queued (never awaited);
+//! then the reply. A failed distribution removes the record again, and a replica that dies
+//! between record and commit leaves a pending token that a sweeper withdraws (revoked and
+//! deleted) after `TESSERA_BROKER_PENDING_DEADLINE`: no valid token stays stored without
+//! being distributed, or distributed without being stored (`store` module doc).
 //!
 //! Binding: where the plugin's route says so (`bind_device`, `bind_ip`), the token's claims
 //! carry the device id and/or user IP of the request, and the gateway refuses packets whose
@@ -32,7 +34,7 @@ use tessera_schemas::{ErrorCode, WireError, ids};
 
 use crate::State;
 use crate::distribute;
-use crate::store::TokenRecord;
+use crate::store::{Commit, TokenRecord};
 
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 
@@ -186,19 +188,29 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         state.store.forget(&token_id, &record).await;
         return Err(e);
     }
-    // Only a recorded and distributed token becomes the idempotent reply, so a retry can
-    // never be handed a token that plugin servers will not accept.
-    if let Some(k) = idem {
-        match state.store.claim_idempotency(k, &binding, &response).await {
-            Ok(None) => {}
-            Ok(Some(winner)) => {
-                // A concurrent request with the same key finished first: send its token and
-                // withdraw ours, which nobody has seen.
-                withdraw(&state, &token_id, &record).await;
-                return Ok(Reply::msgpack(TOKEN_REQUEST, &winner));
-            }
-            // Our token is valid and delivered; only the replay protection is missing.
-            Err(e) => tracing::warn!(error = %e, "could not remember the idempotent reply"),
+    // The commit: only a recorded and distributed token that no sweeper withdrew is handed
+    // out, and only it becomes the idempotent reply (`store` module doc).
+    match state
+        .store
+        .commit(&token_id, idem.map(|k| (k, binding.as_str(), &response)))
+        .await?
+    {
+        Commit::Committed => {}
+        Commit::Withdrawn => {
+            tracing::warn!(
+                token_id,
+                "distribution outlasted the pending deadline; token withdrawn"
+            );
+            return Err(WireError::new(
+                ErrorCode::Unavailable,
+                "token distribution took too long; try again",
+            ));
+        }
+        Commit::Lost(winner) => {
+            // A concurrent request with the same key finished first: send its token and
+            // withdraw ours, which nobody has seen (if that fails, a later sweep does it).
+            let _ = withdraw(&state, &token_id, &record).await;
+            return Ok(Reply::msgpack(TOKEN_REQUEST, &winner));
         }
     }
     // Only a token handed out for the first time is audited: an idempotent replay (above)
@@ -269,16 +281,51 @@ fn bound(
     }
 }
 
-/// Revokes a token that lost an idempotency race: distributed, but never handed out.
-async fn withdraw(state: &State, token_id: &str, record: &TokenRecord) {
+/// Revokes a token that was never handed out (it lost an idempotency race, or its replica
+/// died before committing it): the revocation is distributed, then the record deleted.
+/// On failure the record stays, to be withdrawn by a later sweep.
+pub(crate) async fn withdraw(
+    state: &State,
+    token_id: &str,
+    record: &TokenRecord,
+) -> Result<(), WireError> {
     let event = DistEvent::Revoke {
         token_ids: vec![token_id.to_owned()],
     };
     let msg_id = format!("withdraw.{token_id}");
     if let Err(e) = distribute::publish(state, &record.servers, &msg_id, &event).await {
-        tracing::warn!(error = %e, token_id, "could not withdraw a duplicate token; it expires with its TTL");
+        tracing::warn!(error = %e.message, token_id, "could not withdraw a token nobody received");
+        state.store.repend(token_id).await;
+        return Err(e);
     }
     state.store.forget(token_id, record).await;
+    tessera_core::metrics::record_token_withdrawn();
+    Ok(())
+}
+
+/// Withdraws, every `every`, the tokens left pending past their deadline by any replica
+/// (one that died between recording and committing): see the `store` module doc.
+pub(crate) async fn sweep(state: Arc<State>, every: Duration, shutdown: tessera_core::Shutdown) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let claimed = match state.store.sweep(100).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e.message, "pending sweep skipped");
+                continue;
+            }
+        };
+        for (token_id, record) in claimed {
+            // No record: forgotten after a failed distribution, or expired.
+            if let Some(record) = record {
+                tracing::warn!(token_id, "withdrawing a token its replica never committed");
+                let _ = withdraw(&state, &token_id, &record).await;
+            }
+        }
+    }
 }
 
 /// Seed 000 step 2: the auth result from the account server (the auth worker), or the one

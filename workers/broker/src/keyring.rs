@@ -26,6 +26,17 @@ pub fn lifetime(token_ttl: Duration, leeway: Duration, renew: Duration) -> Durat
     token_ttl + leeway + renew * 2
 }
 
+/// When a record published now for `lifetime` expires, in Unix seconds, rounded *up*: the
+/// mint check compares it with a token's expiry in whole seconds from a truncated clock, and
+/// rounding down lost up to a second of the renewal margin (with short test settings, a
+/// refusal window every second).
+fn expiry(lifetime: Duration) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    (now + lifetime).as_secs_f64().ceil() as u64
+}
+
 /// Until when this replica's key is known to be published (Unix seconds; 0: not yet).
 #[derive(Debug, Default)]
 pub struct Published(AtomicU64);
@@ -123,7 +134,7 @@ pub async fn maintain(
             _ = tick.tick() => {}
         }
         let now = now_unix();
-        match publish(&kv, &key, now + lifetime.as_secs()).await {
+        match publish(&kv, &key, expiry(lifetime)).await {
             Ok(exp) => published.extend(exp),
             Err(e) => {
                 tracing::warn!(error = %e, kid = key.kid(), "renewing the signing key failed")
@@ -140,7 +151,7 @@ pub async fn publish_initial(
     lifetime: Duration,
     published: &Published,
 ) -> Result<(), async_nats::Error> {
-    let exp = publish(kv, key, now_unix() + lifetime.as_secs()).await?;
+    let exp = publish(kv, key, expiry(lifetime)).await?;
     published.extend(exp);
     Ok(())
 }

@@ -33,7 +33,8 @@ mod issue;
 mod keyring;
 mod keys;
 mod revoke;
-mod store;
+/// Public for the fault tests, which play a replica that died mid-request.
+pub mod store;
 
 use std::sync::Arc;
 
@@ -54,7 +55,10 @@ pub(crate) struct State {
     pub config: BrokerConfig,
     pub subjects: Subjects,
     pub nats: async_nats::Client,
-    pub js: jetstream::Context,
+    /// JetStream on a connection of its own, for the distribution publishes and their acks:
+    /// the hot path's two publishes per token do not queue behind requests and replies in
+    /// one connection's reader and writer (measured in BENCHMARKS.md).
+    pub dist_js: jetstream::Context,
     pub store: store::Store,
     pub routes: WatchedKv<Route>,
     pub keys: WatchedKv<tessera_core::signing::PublishedKey>,
@@ -90,6 +94,9 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     let subjects = config.subjects.clone();
     let nats = bus::connect(&config.nats_url, "tessera-broker", config.connect_wait).await?;
     let js = jetstream::new(nats.clone());
+    let dist_nats =
+        bus::connect(&config.nats_url, "tessera-broker-dist", config.connect_wait).await?;
+    let dist_js = jetstream::new(dist_nats);
     let d = config.durability;
     provision::dist_stream(&js, &subjects, config.token_ttl + config.dist_margin, d).await?;
     let routes_kv = provision::routes_bucket(&js, &subjects, d).await?;
@@ -110,8 +117,13 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         .await
         .map_err(|e| anyhow::anyhow!("publishing the public signing key: {e}"))?;
 
-    let store =
-        store::Store::connect(&config.redis_url, subjects.prefix(), config.redis_timeout).await?;
+    let store = store::Store::connect(
+        &config.redis_url,
+        subjects.prefix(),
+        config.redis_timeout,
+        config.pending_deadline,
+    )
+    .await?;
     let routes = WatchedKv::start(routes_kv, decode_route, shutdown.clone())
         .await
         .context("watching routes")?;
@@ -140,7 +152,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         config,
         subjects: subjects.clone(),
         nats: nats.clone(),
-        js,
+        dist_js,
         store,
         routes,
         keys,
@@ -150,6 +162,13 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         plugin_keys,
         auditor: auditor.clone(),
     });
+    // Withdraw what dead replicas left pending (every replica sweeps; each id is claimed
+    // once), a few times per deadline.
+    tokio::spawn(issue::sweep(
+        state.clone(),
+        state.config.pending_deadline / 3,
+        shutdown.clone(),
+    ));
     let spec = service::ServiceSpec {
         name: subjects.service_name("broker"),
         description: "Tessera broker: plugin tokens".into(),

@@ -2,6 +2,14 @@
 //! bearer string) with the token's TTL, a per-account index for revoke-all, and the replies to
 //! idempotent requests.
 //!
+//! A token is *pending* from its record until its commit ([`Store::commit`], after its
+//! distribution was acknowledged): its id sits in a sorted set scored by a deadline. The
+//! commit removes it, and only a replica whose commit removed it hands the token out. A
+//! replica that dies in between leaves the id behind; once overdue, any replica's sweeper
+//! claims it ([`Store::sweep`]) and withdraws the token (revocation distributed, record
+//! deleted). Whoever removes the id first wins, so a slow replica never hands out a token a
+//! sweeper withdrew, and no valid token is left recorded but undistributed.
+//!
 //! Every command is bounded by a response timeout, so a Redis outage turns into a prompt,
 //! retryable `unavailable` instead of a hung request. The connection manager reconnects by
 //! itself when Redis comes back.
@@ -32,6 +40,29 @@ pub struct TokenRecord {
 pub struct Store {
     conn: ConnectionManager,
     keys: RedisKeys,
+    /// How long a token may stay pending (see the module doc).
+    pending_deadline: Duration,
+}
+
+/// How long the pending set outlives its last addition (it empties itself in normal use).
+const PENDING_KEY_TTL: Duration = Duration::from_secs(3600);
+
+/// The outcome of [`Store::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// The token is ours to hand out.
+    Committed,
+    /// A sweeper withdrew it first (its commit came after the deadline): do not hand it out.
+    Withdrawn,
+    /// A concurrent request with the same idempotency key committed first: send its reply
+    /// and withdraw ours.
+    Lost(TokenResponse),
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Redis failures become `unavailable` on the wire; the detail stays in the log.
@@ -41,7 +72,12 @@ fn unavailable(e: redis::RedisError) -> WireError {
 }
 
 impl Store {
-    pub async fn connect(url: &str, prefix: &str, timeout: Duration) -> anyhow::Result<Store> {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        pending_deadline: Duration,
+    ) -> anyhow::Result<Store> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
@@ -52,41 +88,117 @@ impl Store {
         Ok(Store {
             conn,
             keys: RedisKeys::new(prefix),
+            pending_deadline,
         })
     }
 
-    /// Remembers the reply to an idempotent request, once its token is recorded and
-    /// distributed. If a concurrent request with the same key got there first, returns its
-    /// reply instead: the caller must send that one and withdraw its own token. `binding`
-    /// is the token's binding (`redis_keys::idempotency_binding`).
-    pub async fn claim_idempotency(
+    /// Commits a recorded and distributed token: takes it out of the pending set and, for an
+    /// idempotent request (`claim`: key, binding and reply), remembers the reply, in one
+    /// round trip. See [`Commit`] for what the caller must do. An error leaves the outcome
+    /// unknown: the caller answers `unavailable` (a committed token nobody received expires
+    /// with its TTL; an uncommitted one is withdrawn by a sweeper).
+    pub async fn commit(
         &self,
-        key: &str,
-        binding: &str,
-        reply: &TokenResponse,
-    ) -> Result<Option<TokenResponse>, WireError> {
+        token_id: &str,
+        claim: Option<(&str, &str, &TokenResponse)>,
+    ) -> Result<Commit, WireError> {
         let mut conn = self.conn.clone();
-        let idem_key = self
-            .keys
-            .idempotency(&reply.account_id, &reply.plugin_id, binding, key);
-        let set: Option<String> = redis::cmd("SET")
-            .arg(&idem_key)
-            .arg(codec::encode(reply))
-            .arg("NX")
-            .arg("PX")
-            .arg(IDEMPOTENCY_WINDOW.as_millis() as u64)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM").arg(self.keys.pending()).arg(token_id);
+        let idem_key = claim.map(|(key, binding, reply)| {
+            let idem_key = self
+                .keys
+                .idempotency(&reply.account_id, &reply.plugin_id, binding, key);
+            pipe.cmd("SET")
+                .arg(&idem_key)
+                .arg(codec::encode(reply))
+                .arg("NX")
+                .arg("PX")
+                .arg(IDEMPOTENCY_WINDOW.as_millis() as u64);
+            idem_key
+        });
+        let Some(idem_key) = idem_key else {
+            let (removed,): (i64,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            return Ok(if removed == 1 {
+                Commit::Committed
+            } else {
+                Commit::Withdrawn
+            });
+        };
+        let (removed, set): (i64, Option<String>) =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        if removed != 1 {
+            if set.is_some() {
+                // Best effort: a remembered reply whose record is gone is ignored anyway.
+                let _ = redis::cmd("DEL")
+                    .arg(&idem_key)
+                    .query_async::<()>(&mut conn)
+                    .await;
+            }
+            return Ok(Commit::Withdrawn);
+        }
         if set.is_some() {
-            return Ok(None);
+            return Ok(Commit::Committed);
         }
         let raw: Option<Vec<u8>> = redis::cmd("GET")
             .arg(&idem_key)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(raw.and_then(|b| codec::decode(&b).ok()))
+        match raw.and_then(|b| codec::decode(&b).ok()) {
+            Some(winner) => Ok(Commit::Lost(winner)),
+            // The winner's reply expired in between: ours is as good.
+            None => Ok(Commit::Committed),
+        }
+    }
+
+    /// Claims up to `limit` overdue pending tokens for this replica to withdraw, with their
+    /// records (`None`: the record is already gone). Each id is claimed by one replica only.
+    pub async fn sweep(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<TokenRecord>)>, WireError> {
+        let mut conn = self.conn.clone();
+        let overdue: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.pending())
+            .arg("-inf")
+            .arg(now_ms())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut claimed = Vec::new();
+        for id in overdue {
+            let removed: i64 = redis::cmd("ZREM")
+                .arg(self.keys.pending())
+                .arg(&id)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if removed == 1 {
+                let record = self.get(&id).await?;
+                claimed.push((id, record));
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Puts a claimed token back into the pending set (its withdrawal failed; a later sweep
+    /// tries again).
+    pub async fn repend(&self, token_id: &str) {
+        let mut conn = self.conn.clone();
+        let deadline = now_ms() + self.pending_deadline.as_millis() as u64;
+        if let Err(e) = redis::cmd("ZADD")
+            .arg(self.keys.pending())
+            .arg(deadline)
+            .arg(token_id)
+            .query_async::<()>(&mut conn)
+            .await
+        {
+            tracing::warn!(error = %e, token_id, "could not re-queue a token to withdraw; it expires with its TTL");
+        }
     }
 
     /// Records an issued token and indexes it under its account, in one round trip, which
@@ -137,6 +249,16 @@ impl Store {
             .cmd("PEXPIRE")
             .arg(&account_key)
             .arg(max_ttl.as_millis() as u64)
+            .ignore()
+            // Pending until committed (see the module doc).
+            .cmd("ZADD")
+            .arg(self.keys.pending())
+            .arg(now_ms() + self.pending_deadline.as_millis() as u64)
+            .arg(token_id)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(self.keys.pending())
+            .arg(PENDING_KEY_TTL.as_millis() as u64)
             .ignore();
         let Some(idem_key) = idem_key else {
             pipe.query_async::<()>(&mut conn)
@@ -166,12 +288,24 @@ impl Store {
     }
 
     /// Undoes [`Store::record`] after a failed distribution, so no token is stored without
-    /// being distributed. Best effort: the record expires with the token anyway.
+    /// being distributed. Best effort: if this fails, the sweeper withdraws it.
     pub async fn forget(&self, token_id: &str, record: &TokenRecord) {
-        if let Err(e) = self
-            .delete(&record.account_id, &[token_id.to_owned()])
-            .await
-        {
+        let mut conn = self.conn.clone();
+        let result = redis::pipe()
+            .cmd("DEL")
+            .arg(self.keys.token(token_id))
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.keys.account_tokens(&record.account_id))
+            .arg(token_id)
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.keys.pending())
+            .arg(token_id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await;
+        if let Err(e) = result {
             tracing::warn!(error = %e, token_id, "could not remove the record of an undistributed token");
         }
     }

@@ -6,7 +6,7 @@
 //!   nkey over `<header b64url>.<claims b64url>`, all base64url without padding;
 //! - the **authorization request** (nats-server -> us, signed by the server's `N...` key):
 //!   `nats.type = "authorization_request"`, `nats.user_nkey` (a key the server made for
-//!   this connection), `nats.server_id.id`, `nats.connect_opts.{user, pass}`;
+//!   this connection), `nats.server_id.id`, `nats.connect_opts.{user, pass, auth_token}`;
 //! - the **user** claims we issue: `sub` = that user nkey, `aud` = the account name (config
 //!   mode places the connection there), `nats.pub/sub.allow`, `nats.resp`, `type = "user"`;
 //! - the **authorization response** wrapping it: `sub` = the user nkey, `aud` = the
@@ -176,6 +176,9 @@ pub struct ConnectOpts {
     pub user: String,
     #[serde(default)]
     pub pass: String,
+    /// A client app's inbox key (`tessera_schemas::clients`); empty for plugin servers.
+    #[serde(default)]
+    pub auth_token: String,
 }
 
 impl std::fmt::Debug for ConnectOpts {
@@ -183,6 +186,7 @@ impl std::fmt::Debug for ConnectOpts {
         f.debug_struct("ConnectOpts")
             .field("user", &self.user)
             .field("pass", &"***")
+            .field("auth_token", &"***")
             .finish()
     }
 }

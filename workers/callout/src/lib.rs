@@ -1,13 +1,20 @@
-//! The NATS auth callout: how a plugin server gets onto the bus with credentials of its
-//! own (issue 8, "Bus permissions").
+//! The NATS auth callout: how client apps and plugin servers get onto the bus, each with
+//! permissions of its own (issue 8, "Bus permissions").
 //!
-//! nats.conf (rendered by bus-config) lists the static role users as `auth_users` and sends
-//! every other connection's credentials to `$SYS.REQ.USER.AUTH`. The responder here (run by
-//! each auth node, one queue group) reads the request, takes the plugin server id from the
-//! user name (`plugin-server.<id>`), reads `<P>_PLUGIN_SERVERS[id]` and compares the
-//! SHA-256 of the password with the stored one. It answers with a user JWT carrying
-//! [`Permissions::for_plugin_server`] for that id, or with an error, which nats-server turns
-//! into an immediate authorization violation: a refused plugin server never hangs.
+//! nats.conf (rendered by bus-config) lists the static role users (workers, admin) as
+//! `auth_users` and sends every other connection's credentials to `$SYS.REQ.USER.AUTH`. The
+//! responder here (run by each auth node, one queue group) reads the request and answers
+//! with a user JWT, or with an error, which nats-server turns into an immediate
+//! authorization violation: a refused connection never hangs.
+//!
+//! - **Plugin servers** (user `plugin-server.<id>`): the id's record in
+//!   `<P>_PLUGIN_SERVERS` must hold the SHA-256 of the password. Permissions:
+//!   [`Permissions::for_plugin_server`] for that id.
+//! - **Client apps** (user `client`): the password must be the client password this node
+//!   was given, and the CONNECT's `auth_token` must be an inbox key. Permissions:
+//!   [`Permissions::for_client`] on the inbox that key opens
+//!   ([`tessera_core::bus::client_inbox`]), so a connection reads its own replies and no
+//!   other's.
 //!
 //! # Layout
 //!
@@ -29,7 +36,9 @@ use tessera_bus_config::plugin_servers::password_matches;
 use tessera_bus_config::provision::{self, Durability};
 use tessera_bus_config::{ACCOUNT, Permissions};
 use tessera_core::Shutdown;
-use tessera_schemas::plugin_servers::{PluginServerRecord, server_id_of};
+use tessera_core::bus::client_inbox;
+use tessera_schemas::clients::{self, CLIENT_USER};
+use tessera_schemas::plugin_servers::{PluginServerRecord, dist_server_id_of, server_id_of};
 use tessera_schemas::subjects::{AUTH_CALLOUT, QUEUE_CALLOUT};
 use tessera_schemas::{Subjects, codec};
 use tokio::sync::Semaphore;
@@ -41,14 +50,53 @@ const MAX_IN_FLIGHT: usize = 64;
 /// "Authorization Violation"), so it names no secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("not a plugin-server user")]
-    NotAPluginServer,
+    #[error("not a client or plugin-server user")]
+    UnknownUser,
     #[error("unknown plugin server")]
     Unknown,
     #[error("wrong secret")]
     WrongSecret,
     #[error("plugin-server registry unavailable")]
     Unavailable,
+    #[error("client apps are not admitted by this auth node (no client password set)")]
+    ClientsNotConfigured,
+    #[error("a client connection needs an inbox key (auth_token, 43-128 base64url characters)")]
+    NoInboxKey,
+}
+
+/// Who a connection was admitted as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admitted {
+    /// A plugin server's serving connection, by id.
+    PluginServer(String),
+    /// A plugin server's distribution connection, by id.
+    PluginServerDistribution(String),
+    /// A client app connection, with the inbox prefix its key opens.
+    Client { inbox: String },
+}
+
+/// The client apps' bus password, as this node checks it: never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientPassword(String);
+
+impl ClientPassword {
+    pub fn new(password: &str) -> anyhow::Result<ClientPassword> {
+        anyhow::ensure!(!password.is_empty(), "the client password is empty");
+        Ok(ClientPassword(password.to_owned()))
+    }
+
+    /// Constant time in the compared digests, whatever `given` is.
+    fn matches(&self, given: &str) -> bool {
+        use aws_lc_rs::constant_time::verify_slices_are_equal;
+        let digest = |s: &str| aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
+        verify_slices_are_equal(digest(&self.0).as_ref(), digest(given).as_ref()).is_ok()
+    }
+}
+
+impl std::fmt::Debug for ClientPassword {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientPassword(***)")
+    }
 }
 
 /// What the responder needs.
@@ -56,14 +104,17 @@ pub struct Callout {
     issuer: nkeys::KeyPair,
     subjects: Subjects,
     registry: kv::Store,
+    client_password: Option<ClientPassword>,
 }
 
 impl Callout {
-    /// Provisions the plugin-servers bucket (if missing) and checks the issuer seed.
+    /// Provisions the plugin-servers bucket (if missing) and checks the issuer seed. Client
+    /// apps are admitted only with a `client_password`.
     pub async fn new(
         nats: &async_nats::Client,
         subjects: Subjects,
         issuer_seed: &IssuerSeed,
+        client_password: Option<ClientPassword>,
         durability: Durability,
     ) -> anyhow::Result<Callout> {
         let issuer = issuer_key(&issuer_seed.0)?;
@@ -73,12 +124,32 @@ impl Callout {
             issuer,
             subjects,
             registry,
+            client_password,
         })
     }
 
-    /// The plugin server id `user`/`password` stand for, if they are valid.
-    pub async fn check(&self, user: &str, password: &str) -> Result<String, Refusal> {
-        let id = server_id_of(user).ok_or(Refusal::NotAPluginServer)?;
+    /// Who `opts` (a CONNECT's credentials) stand for, if they are valid.
+    pub async fn check(&self, opts: &jwt::ConnectOpts) -> Result<Admitted, Refusal> {
+        if opts.user == CLIENT_USER {
+            let expected = self
+                .client_password
+                .as_ref()
+                .ok_or(Refusal::ClientsNotConfigured)?;
+            if !expected.matches(&opts.pass) {
+                return Err(Refusal::WrongSecret);
+            }
+            if !clients::inbox_key_ok(&opts.auth_token) {
+                return Err(Refusal::NoInboxKey);
+            }
+            return Ok(Admitted::Client {
+                inbox: client_inbox(&opts.auth_token),
+            });
+        }
+        let (id, dist) = match (server_id_of(&opts.user), dist_server_id_of(&opts.user)) {
+            (Some(id), _) => (id, false),
+            (None, Some(id)) => (id, true),
+            (None, None) => return Err(Refusal::UnknownUser),
+        };
         let entry = self.registry.get(id).await.map_err(|e| {
             tracing::warn!(server_id = id, error = %e, "reading the plugin-server registry");
             Refusal::Unavailable
@@ -86,10 +157,23 @@ impl Callout {
         let record: PluginServerRecord = entry
             .and_then(|bytes| codec::decode(&bytes).ok())
             .ok_or(Refusal::Unknown)?;
-        if password_matches(&record, password) {
-            Ok(id.to_owned())
-        } else {
+        if !password_matches(&record, &opts.pass) {
             Err(Refusal::WrongSecret)
+        } else if dist {
+            Ok(Admitted::PluginServerDistribution(id.to_owned()))
+        } else {
+            Ok(Admitted::PluginServer(id.to_owned()))
+        }
+    }
+
+    /// The permissions of an admitted connection.
+    fn permissions(&self, who: &Admitted) -> Permissions {
+        match who {
+            Admitted::PluginServer(id) => Permissions::for_plugin_server(id, &self.subjects),
+            Admitted::PluginServerDistribution(id) => {
+                Permissions::for_plugin_server_distribution(id, &self.subjects)
+            }
+            Admitted::Client { inbox } => Permissions::for_client(inbox, &self.subjects),
         }
     }
 
@@ -105,30 +189,35 @@ impl Callout {
             }
         };
         let opts = &req.connect_opts;
-        let outcome = self.check(&opts.user, &opts.pass).await;
+        let outcome = self.check(opts).await;
+        let (host, client) = (&req.client_info.host, req.client_info.id);
         match &outcome {
-            Ok(id) => tracing::info!(
-                server_id = %id,
-                host = %req.client_info.host,
-                client = req.client_info.id,
-                "plugin server admitted"
-            ),
+            Ok(Admitted::PluginServer(id)) => {
+                tracing::info!(server_id = %id, %host, client, "plugin server admitted")
+            }
+            Ok(Admitted::PluginServerDistribution(id)) => {
+                tracing::info!(server_id = %id, %host, client, "plugin server distribution connection admitted")
+            }
+            // Client apps connect often; their inbox hash is not a secret.
+            Ok(Admitted::Client { inbox }) => {
+                tracing::debug!(%inbox, %host, client, "client app admitted")
+            }
             Err(why) => tracing::warn!(
                 user = %opts.user,
-                host = %req.client_info.host,
-                client = req.client_info.id,
+                %host,
+                client,
                 reason = %why,
                 "bus connection refused"
             ),
         }
         let outcome = outcome
-            .map(|id| {
+            .map(|who| {
                 jwt::user_jwt(
                     &self.issuer,
                     &req.user_nkey,
                     &opts.user,
                     ACCOUNT,
-                    &Permissions::for_plugin_server(&id, &self.subjects),
+                    &self.permissions(&who),
                 )
             })
             .map_err(|why| why.to_string());

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tessera_schemas::clients;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -41,6 +44,37 @@ pub async fn connect(url: &str, name: &str, wait: Duration) -> Result<Client, Co
     connect_with(url, name, wait, |o| o).await
 }
 
+/// The inbox prefix of a client connection whose inbox key is `key`: `_C_INBOX.` and the
+/// first 32 hex digits of SHA-256(key) (see [`tessera_schemas::clients`]). The auth callout
+/// computes the same to decide what the connection may subscribe to.
+pub fn client_inbox(key: &str) -> String {
+    let digest = crate::data_sign::sha256_hex(key.as_bytes());
+    format!(
+        "{}.{}",
+        clients::INBOX_ROOT,
+        &digest[..clients::INBOX_HASH_HEX]
+    )
+}
+
+/// A fresh inbox key: 32 random bytes, base64url.
+pub fn new_inbox_key() -> String {
+    let mut bytes = [0u8; clients::INBOX_KEY_BYTES];
+    aws_lc_rs::rand::fill(&mut bytes).expect("system randomness");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `opts` for a connection as `user`: a client connection (user `client`) gets an inbox
+/// key of its own, sent as the CONNECT's `auth_token`, and the inbox prefix it opens, the
+/// only one its permissions let it subscribe to. Other users' options are left as they are.
+pub fn with_client_inbox(opts: ConnectOptions, user: Option<&str>) -> ConnectOptions {
+    if user != Some(clients::CLIENT_USER) {
+        return opts;
+    }
+    let key = new_inbox_key();
+    let inbox = client_inbox(&key);
+    opts.token(key).custom_inbox_prefix(inbox)
+}
+
 /// [`connect`], with `customize` applied to the options of every attempt (e.g. a plugin
 /// server's own inbox prefix).
 pub async fn connect_with(
@@ -69,8 +103,13 @@ pub async fn connect_with(
         addr.username()
             .map(|u| (u.to_owned(), addr.password().unwrap_or_default().to_owned()))
     });
+    // One inbox key for every attempt: the key is the connection's for its whole life.
+    let client = with_client_inbox(
+        ConnectOptions::new(),
+        credentials.as_ref().map(|(u, _)| u.as_str()),
+    );
     loop {
-        let mut opts = ConnectOptions::new();
+        let mut opts = client.clone();
         if let Some((user, pass)) = &credentials {
             opts = opts.user_and_password(user.clone(), pass.clone());
         }
@@ -99,6 +138,28 @@ pub async fn connect_with(
 
 #[cfg(test)]
 mod tests {
+    use tessera_schemas::clients;
+
+    #[test]
+    fn client_inboxes_are_bound_to_their_key() {
+        let key = super::new_inbox_key();
+        assert!(clients::inbox_key_ok(&key), "{key}");
+        let inbox = super::client_inbox(&key);
+        assert_eq!(inbox, super::client_inbox(&key));
+        assert_ne!(inbox, super::client_inbox(&super::new_inbox_key()));
+        let hash = inbox.strip_prefix("_C_INBOX.").unwrap();
+        assert_eq!(hash.len(), 32);
+        assert!(
+            hash.bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        // SHA-256("abc") starts with ba7816bf8f01cfea414140de5dae2223.
+        assert_eq!(
+            super::client_inbox("abc"),
+            "_C_INBOX.ba7816bf8f01cfea414140de5dae2223"
+        );
+    }
+
     #[test]
     fn redacts_passwords() {
         assert_eq!(

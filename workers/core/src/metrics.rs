@@ -26,6 +26,9 @@ pub const DISTRIBUTIONS_ACKED: &str = "tessera_distributions_acked_total";
 /// Recorded by [`crate::jwt::count`] (also from the plugin-server SDK).
 pub const TOKENS_REJECTED: &str = "tessera_tokens_rejected_total";
 pub const AUDIT_EVENTS: &str = "tessera_audit_events_total";
+/// Tokens the broker revoked before anyone received them (an idempotency race lost, or a
+/// replica that died before committing).
+pub const TOKENS_WITHDRAWN: &str = "tessera_tokens_withdrawn_total";
 
 /// Latency buckets (seconds): sub-millisecond local answers up to the 2 s auth timeout.
 const BUCKETS: &[f64] = &[
@@ -68,6 +71,10 @@ pub fn install() -> PrometheusHandle {
                 AUDIT_EVENTS,
                 "Audit events by outcome: published (acked), failed (not stored), dropped (queue full)"
             );
+            metrics::describe_counter!(
+                TOKENS_WITHDRAWN,
+                "Tokens revoked before anyone received them (a lost idempotency race, or swept after their replica died)"
+            );
             INSTALLED.store(true, Ordering::Release);
             handle
         })
@@ -96,6 +103,14 @@ pub fn record_token_issued(servers: usize) {
     }
     metrics::counter!(TOKENS_ISSUED).increment(1);
     metrics::counter!(DISTRIBUTIONS_ACKED).increment(servers as u64);
+}
+
+/// One token withdrawn before anyone received it.
+pub fn record_token_withdrawn() {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(TOKENS_WITHDRAWN).increment(1);
 }
 
 /// One audit event settled: `published`, `failed` or `dropped` (see [`crate::audit`]).

@@ -22,6 +22,13 @@ impl RedisKeys {
         format!("{}:token:{token_id}", self.prefix)
     }
 
+    /// Sorted set of the token ids recorded but not yet committed (distributed and handed
+    /// out), scored by the time (Unix ms) after which a sweeper withdraws them: a replica
+    /// that died between recording and committing leaves nothing valid behind.
+    pub fn pending(&self) -> String {
+        format!("{}:pending", self.prefix)
+    }
+
     /// Sorted set of the token ids issued to one account, scored by expiry (for revoke-all).
     pub fn account_tokens(&self, account_id: &str) -> String {
         format!("{}:account:{account_id}:tokens", self.prefix)
