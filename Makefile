@@ -24,7 +24,7 @@ test: setup lint k8s-validate fuzz-smoke
 
 ## The three-node NATS cluster test alone (containers; also part of `make test`).
 test-cluster: setup
-	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test -p tessera-tests --test cluster -- --nocapture
+	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test -p tessera-tests --test e2e cluster:: -- --nocapture
 
 ## Local images FROM scratch for hosts without a registry (see docker/README.md).
 images: setup

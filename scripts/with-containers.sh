@@ -6,7 +6,7 @@
 #   - sets TESSERA_TEST_BACKEND=containers (unless set), so a broken engine fails the run
 #     instead of quietly falling back,
 #   - when the engine speaks an older Docker API than testcontainers (Docker 20.10 speaks
-#     1.41, testcontainers 0.28 sends 1.53), puts the docker-api-shim of tests/ in between
+#     1.41, testcontainers 0.28 sends 1.53), puts the docker-api-shim (tests/docker-api-shim) in between
 #     and points DOCKER_HOST at it for the command.
 # TESSERA_TEST_BACKEND=local skips all of this.
 set -euo pipefail
@@ -40,7 +40,7 @@ if older "$api" "$TESTCONTAINERS_API"; then
     exec "$@"
     ;;
   esac
-  ${CARGO:-cargo} build --quiet -p tessera-tests --bin docker-api-shim
+  ${CARGO:-cargo} build --quiet -p docker-api-shim
   dir=$(mktemp -d)
   "${CARGO_TARGET_DIR:-target}/debug/docker-api-shim" "$dir/docker.sock" 2>"$dir/shim.log" &
   shim=$!

@@ -78,7 +78,7 @@ const STALL: Duration = Duration::from_secs(10);
 /// nats-server restarts, async-nats 0.51's ordered consumer yields nothing until [`STALL`]
 /// (its ephemeral consumer died with the server): renewing it as soon as the connection is
 /// back brings the distributions missed meanwhile within a fraction of a second
-/// (`tests/tests/faults_servers.rs`).
+/// (`tests/tests/e2e/faults_servers.rs`).
 const RECONNECT_CHECK: Duration = Duration::from_millis(250);
 
 struct Consume<'a> {

@@ -15,7 +15,6 @@ use tessera_tests::{Backend, PluginServerHandle, Role, Stack, assert_eventually}
 const PASSWORD: &str = "correct horse battery";
 
 /// A replica dead between record and commit, played exactly.
-#[path = "faults/pending.rs"]
 mod pending;
 const CHILD: &str = env!("CARGO_BIN_EXE_tessera-test-broker");
 /// Load tasks of each kind: each keeps one request in flight.

@@ -15,11 +15,9 @@ use tessera_tests::{Backend, Role, Stack, assert_eventually};
 const PASSWORD: &str = "correct horse battery";
 
 /// Per-plugin-server credentials (issue 8).
-#[path = "permissions/plugin_servers.rs"]
 mod plugin_servers;
 
 /// Each client connection's own inbox (issue 8).
-#[path = "permissions/clients.rs"]
 mod clients;
 
 fn local() -> tessera_tests::StackBuilder {

@@ -2,14 +2,14 @@
 //! and forwards to the engine (default: the `DOCKER_HOST` unix socket or
 //! /var/run/docker.sock) with request API versions lowered to the engine's newest, so
 //! testcontainers works against engines older than its API version. See
-//! `tessera_tests::docker`. `make test` starts it when the engine needs it.
+//! the crate docs. `make test` starts it when the engine needs it.
 
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tessera_tests::docker::{DEFAULT_SOCKET, DockerHost, run_api_shim};
+use docker_api_shim::{DEFAULT_SOCKET, DockerHost, run_api_shim};
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);

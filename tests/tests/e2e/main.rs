@@ -1,0 +1,24 @@
+//! Tessera's end-to-end tests, one module per subject, built as one test binary.
+//!
+//! One binary, not one per file: each test binary links the whole stack (workers, SDK,
+//! testcontainers), so eighteen of them cost eighteen links and eighteen copies on disk.
+//! Run one subject with a filter: `cargo test -p tessera-tests --test e2e flow::`.
+
+mod assets;
+mod audit;
+mod auth_packages;
+mod auth_packages_sandbox;
+mod bad_input;
+mod cluster;
+mod data_access;
+mod data_binding;
+mod data_raw_packet;
+mod distribution;
+mod faults;
+mod faults_servers;
+mod flow;
+mod key_rotation;
+mod permissions;
+mod sealed;
+mod token_attacks;
+mod wire_table;
