@@ -3,10 +3,13 @@
 //!
 //! # Layout
 //!
-//! - [`roles`]: the five static roles and their permissions, and each plugin server id's,
-//!   built from [`Subjects`].
-//! - [`server`]: renders a nats-server configuration file (one account with JetStream, one
-//!   user per role, the auth callout for plugin servers) and generates credentials.
+//! - [`accounts`]: the three accounts (workers, client apps, plugin servers) and the
+//!   services that cross between them: the trust boundary.
+//! - [`roles`]: the five roles and their permissions within their account, and each plugin
+//!   server id's, built from [`Subjects`].
+//! - [`server`]: renders a nats-server configuration file (the accounts with their exports
+//!   and imports, JetStream in the workers' account, one user per static role, the auth
+//!   callout for client apps and plugin servers) and generates credentials.
 //! - [`plugin_servers`]: per-plugin-server secrets: generation, the stored hash, the check.
 //! - [`deploy`]: the cluster configuration and per-role env files of a Compose or Kubernetes
 //!   deployment (passwords as environment references, so the config holds no secret).
@@ -18,15 +21,17 @@
 
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod deploy;
 pub mod plugin_servers;
 pub mod provision;
 pub mod roles;
 pub mod server;
 
+pub use accounts::Account;
 pub use roles::{Permissions, Role};
 pub use server::{
-    ACCOUNT, CALLOUT_ISSUER_ENV, CALLOUT_ISSUER_SEED_ENV, ClusterConfig, Credentials,
-    RenderOptions, ServerConfig, password_env,
+    CALLOUT_ISSUER_ENV, CALLOUT_ISSUER_SEED_ENV, ClusterConfig, Credentials, RenderOptions,
+    ServerConfig, password_env,
 };
 pub use tessera_schemas::Subjects;

@@ -3,6 +3,8 @@
 use tessera_schemas::Subjects;
 use tessera_schemas::subjects::AUTH_CALLOUT;
 
+use crate::accounts::{self, Account};
+
 mod audit;
 
 /// Who connects to the bus, each with a password of its role. The workers and the admin
@@ -50,6 +52,15 @@ impl Role {
         }
     }
 
+    /// The account the role's connections live in: client apps in theirs, every other
+    /// role in the workers' account.
+    pub fn account(self) -> Account {
+        match self {
+            Role::Client => Account::Clients,
+            Role::Broker | Role::Auth | Role::Admin | Role::Gateway => Account::Workers,
+        }
+    }
+
     /// The environment variable that carries this role's connection URL.
     pub fn url_env(self) -> &'static str {
         match self {
@@ -62,8 +73,11 @@ impl Role {
     }
 }
 
-/// Subjects a role may publish to and subscribe on. `allow_responses` lets a responder
-/// reply to any request it received, without opening `_INBOX.>` for publishing.
+/// Subjects a role may publish to and subscribe on, within its account
+/// ([`Role::account`]). `allow_responses` lets a responder reply to any request it
+/// received, without opening `_INBOX.>` for publishing; a request from another account
+/// arrives with a reply subject the server made (`_R_...`), so such a reply can only go back
+/// to the requester (see [`crate::accounts`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permissions {
     pub publish: Vec<String>,
@@ -78,22 +92,6 @@ const SRV: &str = "$SRV.>";
 /// The environment variable that carries a plugin server's connection URL (with the
 /// credentials `tessera plugin-servers add` printed for it).
 pub const PLUGIN_SERVER_URL_ENV: &str = "TESSERA_PLUGIN_SERVER_URL";
-
-/// JetStream API subjects a plugin server needs to read its own distributions from
-/// `stream`: an ordered consumer created through the *filtered* create subject
-/// (`CONSUMER.CREATE.<stream>.<name>.<filter>`, where nats-server checks that the config's
-/// filter equals `filter`), pulling from it, its info and delete. Not the unfiltered
-/// create, no `MSG.GET`/`DIRECT.GET` (which read any subject of the stream), no listing of
-/// consumers, no acks (an ordered consumer acks nothing).
-fn js_consume_filtered(stream: &str, filter: &str) -> Vec<String> {
-    vec![
-        format!("$JS.API.STREAM.INFO.{stream}"),
-        format!("$JS.API.CONSUMER.CREATE.{stream}.*.{filter}"),
-        format!("$JS.API.CONSUMER.INFO.{stream}.*"),
-        format!("$JS.API.CONSUMER.DELETE.{stream}.*"),
-        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.*"),
-    ]
-}
 
 /// JetStream API subjects a role needs to create, read and write its own streams (a KV
 /// bucket `B` is the stream `KV_B`), and nothing on anybody else's: the users bucket stays
@@ -175,16 +173,6 @@ fn assets_permissions(role: Role, s: &Subjects) -> (Vec<String>, Vec<String>) {
     let assets = s.assets_bucket();
     let objects = format!("$O.{assets}.>");
     match role {
-        // Clients read blobs and the latest manifests (verifying both), ask for plugin keys.
-        Role::Client => (
-            [
-                vec![s.plugins_key()],
-                js_read(&obj_stream(&assets), true),
-                js_read(&kv_stream(&s.asset_versions_bucket()), false),
-            ]
-            .concat(),
-            vec![],
-        ),
         // The broker owns the store and the two buckets; it writes manifests (objects and
         // the latest pointer) and watches plugin keys. It never writes plugin keys.
         Role::Broker => (
@@ -221,7 +209,8 @@ fn assets_permissions(role: Role, s: &Subjects) -> (Vec<String>, Vec<String>) {
             .concat(),
             vec![],
         ),
-        Role::Auth | Role::Gateway => (vec![], vec![]),
+        // Client apps read assets through what their account imports (`accounts.rs`).
+        Role::Client | Role::Auth | Role::Gateway => (vec![], vec![]),
     }
 }
 
@@ -241,15 +230,10 @@ impl Permissions {
     /// Permissions of the token flow (seed 000) and accounts.
     fn core(role: Role, s: &Subjects) -> Permissions {
         match role {
+            // Whatever the client apps' account imports (the workers' client services,
+            // read-only asset gets, plugin servers' operations), and nothing else.
             Role::Client => Permissions {
-                publish: vec![
-                    s.token_request(),
-                    s.auth_login(),
-                    s.keys(),
-                    s.svc_all(),
-                    // Data access (gateway).
-                    s.data_all(),
-                ],
+                publish: accounts::imported_by(Account::Clients, s),
                 // Its own inbox only: added per connection by `for_client`.
                 subscribe: vec![],
                 allow_responses: false,
@@ -275,6 +259,7 @@ impl Permissions {
                     s.token_revoke(),
                     s.token_introspect(),
                     s.keys(),
+                    s.dist_open_all(),
                     SRV.to_owned(),
                     INBOX.to_owned(),
                 ],
@@ -415,9 +400,21 @@ impl Permissions {
     /// consumer, on its own inbox. No responses: see
     /// `tessera_schemas::plugin_servers::DIST_USER_PREFIX` for why it is a connection of its
     /// own.
+    ///
+    /// It cannot create a consumer itself (a consumer's config may name any deliver subject,
+    /// and JetStream would publish there): it asks the broker to open one on `dist.<id>`
+    /// ([`Subjects::dist_open`]; the subject's last token is the id the bus admitted it as)
+    /// and pulls from it by the random name the broker answers with.
     pub fn for_plugin_server_distribution(id: &str, s: &Subjects) -> Permissions {
-        let mut publish = vec!["$JS.API.INFO".to_owned()];
-        publish.extend(js_consume_filtered(&s.dist_stream(), &s.dist(id)));
+        let publish = vec![
+            "$JS.API.INFO".to_owned(),
+            s.dist_open(id),
+            format!(
+                "{}.CONSUMER.MSG.NEXT.{}.*",
+                s.js_api_import(),
+                s.dist_stream()
+            ),
+        ];
         Permissions {
             publish,
             subscribe: vec![format!("{}.>", s.plugin_server_inbox(id))],

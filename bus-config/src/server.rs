@@ -1,5 +1,6 @@
-//! Renders a nats-server configuration: one account with JetStream, one user per role, and
-//! the auth callout that admits plugin servers with credentials of their own.
+//! Renders a nats-server configuration: the three accounts of [`crate::accounts`] with their
+//! exports and imports, JetStream in the workers' account, one user per static role, and
+//! the auth callout that admits client apps and plugin servers into their accounts.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,11 +8,8 @@ use std::path::PathBuf;
 
 use tessera_schemas::Subjects;
 
+use crate::accounts::{self, Account};
 use crate::roles::{Permissions, Role};
-
-/// The one account every Tessera user lives in. A user JWT issued by the auth callout
-/// names it as its audience (config mode places the connection there).
-pub const ACCOUNT: &str = "TESSERA";
 
 /// A password per role and the auth-callout issuer key. Generated fresh for each dev
 /// stack; never committed.
@@ -244,34 +242,9 @@ impl ServerConfig {
             let _ = writeln!(out, "}}");
         }
         let _ = writeln!(out, "accounts {{");
-        let _ = writeln!(out, "  {ACCOUNT} {{");
-        let _ = writeln!(out, "    jetstream: enabled");
-        let _ = writeln!(out, "    users: [");
-        for role in Role::STATIC {
-            let p = Permissions::for_role(role, &self.subjects);
-            let password = if opts.passwords_from_env {
-                format!("${}", password_env(role))
-            } else {
-                quote(self.credentials.password(role))
-            };
-            let _ = writeln!(out, "      {{");
-            let _ = writeln!(out, "        user: {}", quote(role.user()));
-            let _ = writeln!(out, "        password: {password}");
-            let _ = writeln!(out, "        permissions: {{");
-            let _ = writeln!(out, "          publish: {{ allow: {} }}", list(&p.publish));
-            let _ = writeln!(
-                out,
-                "          subscribe: {{ allow: {} }}",
-                list(&p.subscribe)
-            );
-            if p.allow_responses {
-                let _ = writeln!(out, "          allow_responses: true");
-            }
-            let _ = writeln!(out, "        }}");
-            let _ = writeln!(out, "      }}");
+        for account in Account::ALL {
+            self.render_account(&mut out, account, opts);
         }
-        let _ = writeln!(out, "    ]");
-        let _ = writeln!(out, "  }}");
         let _ = writeln!(out, "}}");
         // Every connection that is not a static role user (a client app, a plugin server) is
         // handed to the auth callout: the auth worker checks its credentials and answers with
@@ -286,11 +259,100 @@ impl ServerConfig {
         let _ = writeln!(out, "authorization {{");
         let _ = writeln!(out, "  auth_callout {{");
         let _ = writeln!(out, "    issuer: {issuer}");
-        let _ = writeln!(out, "    account: {}", quote(ACCOUNT));
+        let _ = writeln!(out, "    account: {}", quote(Account::Workers.name()));
         let _ = writeln!(out, "    auth_users: {}", list(&auth_users));
         let _ = writeln!(out, "  }}");
         let _ = writeln!(out, "}}");
         out
+    }
+}
+
+impl ServerConfig {
+    /// One account: its users (the static roles that live in it), JetStream (the workers'
+    /// only), and the services it exports and imports.
+    fn render_account(&self, out: &mut String, account: Account, opts: &RenderOptions) {
+        let services = accounts::services(&self.subjects);
+        let _ = writeln!(out, "  {} {{", account.name());
+        if account == Account::Workers {
+            let _ = writeln!(out, "    jetstream: enabled");
+        }
+        let users: Vec<Role> = Role::STATIC
+            .into_iter()
+            .filter(|r| r.account() == account)
+            .collect();
+        if !users.is_empty() {
+            let _ = writeln!(out, "    users: [");
+            for role in users {
+                self.render_user(out, role, opts);
+            }
+            let _ = writeln!(out, "    ]");
+        }
+        let exports: Vec<&accounts::Service> =
+            services.iter().filter(|s| s.from == account).collect();
+        if !exports.is_empty() {
+            let _ = writeln!(out, "    exports: [");
+            for e in exports {
+                let to: Vec<String> = e.importers.iter().map(|a| a.name().to_owned()).collect();
+                let response = if e.stream_response {
+                    ", response_type: \"stream\""
+                } else {
+                    ""
+                };
+                let _ = writeln!(
+                    out,
+                    "      {{ service: {}, accounts: {}{response} }}",
+                    quote(&e.subject),
+                    list(&to)
+                );
+            }
+            let _ = writeln!(out, "    ]");
+        }
+        let imports: Vec<&accounts::Service> = services
+            .iter()
+            .filter(|s| s.importers.contains(&account))
+            .collect();
+        if !imports.is_empty() {
+            let _ = writeln!(out, "    imports: [");
+            for i in imports {
+                let to = if i.local == i.subject {
+                    String::new()
+                } else {
+                    format!(", to: {}", quote(&i.local))
+                };
+                let _ = writeln!(
+                    out,
+                    "      {{ service: {{ account: {}, subject: {} }}{to} }}",
+                    quote(i.from.name()),
+                    quote(&i.subject)
+                );
+            }
+            let _ = writeln!(out, "    ]");
+        }
+        let _ = writeln!(out, "  }}");
+    }
+
+    fn render_user(&self, out: &mut String, role: Role, opts: &RenderOptions) {
+        let p = Permissions::for_role(role, &self.subjects);
+        let password = if opts.passwords_from_env {
+            format!("${}", password_env(role))
+        } else {
+            quote(self.credentials.password(role))
+        };
+        let _ = writeln!(out, "      {{");
+        let _ = writeln!(out, "        user: {}", quote(role.user()));
+        let _ = writeln!(out, "        password: {password}");
+        let _ = writeln!(out, "        permissions: {{");
+        let _ = writeln!(out, "          publish: {{ allow: {} }}", list(&p.publish));
+        let _ = writeln!(
+            out,
+            "          subscribe: {{ allow: {} }}",
+            list(&p.subscribe)
+        );
+        if p.allow_responses {
+            let _ = writeln!(out, "          allow_responses: true");
+        }
+        let _ = writeln!(out, "        }}");
+        let _ = writeln!(out, "      }}");
     }
 }
 

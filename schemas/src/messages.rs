@@ -17,6 +17,7 @@ pub const TOKEN_REQUEST: Schema = Schema::v1("token.request");
 pub const TOKEN_REVOKE: Schema = Schema::v1("token.revoke");
 pub const TOKEN_INTROSPECT: Schema = Schema::v1("token.introspect");
 pub const DIST_EVENT: Schema = Schema::v1("dist.event");
+pub const DIST_OPEN: Schema = Schema::v1("distribution.open");
 pub const ECHO: Schema = Schema::v1("svc.echo");
 
 /// `auth.login`. Local accounts use `username`/`password`; third-party apps (a later
@@ -112,6 +113,17 @@ pub struct RevokeRequest {
 pub struct RevokeResponse {
     /// How many live tokens were revoked.
     pub revoked: u32,
+}
+
+/// `distribution.open.<server_id>`: a plugin server asks the broker for a consumer of its
+/// own distributions. The reply is the JetStream consumer info (JSON, as JetStream answers
+/// a consumer create) of a pull consumer the plugin server reads with
+/// `<prefix>.js.CONSUMER.MSG.NEXT.<stream>.<name>`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DistOpenRequest {
+    /// The stream sequence to start at; 0: the first event still kept.
+    #[serde(default)]
+    pub start_seq: u64,
 }
 
 /// `token.introspect`: for plugin servers that have not received a token's distribution yet.

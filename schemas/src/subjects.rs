@@ -103,6 +103,24 @@ impl Subjects {
     pub fn dist_all(&self) -> String {
         self.sub("dist.>")
     }
+    /// Plugin server -> broker: open a consumer of `dist.<server_id>` for me (the only way
+    /// a plugin server reads its distributions: it cannot create consumers itself). Outside
+    /// `dist.>`, so a request is never captured by the distribution stream.
+    pub fn dist_open(&self, server_id: &str) -> String {
+        self.sub(&format!("distribution.open.{server_id}"))
+    }
+    /// Every plugin server's [`Subjects::dist_open`] (what the broker serves).
+    pub fn dist_open_all(&self) -> String {
+        self.sub("distribution.open.*")
+    }
+    /// Where the workers' JetStream API appears in the client apps' and plugin servers'
+    /// accounts: the few read-only JetStream requests they may send (`<this>.DIRECT.GET...`,
+    /// `<this>.CONSUMER.MSG.NEXT...`) are imported under it, so they never reach a
+    /// JetStream of their own account and nothing else of the workers' API is reachable.
+    /// Use it as the JetStream API prefix (`async_nats::jetstream::with_prefix`).
+    pub fn js_api_import(&self) -> String {
+        self.sub("js")
+    }
 
     // --- plugin-server services ---------------------------------------------------------
 

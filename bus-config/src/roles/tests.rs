@@ -143,9 +143,17 @@ fn assets_permissions_agree_with_subjects() {
     let obj = format!("OBJ_{}", s.assets_bucket());
     let versions = format!("KV_{}", s.asset_versions_bucket());
     let keys = format!("KV_{}", s.plugin_keys_bucket());
-    assert!(client.may_publish(&format!("$JS.API.STREAM.INFO.{obj}")));
-    assert!(client.may_publish(&format!("$JS.API.CONSUMER.CREATE.{obj}.x.y")));
-    assert!(client.may_publish(&format!("$JS.API.DIRECT.GET.{versions}.x")));
+    // A client app reads through direct gets imported from the workers' account, and has
+    // no JetStream API of its own: no stream info, no consumer (whose deliver subject it
+    // would choose).
+    let js = s.js_api_import();
+    assert!(!client.may_publish(&format!("$JS.API.STREAM.INFO.{obj}")));
+    assert!(!client.may_publish(&format!("$JS.API.CONSUMER.CREATE.{obj}.x.y")));
+    assert!(!client.may_publish(&format!("$JS.API.DIRECT.GET.{versions}.x")));
+    assert!(!client.may_publish(&format!("{js}.CONSUMER.CREATE.{obj}.x.y")));
+    assert!(client.may_publish(&format!("{js}.DIRECT.GET.{versions}.$KV.x.y")));
+    assert!(client.may_publish(&format!("{js}.DIRECT.GET.{obj}")));
+    assert!(client.may_publish(&format!("{js}.DIRECT.GET.{obj}.$O.x.M.y")));
     let chunk = format!("$O.{}.C.abc", s.assets_bucket());
     let versions_put = format!("$KV.{}.weather", s.asset_versions_bucket());
     let keys_put = format!("$KV.{}.weather", s.plugin_keys_bucket());
@@ -172,7 +180,7 @@ fn assets_permissions_agree_with_subjects() {
 }
 
 /// A plugin server's permissions name its own id only: its service subjects, its
-/// distributions (through the filtered consumer create), its inbox.
+/// distributions (through the broker's `distribution.open.<id>`), its inbox.
 #[test]
 fn plugin_server_permissions_are_scoped_to_its_id() {
     const SRV_ALL: &str = "$SRV.>";
@@ -195,9 +203,14 @@ fn plugin_server_permissions_are_scoped_to_its_id() {
     assert!(ps1.allow_responses);
     let ps1_dist = Permissions::for_plugin_server_distribution("ps1", &s);
     assert!(!ps1_dist.allow_responses);
-    assert!(ps1_dist.may_publish(&create("c1", &s.dist("ps1"))));
-    assert!(!ps1_dist.may_publish(&create("c1", &s.dist("ps2"))));
-    assert!(!ps1_dist.may_publish(&create("c1", &s.dist_all())));
+    // It creates no consumer itself (a consumer's deliver subject is the creator's choice):
+    // it asks the broker for one on its own id, and pulls from it.
+    assert!(!ps1_dist.may_publish(&create("c1", &s.dist("ps1"))));
+    assert!(ps1_dist.may_publish(&s.dist_open("ps1")));
+    assert!(!ps1_dist.may_publish(&s.dist_open("ps2")));
+    let pull = format!("{}.CONSUMER.MSG.NEXT.{dist}.c1", s.js_api_import());
+    assert!(ps1_dist.may_publish(&pull));
+    assert!(!ps1.may_publish(&s.dist_open("ps1")));
     assert!(ps1_dist.may_subscribe(&format!("{}.abc.1", s.plugin_server_inbox("ps1"))));
     for no in [
         s.svc_server("ps1"),

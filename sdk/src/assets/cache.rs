@@ -13,7 +13,7 @@ use aws_lc_rs::digest;
 use tessera_schemas::assets::AssetFile;
 use tokio::io::AsyncReadExt as _;
 
-use super::{OnProgress, Progress, VerifiedManifest, hex, read_blob};
+use super::{OnProgress, Progress, VerifiedManifest, hex};
 use crate::{Client, Error};
 
 const MANIFEST_FILE: &str = "manifest.jws";
@@ -148,13 +148,12 @@ impl Client {
         tokio::fs::create_dir_all(staging)
             .await
             .map_err(|e| io("creating", staging, e))?;
-        let store = self.assets_store().await?;
         for (i, f) in wanted.iter().enumerate() {
             let path = staging.join(i.to_string());
             let mut out = tokio::fs::File::create(&path)
                 .await
                 .map_err(|e| io("creating", &path, e))?;
-            read_blob(&store, f, progress, &mut out).await?;
+            self.read_blob(f, progress, &mut out).await?;
             out.sync_all().await.map_err(|e| io("syncing", &path, e))?;
         }
         Ok(bytes)

@@ -23,6 +23,7 @@
 //! ```
 
 mod cache;
+mod direct;
 mod manifest;
 mod publish;
 
@@ -33,7 +34,6 @@ use aws_lc_rs::digest;
 use bytes::Bytes;
 use tessera_schemas::assets::{AssetFile, ManifestClaims, blob_name};
 use tessera_schemas::{ErrorCode, WireError, ids};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
 
 pub use cache::BundleReport;
 pub use publish::{PublishReport, content_type_for};
@@ -116,13 +116,6 @@ pub fn verify_manifest(
 }
 
 impl Client {
-    async fn assets_store(&self) -> Result<jetstream::object_store::ObjectStore, Error> {
-        self.js()
-            .get_object_store(self.subjects().assets_bucket())
-            .await
-            .map_err(unavailable)
-    }
-
     /// The latest manifest of `plugin_id`, verified with the broker's published keys.
     /// `not_found` if nothing was published for it.
     pub async fn asset_manifest(&self, plugin_id: &str) -> Result<VerifiedManifest, Error> {
@@ -133,23 +126,14 @@ impl Client {
                 format!("no assets published for plugin {plugin_id:?}"),
             ))
         };
-        let kv = match self
-            .js()
-            .get_key_value(self.subjects().asset_versions_bucket())
-            .await
-        {
-            Ok(kv) => kv,
-            // No broker has ever started on this bus: nothing can have been published.
-            Err(e) if e.kind() == jetstream::context::KeyValueErrorKind::GetBucket => {
-                return Err(not_found());
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
-        let jws = kv
-            .get(plugin_id)
-            .await
-            .map_err(unavailable)?
-            .ok_or_else(not_found)?;
+        let jws = direct::kv_get(
+            self.nats(),
+            &self.subjects().js_api_import(),
+            &self.subjects().asset_versions_bucket(),
+            plugin_id,
+        )
+        .await?
+        .ok_or_else(not_found)?;
         let jws = std::str::from_utf8(&jws).map_err(|_| Error::BadManifest {
             plugin_id: plugin_id.to_owned(),
             message: "not UTF-8".into(),
@@ -181,72 +165,68 @@ impl Client {
                 ),
             ))
         })?;
-        let store = self.assets_store().await?;
         let mut out = Vec::with_capacity(file.size.min(1 << 24) as usize);
-        read_blob(&store, file, progress, &mut out).await?;
+        self.read_blob(file, progress, &mut out).await?;
         Ok(out.into())
     }
 }
 
-/// Reads `file`'s blob into `out`, reporting progress, and checks its size and SHA-256
-/// against the manifest entry. On a mismatch `out` holds bytes that must not be used.
-async fn read_blob(
-    store: &jetstream::object_store::ObjectStore,
-    file: &AssetFile,
-    progress: OnProgress<'_>,
-    out: &mut (impl tokio::io::AsyncWrite + Unpin),
-) -> Result<(), Error> {
-    use tokio::io::AsyncWriteExt as _;
-    let corrupted = |why: String| Error::Corrupted {
-        path: file.path.clone(),
-        message: why,
-    };
-    let object = store.get(blob_name(&file.sha256)).await.map_err(|e| {
-        if e.kind() == jetstream::object_store::GetErrorKind::NotFound {
-            corrupted("its blob is missing from the store".into())
-        } else {
-            unavailable(e)
+impl Client {
+    /// Reads `file`'s blob into `out`, reporting progress, and checks its size and SHA-256
+    /// against the manifest entry. On a mismatch `out` holds bytes that must not be used.
+    async fn read_blob(
+        &self,
+        file: &AssetFile,
+        progress: OnProgress<'_>,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<(), Error> {
+        use tokio::io::AsyncWriteExt as _;
+        let corrupted = |why: String| Error::Corrupted {
+            path: file.path.clone(),
+            message: why,
+        };
+        let mut object = direct::Object::open(
+            self.nats(),
+            &self.subjects().js_api_import(),
+            &self.subjects().assets_bucket(),
+            &blob_name(&file.sha256),
+        )
+        .await?
+        .ok_or_else(|| corrupted("its blob is missing from the store".into()))?;
+        if object.info.size as u64 != file.size {
+            return Err(corrupted(format!(
+                "the store holds {} bytes, the manifest says {}",
+                object.info.size, file.size
+            )));
         }
-    })?;
-    // Never read more than the manifest promises (plus one byte, to notice a longer blob).
-    let mut reader = object.take(file.size + 1);
-    let mut ctx = digest::Context::new(&digest::SHA256);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = read_some(&mut reader, &mut buf).await.map_err(|e| {
-            // async-nats checks the object's own recorded digest at the end of the read
-            // (`InvalidData`, "wrong digest"): chunks that do not match their info.
-            if e.kind() == std::io::ErrorKind::InvalidData {
-                corrupted(format!("read: {e}"))
-            } else {
-                unavailable(e)
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut total = 0u64;
+        while let Some(chunk) = object.next_chunk().await? {
+            total += chunk.len() as u64;
+            // Never take more than the manifest promises.
+            if total > file.size {
+                return Err(corrupted(format!(
+                    "more than the {} bytes the manifest says",
+                    file.size
+                )));
             }
-        })?;
-        if n == 0 {
-            break;
+            ctx.update(&chunk);
+            out.write_all(&chunk)
+                .await
+                .map_err(|e| Error::Io(e.to_string()))?;
+            progress(Progress::Bytes(chunk.len() as u64));
         }
-        total += n as u64;
-        ctx.update(&buf[..n]);
-        out.write_all(&buf[..n])
-            .await
-            .map_err(|e| Error::Io(e.to_string()))?;
-        progress(Progress::Bytes(n as u64));
+        let actual = hex(ctx.finish().as_ref());
+        if total != file.size || actual != file.sha256 {
+            return Err(corrupted(format!(
+                "expected {} bytes with sha256 {}, got {total} bytes with sha256 {actual}",
+                file.size, file.sha256
+            )));
+        }
+        out.flush().await.map_err(|e| Error::Io(e.to_string()))?;
+        progress(Progress::FileDone(&file.path));
+        Ok(())
     }
-    let actual = hex(ctx.finish().as_ref());
-    if total != file.size || actual != file.sha256 {
-        return Err(corrupted(format!(
-            "expected {} bytes with sha256 {}, got {total} bytes with sha256 {actual}",
-            file.size, file.sha256
-        )));
-    }
-    out.flush().await.map_err(|e| Error::Io(e.to_string()))?;
-    progress(Progress::FileDone(&file.path));
-    Ok(())
-}
-
-async fn read_some(r: &mut (impl AsyncRead + Unpin), buf: &mut [u8]) -> std::io::Result<usize> {
-    r.read(buf).await
 }
 
 /// Where the bundle of `plugin_id` is cached under `cache_dir`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use tessera_core::{Shutdown, now_unix};
-use tessera_schemas::messages::{DIST_EVENT, DistEvent};
+use tessera_schemas::messages::{DIST_EVENT, DIST_OPEN, DistEvent, DistOpenRequest};
 use tessera_schemas::{Subjects, codec, headers};
 use tokio::sync::watch;
 
@@ -26,7 +26,8 @@ pub(super) async fn consume(
     caught_up: watch::Sender<bool>,
     shutdown: Shutdown,
 ) {
-    let js = jetstream::new(nats.clone());
+    // The workers' JetStream API, as the plugin servers' account imports it (pulls only).
+    let js = jetstream::with_prefix(nats.clone(), &subjects.js_api_import());
     let mut backoff = Duration::from_millis(100);
     // The stream sequence to resume from: a new consumer picks up after the last event
     // applied instead of replaying the whole stream.
@@ -121,25 +122,8 @@ async fn consume_once(
 ) -> Result<(), ConsumeError> {
     let connects = || cx.nats.statistics().connects.load(Ordering::Relaxed);
     let connected_at = connects();
-    let stream = cx.js.get_stream(cx.subjects.dist_stream()).await?;
-    let deliver_policy = match *next_seq {
-        0 => consumer::DeliverPolicy::All,
-        start_sequence => consumer::DeliverPolicy::ByStartSequence { start_sequence },
-    };
-    let mut consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            // A name makes async-nats use the filtered create subject
-            // (`CONSUMER.CREATE.<stream>.<name>.<filter>`), the only one a plugin server's
-            // credentials allow: nats-server checks the filter against the subject, so the
-            // permission on the subject limits what the consumer can read to `dist.<id>`.
-            // Random, so replicas of one id never share a consumer, and unguessable.
-            name: Some(uuid::Uuid::new_v4().simple().to_string()),
-            filter_subject: cx.subjects.dist(cx.server_id),
-            deliver_policy,
-            ..Default::default()
-        })
-        .await?;
-    if consumer.info().await?.num_pending == 0 {
+    let consumer = open(cx, *next_seq).await?;
+    if consumer.cached_info().num_pending == 0 {
         caught_up.send_replace(true);
     }
     let mut messages = consumer.messages().await?;
@@ -147,6 +131,11 @@ async fn consume_once(
     // A deadline, not a timeout per poll: the reconnect check wakes the loop every
     // RECONNECT_CHECK and must not reset the stall clock.
     let mut silent_until = tokio::time::Instant::now() + STALL;
+    // The consumer's own delivery count: a pull consumer without acks moves on when a
+    // delivery is lost (a reconnect in between), so a skipped number means a gap, and the
+    // consumer is renewed from the last applied stream sequence (what an ordered consumer
+    // does by itself).
+    let mut delivered = 0u64;
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -166,10 +155,16 @@ async fn consume_once(
         };
         silent_until = tokio::time::Instant::now() + STALL;
         let msg = msg?;
-        let (pending, seq) = msg
+        let (pending, seq, consumer_seq) = msg
             .info()
-            .map(|i| (i.pending, i.stream_sequence))
-            .unwrap_or((0, 0));
+            .map(|i| (i.pending, i.stream_sequence, i.consumer_sequence))
+            .unwrap_or((0, 0, 0));
+        if consumer_seq != delivered + 1 {
+            return Err(ConsumeError::Failed(
+                format!("distribution gap: delivery {consumer_seq} after {delivered}").into(),
+            ));
+        }
+        delivered = consumer_seq;
         apply(&msg, cx.store, cx.verifier).await;
         if seq > 0 {
             *next_seq = seq + 1;
@@ -178,6 +173,43 @@ async fn consume_once(
             caught_up.send_replace(true);
         }
     }
+}
+
+/// Asks the broker for a consumer of `dist.<server_id>` starting at `start_seq` (0: the
+/// first event kept) and makes the pull consumer it named, read through the workers'
+/// JetStream API as the plugin servers' account imports it.
+async fn open(
+    cx: &Consume<'_>,
+    start_seq: u64,
+) -> Result<consumer::Consumer<consumer::pull::Config>, ConsumeError> {
+    let subject = cx.subjects.dist_open(cx.server_id);
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(headers::SCHEMA, DIST_OPEN.header_value().as_str());
+    let body = codec::encode(&DistOpenRequest { start_seq });
+    let reply = cx
+        .nats
+        .request_with_headers(subject, h, body.into())
+        .await?;
+    if let Some(err) = rpc_error(&reply) {
+        return Err(ConsumeError::Failed(err.into()));
+    }
+    let info: consumer::Info = serde_json::from_slice(&reply.payload)?;
+    let config = consumer::pull::Config {
+        name: Some(info.name.clone()),
+        filter_subject: info.config.filter_subject.clone(),
+        ack_policy: consumer::AckPolicy::None,
+        ..Default::default()
+    };
+    Ok(consumer::Consumer::new(config, info, cx.js.clone()))
+}
+
+/// The broker's error reply, if `reply` is one.
+fn rpc_error(reply: &async_nats::Message) -> Option<String> {
+    let code = reply.headers.as_ref()?.get(headers::SERVICE_ERROR_CODE)?;
+    let message = codec::decode::<tessera_schemas::WireError>(&reply.payload)
+        .map(|e| e.to_string())
+        .unwrap_or_else(|_| code.as_str().to_owned());
+    Some(format!("the broker refused to open a consumer: {message}"))
 }
 
 async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier) {

@@ -12,6 +12,8 @@
 //!   used, lapsed keys removed (key rotation).
 //! - `store`: the Redis records (token records, account index, idempotency replies).
 //! - `distribute`: JetStream publishes to `dist.<server_id>`.
+//! - `dist_open`: `distribution.open.<server_id>`: a pull consumer of one plugin server's
+//!   distributions, created for it (plugin servers cannot create consumers themselves).
 //! - `assets`: `assets.publish` (check the uploaded blobs, sign the plugin's asset manifest,
 //!   move its version pointer) and `plugins.key` (a plugin's registered public key).
 //!
@@ -27,6 +29,7 @@
 mod assets;
 mod auth_cache;
 pub mod config;
+mod dist_open;
 mod distribute;
 mod introspect;
 mod issue;
@@ -195,6 +198,12 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
                 introspect::handle,
             ),
             endpoint_with(&state, "keys", subjects.keys(), keys::handle),
+            endpoint_with(
+                &state,
+                "distribution-open",
+                subjects.dist_open_all(),
+                dist_open::handle,
+            ),
             endpoint_with(
                 &state,
                 "assets-publish",

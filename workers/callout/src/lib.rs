@@ -8,10 +8,11 @@
 //! authorization violation: a refused connection never hangs.
 //!
 //! - **Plugin servers** (user `plugin-server.<id>`): the id's record in
-//!   `<P>_PLUGIN_SERVERS` must hold the SHA-256 of the password. Permissions:
-//!   [`Permissions::for_plugin_server`] for that id.
+//!   `<P>_PLUGIN_SERVERS` must hold the SHA-256 of the password. Placed in the plugin
+//!   servers' account with [`Permissions::for_plugin_server`] for that id.
 //! - **Client apps** (user `client`): the password must be the client password this node
-//!   was given, and the CONNECT's `auth_token` must be an inbox key. Permissions:
+//!   was given, and the CONNECT's `auth_token` must be an inbox key. Placed in the client
+//!   apps' account with
 //!   [`Permissions::for_client`] on the inbox that key opens
 //!   ([`tessera_core::bus::client_inbox`]), so a connection reads its own replies and no
 //!   other's.
@@ -34,7 +35,7 @@ use async_nats::jetstream::kv;
 use futures::StreamExt;
 use tessera_bus_config::plugin_servers::password_matches;
 use tessera_bus_config::provision::{self, Durability};
-use tessera_bus_config::{ACCOUNT, Permissions};
+use tessera_bus_config::{Account, Permissions};
 use tessera_core::Shutdown;
 use tessera_core::bus::client_inbox;
 use tessera_schemas::clients::{self, CLIENT_USER};
@@ -166,6 +167,17 @@ impl Callout {
         }
     }
 
+    /// The account an admitted connection is placed in: client apps in theirs, plugin
+    /// servers in theirs; never the workers' account.
+    fn account(who: &Admitted) -> Account {
+        match who {
+            Admitted::PluginServer(_) | Admitted::PluginServerDistribution(_) => {
+                Account::PluginServers
+            }
+            Admitted::Client { .. } => Account::Clients,
+        }
+    }
+
     /// The permissions of an admitted connection.
     fn permissions(&self, who: &Admitted) -> Permissions {
         match who {
@@ -216,7 +228,7 @@ impl Callout {
                     &self.issuer,
                     &req.user_nkey,
                     &opts.user,
-                    ACCOUNT,
+                    Self::account(&who).name(),
                     &self.permissions(&who),
                 )
             })

@@ -9,6 +9,7 @@
 //! | `tessera_distributions_acked_total` | counter | (one per plugin server a token reached) |
 //! | `tessera_tokens_rejected_total` | counter | `verifier` (`plugin_server`, `gateway`, `broker`, `auth`), `reason` (see [`crate::jwt::Reason`]) |
 //! | `tessera_audit_events_total` | counter | `outcome` (`published`, `failed`, `dropped`) |
+//! | `tessera_replies_refused_total` | counter | (requests not answered: no reply inbox, see [`crate::service`]) |
 //!
 //! Requests are recorded by the request loop ([`crate::service`]), for every service alike.
 //! Without an installed recorder (no health server) every update returns at once.
@@ -29,6 +30,9 @@ pub const AUDIT_EVENTS: &str = "tessera_audit_events_total";
 /// Tokens the broker revoked before anyone received them (an idempotency race lost, or a
 /// replica that died before committing).
 pub const TOKENS_WITHDRAWN: &str = "tessera_tokens_withdrawn_total";
+
+/// Requests left unanswered because their reply subject was not a reply inbox.
+pub const REPLIES_REFUSED: &str = "tessera_replies_refused_total";
 
 /// Latency buckets (seconds): sub-millisecond local answers up to the 2 s auth timeout.
 const BUCKETS: &[f64] = &[
@@ -75,6 +79,10 @@ pub fn install() -> PrometheusHandle {
                 TOKENS_WITHDRAWN,
                 "Tokens revoked before anyone received them (a lost idempotency race, or swept after their replica died)"
             );
+            metrics::describe_counter!(
+                REPLIES_REFUSED,
+                "Requests not served because their reply subject was not a reply inbox (_R_. or _INBOX.)"
+            );
             INSTALLED.store(true, Ordering::Release);
             handle
         })
@@ -94,6 +102,14 @@ pub fn record_request(subject: &str, outcome: &'static str, elapsed: Duration) {
     metrics::counter!(REQUESTS, "subject" => subject.to_owned(), "outcome" => outcome).increment(1);
     metrics::histogram!(REQUEST_DURATION, "subject" => subject.to_owned())
         .record(elapsed.as_secs_f64());
+}
+
+/// One request left unanswered: its reply subject was not a reply inbox.
+pub fn count_reply_refused() {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(REPLIES_REFUSED).increment(1);
 }
 
 /// One issued token, distributed to `servers` plugin servers.

@@ -3,6 +3,8 @@
 //! One NATS micro service per worker (so `$SRV.PING/INFO/STATS` work), one queue group so
 //! replicas share the load, one endpoint per request kind. For each request:
 //!
+//! 0. the reply subject must be a reply inbox ([`reply_allowed`]), or the request is dropped
+//!    unserved, counted (`tessera_replies_refused_total`) and logged;
 //! 1. a span with `subject`, `request_id` and, once known, `outcome`;
 //! 2. the handler decodes (size and schema-version checked) and answers;
 //! 3. the reply is the body, or an error: the micro headers (`Nats-Service-Error-Code`,
@@ -294,9 +296,33 @@ async fn fence(client: &Client, service: &str) {
 /// Bound on the drain's server round trip (the whole drain is bounded by the grace period).
 const FENCE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Whether a responder may answer on `reply`: only on a reply inbox, `_R_.` (the reply
+/// subject nats-server makes for a request that crossed accounts, the only kind a client
+/// app or a plugin server can send) or `_INBOX.` (a worker's or the admin's own). Never on
+/// a subject that names something: a `$KV.`/`$JS.`/`$O.`/`$SYS.` subject, the audit or
+/// distribution stream, another service's request subject. The accounts already make that
+/// impossible from outside the workers' account; this is the second wall
+/// (docs/security.md).
+pub fn reply_allowed(reply: &str) -> bool {
+    const INBOXES: [&str; 2] = ["_R_.", "_INBOX."];
+    INBOXES
+        .iter()
+        .any(|p| reply.len() > p.len() && reply.starts_with(p))
+        && !reply.contains(['*', '>'])
+}
+
 async fn handle(req: async_nats::service::Request, handler: Handler) {
     let started = std::time::Instant::now();
     let msg = &req.message;
+    let reply = msg.reply.as_ref().map(|r| r.as_str()).unwrap_or_default();
+    if !reply_allowed(reply) {
+        // Nothing runs: a request nobody can be answered for is not worth minting a
+        // token or writing a record for. The reply subject is the sender's; cap it in logs.
+        let shown: String = reply.chars().take(96).collect();
+        tracing::warn!(subject = %msg.subject, reply = %shown, "request refused: its reply subject is not a reply inbox");
+        crate::metrics::count_reply_refused();
+        return;
+    }
     let request_id = msg
         .headers
         .as_ref()
@@ -366,6 +392,37 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
     }
     .instrument(span)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reply_allowed;
+
+    #[test]
+    fn replies_go_to_reply_inboxes_only() {
+        for ok in ["_R_.abc.def", "_INBOX.x1y2", "_INBOX.abc.1"] {
+            assert!(reply_allowed(ok), "{ok}");
+        }
+        for refused in [
+            "",
+            "_R_.",
+            "_INBOX.",
+            "$KV.TESSERA_ROUTES.weather",
+            "$JS.API.STREAM.PURGE.TESSERA_DIST",
+            "$O.TESSERA_ASSETS.M.x",
+            "$SYS.REQ.USER.AUTH",
+            "tessera.audit.user.added",
+            "tessera.dist.ps1",
+            "tessera.users.add",
+            "_C_INBOX.0123",
+            "_PS_INBOX.tessera.ps1.x",
+            "_INBOX.>",
+            "_R_.*",
+            "x_INBOX.a",
+        ] {
+            assert!(!reply_allowed(refused), "{refused}");
+        }
+    }
 }
 
 /// A short random id for requests that came without one.
