@@ -9,6 +9,7 @@ mod audit;
 mod auth_packages;
 mod auth_packages_sandbox;
 mod bad_input;
+mod bus_isolation;
 mod cluster;
 mod data_access;
 mod data_binding;

@@ -363,7 +363,6 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
             Ok(_) => "ok",
             Err(err) => err.code.as_str(),
         };
-        crate::metrics::record_request(&req.message.subject, outcome, started.elapsed());
         let sent = match result {
             Ok(mut reply) => {
                 tracing::Span::current().record("outcome", "ok");
@@ -389,6 +388,8 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
         if let Err(e) = sent {
             tracing::warn!(error = %e, "could not send reply");
         }
+        // Recorded once the reply is on the connection: a count means "answered".
+        crate::metrics::record_request(&req.message.subject, outcome, started.elapsed());
     }
     .instrument(span)
     .await

@@ -12,10 +12,12 @@ use tessera_tests::{Role, assert_eventually};
 
 use super::{PASSWORD, local};
 
-/// A responder sees the reply subject of a client's request, so another party can learn
-/// it. Knowing it is not enough: another client connection (with the same client password
-/// and an inbox key of its own) is refused every subscription that would see the reply,
-/// exact or wildcard, in the client inboxes or the default `_INBOX.>`.
+/// A responder never sees a client's inbox: the request crosses from the client apps'
+/// account into the workers', and the broker gets a reply subject nats-server made
+/// (`_R_...`). And even knowing a client's inbox prefix is not enough: another client
+/// connection (with the same client password and an inbox key of its own) is refused every
+/// subscription that would see the reply, exact or wildcard, in the client inboxes or the
+/// default `_INBOX.>`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reads_its_own_replies_and_no_other_clients() {
     let stack = local().start().await;
@@ -35,13 +37,16 @@ async fn a_client_reads_its_own_replies_and_no_other_clients() {
         .request_token(&ann.account_token, "weather", None)
         .await
         .expect("a client gets its own reply");
-    let reply = tokio::time::timeout(Duration::from_secs(10), requests.next())
+    let seen = tokio::time::timeout(Duration::from_secs(10), requests.next())
         .await
         .expect("the sniffer saw the request")
         .unwrap()
         .reply
         .expect("a request has a reply subject")
         .to_string();
+    assert!(seen.starts_with("_R_."), "{seen}");
+    // Alice's real inbox, as if it had leaked anyway.
+    let reply = alice.nats().new_inbox();
     assert!(reply.starts_with("_C_INBOX."), "{reply}");
     let (prefix, _) = reply.rsplit_once('.').unwrap();
 
@@ -49,6 +54,7 @@ async fn a_client_reads_its_own_replies_and_no_other_clients() {
     let (mallory, errors) = stack.nats_recording(Role::Client).await;
     let attempts = [
         reply.clone(),
+        seen.clone(),
         format!("{prefix}.>"),
         format!("{prefix}.*"),
         "_C_INBOX.>".to_owned(),

@@ -32,9 +32,10 @@ async fn refused_api_call(nats: &async_nats::Client, subject: &str, body: serde_
     assert!(matches!(r, Err(RpcError::Timeout(..))), "{subject}: {r:?}");
 }
 
-/// ps1 reads `dist.ps1` through the filtered consumer its credentials allow; every other way
-/// into the distribution stream is refused by nats-server: a consumer filtered on
-/// `dist.ps2`, the unfiltered create, a filter in the config that differs from the subject,
+/// ps1 reads `dist.ps1` through a consumer the broker opens for it
+/// (`distribution.open.ps1`, the one its credentials allow) and pulls from by name; every
+/// other way into the distribution stream is refused by nats-server: opening ps2's, creating
+/// a consumer itself in any form (a consumer's deliver subject is its creator's choice),
 /// direct and stored-message gets, consumer listing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_server_reads_only_its_own_distributions() {
@@ -51,17 +52,33 @@ async fn plugin_server_reads_only_its_own_distributions() {
 
     // Distributions are read on the distribution connection (user plugin-server-dist.ps1).
     let (ps1, errors) = stack.plugin_server_dist_nats_recording("ps1").await;
-    let js = jetstream::new(ps1.clone());
     // The control: its own distributions, as the SDK reads them.
-    let stream = js.get_stream(&dist).await.unwrap();
-    let own = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            name: Some("ps1-own".into()),
-            filter_subject: s.dist("ps1"),
-            ..Default::default()
-        })
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(
+        headers::SCHEMA,
+        tessera_schemas::messages::DIST_OPEN.header_value().as_str(),
+    );
+    let opened = ps1
+        .request_with_headers(
+            s.dist_open("ps1"),
+            h.clone(),
+            codec::encode(&tessera_schemas::messages::DistOpenRequest::default()).into(),
+        )
         .await
         .unwrap();
+    let info: consumer::Info = serde_json::from_slice(&opened.payload).unwrap();
+    assert_eq!(info.config.filter_subject, s.dist("ps1"));
+    let js = jetstream::with_prefix(ps1.clone(), &s.js_api_import());
+    let own = consumer::Consumer::new(
+        consumer::pull::Config {
+            name: Some(info.name.clone()),
+            filter_subject: s.dist("ps1"),
+            ack_policy: consumer::AckPolicy::None,
+            ..Default::default()
+        },
+        info,
+        js,
+    );
     let mut messages = own.messages().await.unwrap();
     let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
         .await
@@ -74,32 +91,48 @@ async fn plugin_server_reads_only_its_own_distributions() {
         other => panic!("{other:?}"),
     }
 
-    // Another server's distributions: the filtered create on dist.ps2 is refused ...
-    let create_ps2 = format!("$JS.API.CONSUMER.CREATE.{dist}.steal.{}", s.dist("ps2"));
+    // Another server's distributions: asking the broker for ps2's consumer is refused ...
+    let open_ps2 = s.dist_open("ps2");
+    let r = rpc::request_raw(
+        &ps1,
+        open_ps2.clone(),
+        h,
+        codec::encode(&tessera_schemas::messages::DistOpenRequest::default()).into(),
+        Duration::from_millis(500),
+    )
+    .await;
+    assert!(matches!(r, Err(RpcError::Timeout(..))), "{r:?}");
+    // ... and so is creating a consumer, filtered or not, in the workers' API as its
+    // account imports it or under the plain JetStream API.
     let config = |filter: String| {
         json!({"stream_name": dist, "config": {"name": "steal", "filter_subject": filter,
-            "ack_policy": "none", "deliver_policy": "all", "mem_storage": true}})
+            "ack_policy": "none", "deliver_policy": "all", "mem_storage": true,
+            "deliver_subject": "tessera.users.add"}})
     };
-    refused_api_call(&ps1, &create_ps2, config(s.dist("ps2"))).await;
-    // ... and so is the unfiltered create (the subject carries no filter to check).
-    let create_plain = format!("$JS.API.CONSUMER.CREATE.{dist}");
-    refused_api_call(&ps1, &create_plain, config(s.dist("ps2"))).await;
-    // The filtered subject names ps1 but the config asks for ps2: nats-server refuses it.
-    let mismatch = rpc::request_raw(
-        &ps1,
-        format!("$JS.API.CONSUMER.CREATE.{dist}.steal.{}", s.dist("ps1")),
-        async_nats::HeaderMap::new(),
-        config(s.dist("ps2")).to_string().into(),
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("JetStream answers");
-    let reply: serde_json::Value = serde_json::from_slice(&mismatch.payload).unwrap();
-    assert!(reply["error"]["code"].is_number(), "{reply}");
-    assert!(
-        reply.get("config").is_none(),
-        "no consumer was made: {reply}"
+    let create_ps2 = format!("$JS.API.CONSUMER.CREATE.{dist}.steal.{}", s.dist("ps2"));
+    let create_own = format!("$JS.API.CONSUMER.CREATE.{dist}.steal.{}", s.dist("ps1"));
+    let create_imported = format!(
+        "{}.CONSUMER.CREATE.{dist}.steal.{}",
+        s.js_api_import(),
+        s.dist("ps1")
     );
+    let create_plain = format!("$JS.API.CONSUMER.CREATE.{dist}");
+    for subject in [&create_ps2, &create_own, &create_imported, &create_plain] {
+        refused_api_call(&ps1, subject, config(s.dist("ps1"))).await;
+    }
+    for subject in [
+        &open_ps2,
+        &create_ps2,
+        &create_own,
+        &create_imported,
+        &create_plain,
+    ] {
+        assert_eventually!(
+            errors.publish_denied(subject),
+            "a permissions violation for {subject}, got {:?}",
+            errors.all()
+        );
+    }
     // Reading stored messages directly, or finding other consumers' names: refused.
     let direct = format!("$JS.API.DIRECT.GET.{dist}");
     let direct_last = format!("$JS.API.DIRECT.GET.{dist}.{}", s.dist("ps2"));
@@ -109,14 +142,7 @@ async fn plugin_server_reads_only_its_own_distributions() {
     refused_api_call(&ps1, &direct_last, json!({})).await;
     refused_api_call(&ps1, &msg_get, json!({"seq": 1})).await;
     refused_api_call(&ps1, &names, json!({})).await;
-    for subject in [
-        &create_ps2,
-        &create_plain,
-        &direct,
-        &direct_last,
-        &msg_get,
-        &names,
-    ] {
+    for subject in [&direct, &direct_last, &msg_get, &names] {
         assert_eventually!(
             errors.publish_denied(subject),
             "a permissions violation for {subject}, got {:?}",
