@@ -395,6 +395,13 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
     .await
 }
 
+/// A short random id for requests that came without one.
+fn nuid_like() -> String {
+    let mut b = [0u8; 9];
+    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::reply_allowed;
@@ -424,11 +431,4 @@ mod tests {
             assert!(!reply_allowed(refused), "{refused}");
         }
     }
-}
-
-/// A short random id for requests that came without one.
-fn nuid_like() -> String {
-    let mut b = [0u8; 9];
-    aws_lc_rs::rand::fill(&mut b).expect("system randomness");
-    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, b)
 }
