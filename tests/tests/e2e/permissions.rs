@@ -340,6 +340,15 @@ async fn client_reads_assets_but_cannot_write_them() {
         format!("$KV.{}.weather", s.plugin_keys_bucket()),
         format!("$JS.API.STREAM.PURGE.OBJ_{}", s.assets_bucket()),
         s.assets_publish(),
+        // No consumer (its deliver subject would be the client's choice), neither in the
+        // plain JetStream API nor in the workers' API as the client account imports it.
+        format!("$JS.API.CONSUMER.CREATE.OBJ_{}", s.assets_bucket()),
+        format!(
+            "{}.CONSUMER.CREATE.OBJ_{}",
+            s.js_api_import(),
+            s.assets_bucket()
+        ),
+        format!("$JS.API.STREAM.INFO.OBJ_{}", s.assets_bucket()),
     ];
     for subject in &writes {
         nats.publish(subject.clone(), "x".into()).await.unwrap();
