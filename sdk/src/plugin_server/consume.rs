@@ -1,5 +1,11 @@
 //! The distribution consumer: `dist.<server_id>` applied in stream order, resumed from the
-//! last applied sequence after a failure, a stall or a reconnect.
+//! last applied sequence after a failure, a gap, a stall or a reconnect.
+//!
+//! A plugin server lives in an account of its own and may not create consumers on the
+//! workers' distribution stream (a consumer's config names its deliver subject, and
+//! JetStream would publish there in the workers' account). It asks the broker for one
+//! (`distribution.open.<id>`: a pull consumer, no acks, filtered on its own id) and pulls
+//! from it through the workers' JetStream API as its account imports it (`<prefix>.js`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,8 +21,8 @@ use tokio::sync::watch;
 use super::TokenStore;
 use super::verify::Verifier;
 
-/// Applies `dist.<server_id>` in stream order, forever (the ordered consumer recreates
-/// itself after a reconnect or a gap).
+/// Applies `dist.<server_id>` in stream order, forever (a new consumer, from the last
+/// applied sequence, after a reconnect, a gap or a silence).
 pub(super) async fn consume(
     nats: async_nats::Client,
     subjects: Subjects,
@@ -70,14 +76,15 @@ pub(super) async fn consume(
     }
 }
 
-/// How long the consumer may be silent before it is renewed. async-nats 0.51's ordered
-/// consumer can stop yielding for good after missed heartbeats (seen when one node of a
-/// NATS cluster stops); renewing it from the last applied sequence is cheap and safe.
+/// How long the consumer may be silent before it is renewed: a consumer can stop
+/// delivering for good when its NATS node goes (seen with async-nats 0.51's consumers when
+/// one node of a cluster stops); renewing it from the last applied sequence is cheap (one
+/// broker request) and safe.
 const STALL: Duration = Duration::from_secs(10);
 
 /// How often the consumer checks whether the connection was re-established. After
-/// nats-server restarts, async-nats 0.51's ordered consumer yields nothing until [`STALL`]
-/// (its ephemeral consumer died with the server): renewing it as soon as the connection is
+/// nats-server restarts, the consumer (in memory) died with the server and nothing comes
+/// until [`STALL`]: renewing it as soon as the connection is
 /// back brings the distributions missed meanwhile within a fraction of a second
 /// (`tests/tests/e2e/faults_servers.rs`).
 const RECONNECT_CHECK: Duration = Duration::from_millis(250);

@@ -2,7 +2,8 @@
 //!
 //! A plugin server with id `S`:
 //!
-//! 1. consumes `dist.S` from the start of the distribution stream with an ordered consumer,
+//! 1. consumes `dist.S` from the start of the distribution stream with a consumer the broker
+//!    opens for it (`distribution.open.S`), checked for gaps and renewed as needed,
 //!    so every replica receives every token for `S` and a restarted replica replays all
 //!    that can still be valid (the stream keeps events for the longest token lifetime);
 //! 2. stores each token under the SHA-256 of the token string, with its claims (issuer,
@@ -18,7 +19,7 @@
 //! - this file: the builder, the running server and the request path;
 //! - `store`: [`TokenStore`], the tokens one server holds, and [`AuthError`];
 //! - `verify`: the signature check against the broker's published keys;
-//! - `consume`: the ordered consumer of `dist.S` and how events are applied.
+//! - `consume`: the consumer of `dist.S` and how events are applied.
 
 mod consume;
 mod store;
