@@ -20,6 +20,9 @@ mod plugin_servers;
 /// Each client connection's own inbox (issue 8).
 mod clients;
 
+/// The matrix: every kind of connection against the subjects that matter.
+mod matrix;
+
 fn local() -> tessera_tests::StackBuilder {
     Stack::builder().backend(Backend::Local)
 }
