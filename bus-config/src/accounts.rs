@@ -62,6 +62,11 @@ pub struct Service {
     pub importers: Vec<Account>,
     /// Many replies to one request (a JetStream pull delivers a batch).
     pub stream_response: bool,
+    /// nats-server adds the requester's connection (`Nats-Request-Info`: account, user,
+    /// server, connection id, address) to each request, overwriting any such header the
+    /// requester sent. Costs a JSON encoding per request, so only where it is used: the
+    /// auth worker's per-connection login limit.
+    pub share: bool,
 }
 
 impl Service {
@@ -72,7 +77,13 @@ impl Service {
             subject,
             importers: importers.to_vec(),
             stream_response: false,
+            share: false,
         }
+    }
+
+    fn shared(mut self) -> Service {
+        self.share = true;
+        self
     }
 
     /// A request to the workers' JetStream API, `$JS.API.<rest>`, imported under
@@ -84,6 +95,7 @@ impl Service {
             local: format!("{}.{rest}", s.js_api_import()),
             importers: importers.to_vec(),
             stream_response,
+            share: false,
         }
     }
 }
@@ -95,7 +107,7 @@ pub fn services(s: &Subjects) -> Vec<Service> {
     let assets = format!("OBJ_{}", s.assets_bucket());
     vec![
         // What a client app asks the workers.
-        Service::same(Workers, s.auth_login(), &[Clients]),
+        Service::same(Workers, s.auth_login(), &[Clients]).shared(),
         Service::same(Workers, s.token_request(), &[Clients]),
         Service::same(Workers, s.data_all(), &[Clients]),
         Service::same(Workers, s.plugins_key(), &[Clients]),

@@ -314,11 +314,14 @@ impl ServerConfig {
         if !imports.is_empty() {
             let _ = writeln!(out, "    imports: [");
             for i in imports {
-                let to = if i.local == i.subject {
+                let mut to = if i.local == i.subject {
                     String::new()
                 } else {
                     format!(", to: {}", quote(&i.local))
                 };
+                if i.share {
+                    to.push_str(", share: true");
+                }
                 let _ = writeln!(
                     out,
                     "      {{ service: {{ account: {}, subject: {} }}{to} }}",

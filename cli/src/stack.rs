@@ -28,6 +28,8 @@ pub struct StackOptions {
     pub subjects: Subjects,
     /// Plugin-token lifetime (default: the broker's, 15 minutes).
     pub token_ttl: Option<Duration>,
+    /// The auth node's login limits (the benchmark turns them off: it measures capacity).
+    pub login_limits: tessera_auth::limits::LoginLimitsConfig,
 }
 
 /// One worker replica with its own shutdown, so it can be stopped alone.
@@ -46,6 +48,7 @@ pub struct DevStack {
     auth_key: Arc<SigningKey>,
     shutdown: Shutdown,
     token_ttl: Option<Duration>,
+    login_limits: tessera_auth::limits::LoginLimitsConfig,
     auth: Vec<Replica<tessera_auth::Auth>>,
     brokers: Vec<Replica<tessera_broker::Broker>>,
     gateways: Vec<Replica<tessera_gateway::Gateway>>,
@@ -129,6 +132,7 @@ impl DevStack {
             auth_key,
             shutdown,
             token_ttl: opts.token_ttl,
+            login_limits: opts.login_limits,
             auth: Vec::new(),
             brokers: Vec::new(),
             gateways: Vec::new(),
@@ -229,6 +233,7 @@ impl DevStack {
             self.auth_key.clone(),
         );
         cfg.plugin_path = self.plugin_path();
+        cfg.login_limits = self.login_limits;
         // The dev key, plus any the operator lists in the environment.
         let mut keys = self.publisher_key()?.public_key();
         if let Ok(more) = std::env::var(tessera_auth::config::ENV_TRUSTED_KEYS) {

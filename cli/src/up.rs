@@ -39,6 +39,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         plugin_servers: vec![args.plugin_server_id.clone()],
         subjects: tessera_core::config::prefix(&ProcessEnv)?,
         token_ttl: None,
+        login_limits: Default::default(),
     };
     let shutdown = tessera_core::signal::shutdown_on_signal();
     let stack = DevStack::start(opts, shutdown.clone()).await?;

@@ -172,6 +172,9 @@ pub struct WireError {
     pub code: ErrorCode,
     pub message: String,
     pub retryable: bool,
+    /// With `rate_limited`: how long to wait before trying again, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl WireError {
@@ -180,6 +183,15 @@ impl WireError {
             code,
             message: message.into(),
             retryable: code.retryable(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// `rate_limited`, with the time after which a retry can succeed (at least 1 ms).
+    pub fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self {
+            retry_after_ms: Some((retry_after.as_millis() as u64).max(1)),
+            ..Self::new(ErrorCode::RateLimited, message)
         }
     }
 }

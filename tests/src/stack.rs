@@ -180,6 +180,7 @@ impl Stack {
             tessera_auth::config::parse_trusted_keys(&self.publisher.public_key())
                 .expect("the harness key parses");
         config.reconcile_interval = self.config.reconcile_interval;
+        config.login_limits = self.config.login_limits;
         // Every auth node answers the auth callout (one queue group): client apps and plugin
         // servers connect through it.
         config.callout_issuer = self.servers.callout_issuer_seed().map(|seed| {
@@ -218,6 +219,9 @@ impl Stack {
         config.clock_leeway = self.config.clock_leeway;
         config.key_renew = self.config.key_renew;
         config.pending_deadline = self.config.pending_deadline;
+        if let Some(ttl) = self.config.auth_cache_ttl {
+            config.auth_cache_ttl = ttl;
+        }
         config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
         config.connect_wait = BOUND;

@@ -94,6 +94,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         plugin_servers: Vec::new(),
         subjects: tessera_core::config::prefix(&ProcessEnv)?,
         token_ttl: args.soak.map(|_| Duration::from_secs(20)),
+        // The login scenarios measure capacity (many logins of one user from one
+        // connection), not the login limits, which would refuse most of them.
+        login_limits: tessera_auth::limits::LoginLimitsConfig {
+            per_connection: 0,
+            per_username: 0,
+            queue: 0,
+        },
     };
     let mut stack = DevStack::servers(opts, shutdown.clone()).await?;
     if let Some(total) = args.soak {

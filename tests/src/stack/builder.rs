@@ -28,6 +28,8 @@ pub struct StackBuilder {
     pub(super) clock_leeway: Duration,
     pub(super) key_renew: Duration,
     pub(super) pending_deadline: Duration,
+    pub(super) auth_cache_ttl: Option<Duration>,
+    pub(super) login_limits: tessera_auth::limits::LoginLimitsConfig,
 }
 
 impl Default for StackBuilder {
@@ -47,6 +49,8 @@ impl Default for StackBuilder {
             clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
             key_renew: Duration::from_secs(60),
             pending_deadline: Duration::from_secs(30),
+            auth_cache_ttl: None,
+            login_limits: Default::default(),
         }
     }
 }
@@ -138,6 +142,19 @@ impl StackBuilder {
     /// withdraws it (default 30 s; fault tests shorten it to see the sweep).
     pub fn pending_deadline(mut self, deadline: Duration) -> Self {
         self.pending_deadline = deadline;
+        self
+    }
+
+    /// How long brokers reuse an auth result (default: the broker's, 30 s; zero: every
+    /// token request asks `auth.verify`).
+    pub fn auth_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.auth_cache_ttl = Some(ttl);
+        self
+    }
+
+    /// The auth nodes' login limits (default: the product's defaults).
+    pub fn login_limits(mut self, limits: tessera_auth::limits::LoginLimitsConfig) -> Self {
+        self.login_limits = limits;
         self
     }
 

@@ -19,6 +19,7 @@ mod faults;
 mod faults_servers;
 mod flow;
 mod key_rotation;
+mod login_limits;
 mod permissions;
 mod sealed;
 mod token_attacks;

@@ -34,6 +34,12 @@ pub const ENV_NODE_ID: &str = "TESSERA_AUTH_NODE_ID";
 pub const ENV_RECONCILE_INTERVAL: &str = "TESSERA_AUTH_RECONCILE_INTERVAL";
 /// Warm package instances per app (each is one concurrent call).
 pub const ENV_PACKAGE_POOL: &str = "TESSERA_AUTH_PACKAGE_POOL";
+/// Logins per second per client connection (burst twice that); 0: no limit.
+pub const ENV_LOGINS_PER_CONNECTION: &str = "TESSERA_AUTH_LOGINS_PER_CONNECTION";
+/// Logins per minute per username, right or wrong; 0: no limit.
+pub const ENV_LOGINS_PER_USERNAME: &str = "TESSERA_AUTH_LOGINS_PER_USERNAME";
+/// Logins in progress at once on one node; beyond it `rate_limited` at once. 0: no limit.
+pub const ENV_LOGIN_QUEUE: &str = "TESSERA_AUTH_LOGIN_QUEUE";
 
 /// The auth callout's issuer seed (an account nkey seed, `SA...`): with it, this node also
 /// admits plugin servers with their own credentials (`tessera_callout`). Its public key is
@@ -95,6 +101,8 @@ pub struct AuthConfig {
     pub node_id: String,
     pub reconcile_interval: Duration,
     pub package_pool: usize,
+    /// What a flood of logins may take (`limits.rs`).
+    pub login_limits: crate::limits::LoginLimitsConfig,
     /// The audit stream's bounds and this node's audit queue.
     pub audit: AuditConfig,
     /// With a seed, this node answers the auth callout (plugin-server credentials).
@@ -130,6 +138,7 @@ impl AuthConfig {
                 .map(|n| n.get())
                 .unwrap_or(2),
             audit: AuditConfig::default(),
+            login_limits: crate::limits::LoginLimitsConfig::default(),
         }
     }
 
@@ -165,6 +174,10 @@ impl AuthConfig {
         c.reconcile_interval = config::duration(src, ENV_RECONCILE_INTERVAL, c.reconcile_interval)?;
         c.package_pool = config::parsed(src, ENV_PACKAGE_POOL, c.package_pool)?.max(1);
         c.audit = AuditConfig::from_env(src)?;
+        let l = &mut c.login_limits;
+        l.per_connection = config::parsed(src, ENV_LOGINS_PER_CONNECTION, l.per_connection)?;
+        l.per_username = config::parsed(src, ENV_LOGINS_PER_USERNAME, l.per_username)?;
+        l.queue = config::parsed(src, ENV_LOGIN_QUEUE, l.queue)?;
         if let Some(seed) = src.get(ENV_CALLOUT_ISSUER_SEED) {
             c.callout_issuer = Some(
                 IssuerSeed::new(&seed)

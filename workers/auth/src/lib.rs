@@ -8,6 +8,7 @@
 //! - `verify`: `auth.verify`, the auth result for an account token (ours, or a configured
 //!   external issuer's).
 //! - `login`: `auth.login` (local accounts, or a third-party app's package) and `users.add`.
+//! - `limits`: what a flood of logins may take: per connection, per username, at once.
 //! - `apps`: third-party app configs and their secrets, watched from KV.
 //! - `packages`: authentication packages (Extism), their install, sync, upload and status.
 //! - the auth callout (`tessera_callout`, a crate of its own): plugin servers' bus
@@ -19,11 +20,14 @@
 //! Architecture invariants: passwords are hashed and checked here and nowhere else; no other
 //! role can read the users bucket or the app secrets (bus-config permissions). A node joins
 //! the `auth.login` queue group only after it has installed every stored package.
+//! `auth.verify` is a service of its own with its own bound on work in flight, so no login
+//! load can make a token request wait for a login's slot.
 
 #![forbid(unsafe_code)]
 
 mod apps;
 pub mod config;
+pub mod limits;
 mod login;
 mod packages;
 mod users;
@@ -48,11 +52,13 @@ pub(crate) struct State {
     pub nats: async_nats::Client,
     /// Login decisions, users added and package uploads go to the audit stream here.
     pub auditor: Auditor,
+    pub limits: Arc<limits::LoginLimits>,
 }
 
 /// A running auth replica.
 pub struct Auth {
     task: tokio::task::JoinHandle<()>,
+    verify_task: tokio::task::JoinHandle<()>,
     auditor: Auditor,
     grace: std::time::Duration,
 }
@@ -62,6 +68,7 @@ impl Auth {
     /// drained requests are stored (bounded by the grace period).
     pub async fn join(self) {
         let _ = self.task.await;
+        let _ = self.verify_task.await;
         self.auditor.flush(self.grace).await;
     }
 }
@@ -132,7 +139,14 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
         config.reconcile_interval,
         shutdown.clone(),
     );
+    let limits = Arc::new(limits::LoginLimits::new(config.login_limits));
+    tokio::spawn(limits::prune_every(
+        limits.clone(),
+        std::time::Duration::from_secs(5),
+        shutdown.clone(),
+    ));
     let state = Arc::new(State {
+        limits,
         config,
         users,
         verifier,
@@ -150,12 +164,6 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
         grace: state.config.grace,
         endpoints: vec![
             endpoint_with(&state, "auth-login", subjects.auth_login(), login::login),
-            endpoint_with(
-                &state,
-                "auth-verify",
-                subjects.auth_verify(),
-                verify::handle,
-            ),
             endpoint_with(&state, "users-add", subjects.users_add(), login::users_add),
             endpoint_with(
                 &state,
@@ -167,6 +175,25 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     };
     // Readiness (the health server's /readyz): NATS connected.
     tessera_core::health::Readiness::global().register_nats("auth/nats", &shutdown, nats.clone());
+    // `auth.verify` apart: its own micro service, queue group and bound on work in flight,
+    // so a flood of logins (each holding a slot for an argon2 hash or a package call) never
+    // makes a token request's auth result wait for a slot.
+    let verify_spec = service::ServiceSpec {
+        name: subjects.service_name("auth-verify"),
+        description: "Tessera auth: auth results for account tokens".into(),
+        queue_group: tessera_schemas::subjects::QUEUE_AUTH.into(),
+        max_in_flight: state.config.max_in_flight,
+        grace: state.config.grace,
+        endpoints: vec![endpoint_with(
+            &state,
+            "auth-verify",
+            subjects.auth_verify(),
+            verify::handle,
+        )],
+    };
+    let verify_task = service::start(nats.clone(), verify_spec, shutdown.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     let task = service::start(nats.clone(), spec, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
@@ -174,6 +201,7 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     let grace = state.config.grace;
     Ok(Auth {
         task,
+        verify_task,
         auditor,
         grace,
     })

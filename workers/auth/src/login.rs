@@ -21,6 +21,16 @@ use crate::State;
 /// `auth.login`, with its decision on the audit stream.
 pub async fn login(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: LoginRequest = req.decode(AUTH_LOGIN)?;
+    // Limits first, before any hash or package call. A refusal here is not audited: it
+    // decides nothing about the account, and a flood must not become a flood of events
+    // (it is counted in the request metrics as `rate_limited`).
+    let connection = crate::limits::connection_of(
+        req.from_other_account,
+        req.header(crate::limits::REQUEST_INFO),
+    );
+    let _admitted = state
+        .limits
+        .admit(connection.as_deref(), local_username(&body))?;
     let result = decide(&state, &body).await;
     audit_login(&state, &req, &body, &result);
     result.map(|ok| Reply::msgpack(AUTH_LOGIN, &ok))

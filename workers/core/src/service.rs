@@ -39,6 +39,10 @@ pub struct Incoming {
     pub headers: Option<HeaderMap>,
     pub payload: Bytes,
     pub request_id: String,
+    /// The request crossed from another account (its reply subject is one nats-server made,
+    /// `_R_.`): a client app's or a plugin server's. Only on such a request does nats-server
+    /// set the headers it shares (`Nats-Request-Info`), overwriting any the sender wrote.
+    pub from_other_account: bool,
 }
 
 impl Incoming {
@@ -348,6 +352,7 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
         headers: msg.headers.clone(),
         payload: msg.payload.clone(),
         request_id: request_id.clone(),
+        from_other_account: reply.starts_with("_R_."),
     };
     async move {
         // The limit holds for every endpoint, whatever its body; checked before any work.
