@@ -211,3 +211,33 @@ async fn a_missing_package_or_pinned_version_is_a_typed_error_naming_the_app() {
     assert!(err.to_string().contains("pinned"), "{err}");
     stack.shutdown().await;
 }
+
+/// Nothing a package keeps in memory passes from one login to the next: the `misbehave`
+/// package in "remember" mode keeps each login's `secret` param in a static and answers with
+/// what an earlier call left there. Every login, one after the other on the same app and
+/// node, finds nothing: each ran in an instance no login used before. (With instances
+/// returned to the pool after a call, the second login read the first one's secret.)
+#[tokio::test]
+async fn one_login_never_sees_what_another_left_in_the_package() {
+    tessera_tests::init_logging();
+    let stack = Stack::builder().backend(Backend::Local).start().await;
+    stack
+        .upload_package(&dist_wasm("misbehave"), "misbehave", "1.0.0")
+        .await
+        .expect("upload");
+    stack.put_app(local_app("fx", "misbehave", 9), None).await;
+    let client = stack.client().await;
+    for user in ["alice", "bob", "carol", "dave", "erin", "frank"] {
+        let secret = format!("{user}-one-time-code");
+        let err = client
+            .login_app("fx", params(&[("mode", "remember"), ("secret", &secret)]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Unauthenticated, "{user}: {err}");
+        assert!(
+            err.to_string().contains("nothing from an earlier login"),
+            "{user}'s login saw another's memory: {err}"
+        );
+    }
+    stack.shutdown().await;
+}

@@ -1,9 +1,10 @@
 //! Test fixture `misbehave`: a package that breaks the rules on request, so the node's limits
-//! (time-out, memory, allowed hosts) and its hot swap can be tested (docs/auth-packages.md).
-//! Not for production apps.
+//! (time-out, memory, allowed hosts), its hot swap and the isolation of one login from the
+//! next can be tested (docs/auth-packages.md). Not for production apps.
 #![forbid(unsafe_code)]
 
 use std::hint::black_box;
+use std::sync::Mutex;
 
 use auth_package_kit::{self as kit, Outcome};
 use extism_pdk::{FnResult, HttpRequest, plugin_fn};
@@ -20,6 +21,10 @@ const PKG_VERSION: &str = match option_env!("PKG_VERSION") {
 pub fn interface_version() -> FnResult<String> {
     Ok(kit::INTERFACE.to_string())
 }
+
+/// What an earlier call left in this instance's memory ("remember" mode): a node that reuses
+/// instances across logins would hand it to the next user's login.
+static REMEMBERED: Mutex<Option<String>> = Mutex::new(None);
 
 #[plugin_fn]
 pub fn authenticate(input: Vec<u8>) -> FnResult<String> {
@@ -45,6 +50,18 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
             subject: input.param("subject")?.to_owned(),
             name: None,
         }),
+        // Keeps `params.secret` in memory and answers with what an earlier call kept.
+        "remember" => {
+            let secret = input.param("secret")?.to_owned();
+            let earlier = REMEMBERED
+                .lock()
+                .map(|mut kept| kept.replace(secret))
+                .unwrap_or(None);
+            Ok(Outcome::denied(match earlier {
+                Some(s) => format!("an earlier login left {s}"),
+                None => "nothing from an earlier login".to_owned(),
+            }))
+        }
         "version" => Ok(Outcome::Ok {
             subject: PKG_VERSION.to_owned(),
             name: None,

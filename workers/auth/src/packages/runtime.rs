@@ -1,9 +1,12 @@
 //! Running packages with Extism: one compiled plugin and one warm pool of instances per app.
 //!
 //! Compilation (Cranelift) happens once per (app config, package build, secret), off the
-//! request path's async workers; each login takes an idle instance, calls `authenticate` on
-//! the blocking pool, and puts the instance back. An instance whose call failed (trap,
-//! time-out, memory limit) is dropped instead, so a misbehaving call never poisons the next.
+//! request path's async workers. **Each login runs in an instance no login used before**:
+//! it takes a fresh instance from the warm pool (or makes one), calls `authenticate` on the
+//! blocking pool, and drops the instance; a fresh one is made to take its place after the
+//! reply is on its way. So nothing a package keeps in memory (statics, Extism vars, its
+//! heap) can pass from one user's login to the next, and a misbehaving call (trap,
+//! time-out, memory limit) never poisons another.
 //!
 //! Sandbox: no WASI (no files, no environment, no clock beyond what Extism gives), outbound
 //! HTTP only to the app's `allowed_hosts`, a time limit per call (Extism's epoch deadline),
@@ -112,13 +115,15 @@ fn check_exports(plugin: &mut Plugin) -> Result<(), String> {
     Ok(())
 }
 
-/// One app's compiled package and its warm instances.
+/// One app's compiled package and its warm, never-used instances.
 pub struct AppRuntime {
     pub app: Arc<AppConfig>,
     pub package: PackageManifest,
     secret: Secret,
     compiled: CompiledPlugin,
     idle: Mutex<Vec<Plugin>>,
+    /// Warm instances kept (and calls at once).
+    pool: usize,
     permits: Semaphore,
 }
 
@@ -150,16 +155,21 @@ impl AppRuntime {
             .with_cache_disabled()
             .compile()
             .map_err(|e| failed(format!("does not compile: {}", short(&e))))?;
-        // The first warm instance, which also proves the exports are there.
-        let mut first = Plugin::new_from_compiled(&compiled)
+        // Proves the exports are there; then dropped (it ran `interface_version`, so it is
+        // not fresh), and the first warm instance is a new one.
+        let mut probe = Plugin::new_from_compiled(&compiled)
             .map_err(|e| failed(format!("does not instantiate: {}", short(&e))))?;
-        check_exports(&mut first).map_err(failed)?;
+        check_exports(&mut probe).map_err(failed)?;
+        drop(probe);
+        let first = Plugin::new_from_compiled(&compiled)
+            .map_err(|e| failed(format!("does not instantiate: {}", short(&e))))?;
         Ok(AppRuntime {
             app,
             package,
             secret,
             compiled,
             idle: Mutex::new(vec![first]),
+            pool: pool.max(1),
             permits: Semaphore::new(pool.max(1)),
         })
     }
@@ -204,9 +214,32 @@ impl AppRuntime {
         let output = tokio::task::spawn_blocking(move || rt.call_blocking(&input))
             .await
             .map_err(|e| self.failed(e))??;
+        // Replace the instance this login used up, off its path (the reply does not wait).
+        let rt = self.clone();
+        tokio::task::spawn_blocking(move || rt.refill());
         self.verdict(&output)
     }
 
+    /// Adds one fresh instance to the warm pool, unless it is full.
+    fn refill(&self) {
+        if self.idle.lock().expect("lock poisoned").len() >= self.pool {
+            return;
+        }
+        match Plugin::new_from_compiled(&self.compiled) {
+            Ok(fresh) => {
+                let mut idle = self.idle.lock().expect("lock poisoned");
+                if idle.len() < self.pool {
+                    idle.push(fresh);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(app = %self.app.app_id, error = %short(&e), "making a warm package instance")
+            }
+        }
+    }
+
+    /// One call in a fresh instance, which is dropped after it whatever the outcome: never
+    /// returned to the pool.
     fn call_blocking(&self, input: &[u8]) -> Result<Vec<u8>, WireError> {
         let idle = self.idle.lock().expect("lock poisoned").pop();
         let mut plugin = match idle {
@@ -214,17 +247,12 @@ impl AppRuntime {
             None => Plugin::new_from_compiled(&self.compiled)
                 .map_err(|e| self.failed(format!("instantiating: {}", short(&e))))?,
         };
-        match plugin.call::<&[u8], Vec<u8>>("authenticate", input) {
-            Ok(out) => {
-                self.idle.lock().expect("lock poisoned").push(plugin);
-                Ok(out)
-            }
-            Err(e) => {
-                // Dropped, not returned: its store may hold a trapped or exhausted state.
+        plugin
+            .call::<&[u8], Vec<u8>>("authenticate", input)
+            .map_err(|e| {
                 tracing::warn!(app = %self.app.app_id, package = %self.package.name, error = %format!("{e:#}"), "package call failed");
-                Err(self.failed(short(&e)))
-            }
-        }
+                self.failed(short(&e))
+            })
     }
 
     fn verdict(&self, output: &[u8]) -> Result<Verdict, WireError> {
