@@ -109,7 +109,8 @@ pub struct EnvFile {
 /// issuer's public key, for nats-server only) and one per role with just that role's URL
 /// (`broker.env` also gets `REDIS_URL`, `auth.env` the callout issuer's seed and the client
 /// password, which the auth callout checks). `admin.env`
-/// reaches the cluster from the host through the ports compose publishes on 127.0.0.1.
+/// reaches the cluster from the host through the ports compose publishes on 127.0.0.1, and
+/// gives the admin the cluster's replicas for any bucket it creates first.
 /// Plugin servers get no file here: each id's credentials come from
 /// `tessera plugin-servers add ID` against the running cluster (docker/README.md).
 pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> Vec<EnvFile> {
@@ -166,6 +167,8 @@ pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> 
             pairs: vec![
                 (Role::Admin.url_env().into(), host(Role::Admin)),
                 (Role::Client.url_env().into(), host(Role::Client)),
+                // What the admin creates before the workers do gets the cluster's replicas.
+                ("TESSERA_JS_REPLICAS".into(), NODES.to_string()),
             ],
         });
     }

@@ -1,5 +1,11 @@
 //! Streams and KV buckets, created if missing. Idempotent: every replica of a worker calls
 //! the function for what it owns at start, so the order in which things start never matters.
+//!
+//! Whoever creates a store first (a worker, or an admin command run before any worker) gives
+//! it the [`Durability`] it was given; a store found with fewer replicas than this caller's
+//! is brought up to them (stream update; logged). So an admin that ran `routes set` before the
+//! workers, with the library default of one replica, does not leave the routes on one node
+//! for good: the broker's start raises them to `TESSERA_JS_REPLICAS`.
 
 use std::time::Duration;
 
@@ -55,12 +61,44 @@ pub async fn dist_stream(
         allow_direct: true,
         ..Default::default()
     };
-    js.get_or_create_stream(config)
+    let stream = js
+        .get_or_create_stream(config)
         .await
         .map_err(|e| ProvisionError {
             what: format!("stream {name}"),
             source: e.into(),
-        })
+        })?;
+    raise_replicas(js, &name, d).await?;
+    Ok(stream)
+}
+
+/// Brings stream `name` up to `d.replicas` if it has fewer (never lowers them: fewer replicas
+/// than a store has is a decision for an operator, not a side effect of a start).
+pub async fn raise_replicas(
+    js: &jetstream::Context,
+    name: &str,
+    d: Durability,
+) -> Result<(), ProvisionError> {
+    let err = |e: async_nats::Error| ProvisionError {
+        what: format!("replicas of stream {name}"),
+        source: e,
+    };
+    let mut stream = js.get_stream(name).await.map_err(|e| err(e.into()))?;
+    let info = stream.info().await.map_err(|e| err(e.into()))?;
+    let from = info.config.num_replicas;
+    if from >= d.replicas {
+        return Ok(());
+    }
+    let mut config = info.config.clone();
+    config.num_replicas = d.replicas;
+    js.update_stream(config).await.map_err(|e| err(e.into()))?;
+    tracing::info!(
+        stream = name,
+        from,
+        to = d.replicas,
+        "raised the replicas of an existing stream to the configured number"
+    );
+    Ok(())
 }
 
 async fn kv_bucket(
@@ -70,6 +108,7 @@ async fn kv_bucket(
     d: Durability,
 ) -> Result<kv::Store, ProvisionError> {
     if let Ok(store) = js.get_key_value(&bucket).await {
+        raise_replicas(js, &format!("KV_{bucket}"), d).await?;
         return Ok(store);
     }
     js.create_key_value(kv::Config {
@@ -207,6 +246,7 @@ async fn object_store(
     d: Durability,
 ) -> Result<object_store::ObjectStore, ProvisionError> {
     if let Ok(store) = js.get_object_store(&bucket).await {
+        raise_replicas(js, &format!("OBJ_{bucket}"), d).await?;
         return Ok(store);
     }
     js.create_object_store(object_store::Config {
@@ -282,8 +322,13 @@ pub async fn audit_stream(
         .map_err(|e| err(e.into()))?;
     let current = &stream.cached_info().config;
     if current.max_age != config.max_age || current.max_bytes != config.max_bytes {
+        let config = stream::Config {
+            num_replicas: current.num_replicas.max(d.replicas),
+            ..config
+        };
         js.update_stream(config).await.map_err(|e| err(e.into()))?;
         stream = js.get_stream(&name).await.map_err(|e| err(e.into()))?;
     }
+    raise_replicas(js, &name, d).await?;
     Ok(stream)
 }

@@ -120,7 +120,11 @@ pub(crate) async fn connect(settings: &Settings, role: Role) -> anyhow::Result<C
     let subjects = tessera_core::config::prefix(settings)?;
     let nats =
         tessera_core::bus::connect(&url, "tessera-cli", std::time::Duration::from_secs(5)).await?;
-    Ok(Client::new(nats, subjects))
+    // An admin command run before the workers creates the buckets it writes: with the
+    // cluster's replicas (`TESSERA_JS_REPLICAS`), as the workers would.
+    let replicas = tessera_core::config::parsed(settings, "TESSERA_JS_REPLICAS", 1usize)?;
+    Ok(Client::new(nats, subjects)
+        .with_durability(tessera_bus_config::provision::Durability { replicas }))
 }
 
 fn read_password(password_stdin: bool) -> anyhow::Result<String> {

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use futures::TryStreamExt;
 use jsonwebtoken::jwk::JwkSet;
 use serde::{Serialize, de::DeserializeOwned};
+use tessera_bus_config::provision::Durability;
 use tessera_core::rpc;
 use tessera_schemas::messages::{
     AUTH_LOGIN, EchoReply, IntrospectRequest, IntrospectResponse, LoginRequest, LoginResponse,
@@ -52,6 +53,9 @@ pub struct Client {
     nats: async_nats::Client,
     subjects: Subjects,
     timeout: Duration,
+    /// Replicas of a bucket or store this client creates (admin commands run before the
+    /// workers create what they write); the workers raise an existing one to theirs anyway.
+    durability: Durability,
 }
 
 /// A bucket's or store's trouble, as the SDK reports it: the bus side is unavailable.
@@ -87,6 +91,7 @@ impl Client {
             nats,
             subjects,
             timeout: Duration::from_secs(5),
+            durability: Durability::default(),
         }
     }
 
@@ -94,6 +99,17 @@ impl Client {
     pub fn with_timeout(mut self, timeout: Duration) -> Client {
         self.timeout = timeout;
         self
+    }
+
+    /// Replicas for any bucket or store this client creates (`TESSERA_JS_REPLICAS`; default
+    /// 1). Only admin commands create any, when no worker has yet.
+    pub fn with_durability(mut self, durability: Durability) -> Client {
+        self.durability = durability;
+        self
+    }
+
+    pub(crate) fn durability(&self) -> Durability {
+        self.durability
     }
 
     /// The per-request timeout.
@@ -317,7 +333,7 @@ impl Client {
     async fn routes_bucket(&self) -> Result<jetstream::kv::Store, Error> {
         let js = jetstream::new(self.nats.clone());
         // The broker creates the bucket; create it here too so routes can be set first.
-        tessera_bus_config::provision::routes_bucket(&js, &self.subjects, Default::default())
+        tessera_bus_config::provision::routes_bucket(&js, &self.subjects, self.durability())
             .await
             .map_err(|e| Error::Unavailable(e.to_string()))
     }

@@ -210,7 +210,7 @@ impl Client {
 
     async fn data_bucket(&self, apps: bool) -> Result<async_nats::jetstream::kv::Store, Error> {
         let js = async_nats::jetstream::new(self.nats().clone());
-        let (s, d) = (self.subjects(), Default::default());
+        let (s, d) = (self.subjects(), self.durability());
         // The gateway creates the buckets too; creating them here lets an operator register
         // apps and routes before any gateway has started.
         let r = if apps {

@@ -178,7 +178,7 @@ impl Client {
     }
 
     async fn apps_kv(&self) -> Result<jetstream::kv::Store, Error> {
-        tessera_bus_config::provision::apps_bucket(&self.js(), self.subjects(), Default::default())
+        tessera_bus_config::provision::apps_bucket(&self.js(), self.subjects(), self.durability())
             .await
             .map_err(unavailable)
     }
@@ -194,7 +194,7 @@ impl Client {
             let secrets = tessera_bus_config::provision::app_secrets_bucket(
                 &self.js(),
                 self.subjects(),
-                Default::default(),
+                self.durability(),
             )
             .await
             .map_err(unavailable)?;

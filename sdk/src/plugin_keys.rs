@@ -29,7 +29,7 @@ impl Client {
         let kv = tessera_bus_config::provision::plugin_keys_bucket(
             &js,
             self.subjects(),
-            Default::default(),
+            self.durability(),
         )
         .await
         .map_err(|e| Error::Unavailable(e.to_string()))?;

@@ -35,7 +35,7 @@ impl Client {
         let js = async_nats::jetstream::new(self.nats().clone());
         // The auth nodes create it too; creating it here lets an operator register plugin
         // servers before any auth node has started.
-        provision::plugin_servers_bucket(&js, self.subjects(), Default::default())
+        provision::plugin_servers_bucket(&js, self.subjects(), self.durability())
             .await
             .map_err(kv_error)
     }

@@ -187,7 +187,7 @@ impl Client {
         let store = tessera_bus_config::provision::assets_store(
             &self.js(),
             self.subjects(),
-            Default::default(),
+            self.durability(),
         )
         .await
         .map_err(unavailable)?;

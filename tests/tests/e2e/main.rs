@@ -11,6 +11,7 @@ mod auth_packages_sandbox;
 mod bad_input;
 mod bus_isolation;
 mod cluster;
+mod cluster_durability;
 mod data_access;
 mod data_binding;
 mod data_raw_packet;
