@@ -10,6 +10,8 @@
 //! - [`server`]: renders a nats-server configuration file (the accounts with their exports
 //!   and imports, JetStream in the workers' account, one user per static role, the auth
 //!   callout for client apps and plugin servers) and generates credentials.
+//! - [`redis_acl`]: the Redis users (broker, gateway, admin) with only the keys and commands
+//!   each needs, and their passwords.
 //! - [`plugin_servers`]: per-plugin-server secrets: generation, the stored hash, the check.
 //! - [`deploy`]: the cluster configuration and per-role env files of a Compose or Kubernetes
 //!   deployment (passwords as environment references, so the config holds no secret).
@@ -25,6 +27,7 @@ pub mod accounts;
 pub mod deploy;
 pub mod plugin_servers;
 pub mod provision;
+pub mod redis_acl;
 pub mod roles;
 pub mod server;
 

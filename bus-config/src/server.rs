@@ -113,7 +113,7 @@ pub fn issuer_public_key(seed: &str) -> Option<String> {
     (kp.key_pair_type() == nkeys::KeyPairType::Account).then(|| kp.public_key())
 }
 
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut out = String::with_capacity(32);
     let mut buf = [0u8; 64];

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tessera_bus_config::redis_acl::{RedisCredentials, RedisUser};
 use tessera_bus_config::roles::PLUGIN_SERVER_URL_ENV;
 use tessera_bus_config::{Credentials, Role, ServerConfig};
 use tessera_core::Shutdown;
@@ -44,6 +45,7 @@ pub struct DevStack {
     pub subjects: Subjects,
     pub data: PathBuf,
     credentials: Credentials,
+    redis_credentials: RedisCredentials,
     broker_key: Arc<SigningKey>,
     auth_key: Arc<SigningKey>,
     shutdown: Shutdown,
@@ -57,17 +59,36 @@ pub struct DevStack {
     plugin_server_urls: Vec<(String, String)>,
 }
 
-/// Credentials are kept in the data dir, so a restarted stack keeps its URLs.
-fn load_or_create_credentials(path: &Path) -> anyhow::Result<Credentials> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let map = env::parse(&text);
-        if let Some(c) = Credentials::from_saved(|key| map.get(key).cloned()) {
-            return Ok(c);
-        }
+/// Credentials are kept in the data dir, so a restarted stack keeps its URLs. A data dir
+/// from before the Redis users gets Redis passwords added, its NATS ones kept.
+fn load_or_create_credentials(path: &Path) -> anyhow::Result<(Credentials, RedisCredentials)> {
+    let saved = std::fs::read_to_string(path)
+        .map(|text| env::parse(&text))
+        .unwrap_or_default();
+    let nats = Credentials::from_saved(|key| saved.get(key).cloned());
+    let redis = RedisCredentials::from_passwords(|u| saved.get(&redis_key(u)).cloned());
+    if let (Some(n), Some(r)) = (&nats, &redis) {
+        return Ok((n.clone(), r.clone()));
     }
-    let c = Credentials::generate();
-    env::write(path, &c.saved_pairs())?;
-    Ok(c)
+    let nats = nats.unwrap_or_else(Credentials::generate);
+    let redis = redis.unwrap_or_else(RedisCredentials::generate);
+    let mut pairs: Vec<(String, String)> = nats
+        .saved_pairs()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    pairs.extend(
+        RedisUser::ALL
+            .into_iter()
+            .map(|u| (redis_key(u), redis.password(u).to_owned())),
+    );
+    let pairs: Vec<(&str, String)> = pairs.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    env::write(path, &pairs)?;
+    Ok((nats, redis))
+}
+
+fn redis_key(user: RedisUser) -> String {
+    format!("redis-{}", user.name())
 }
 
 impl DevStack {
@@ -105,7 +126,8 @@ impl DevStack {
                 .with_context(|| format!("creating {}", data.join(dir).display()))?;
         }
         let data = data.canonicalize()?;
-        let credentials = load_or_create_credentials(&data.join("credentials"))?;
+        let (credentials, redis_credentials) =
+            load_or_create_credentials(&data.join("credentials"))?;
         let nats_config = ServerConfig {
             host: "127.0.0.1".into(),
             port: opts.nats_port,
@@ -118,6 +140,7 @@ impl DevStack {
         let mut redis_opts = RedisOptions::new(data.join("redis"));
         redis_opts.port = opts.redis_port;
         redis_opts.persist = opts.persist;
+        redis_opts.acl = redis_credentials.acl_lines(opts.subjects.prefix());
         let redis = LocalRedis::start(redis_opts).await?;
         let broker_key = Arc::new(SigningKey::load_or_generate(&data.join("keys/broker.pem"))?);
         let auth_key = Arc::new(SigningKey::load_or_generate(&data.join("keys/auth.pem"))?);
@@ -128,6 +151,7 @@ impl DevStack {
             subjects: opts.subjects,
             data,
             credentials,
+            redis_credentials,
             broker_key,
             auth_key,
             shutdown,
@@ -181,7 +205,14 @@ impl DevStack {
             self.credentials.password(Role::Client).to_owned(),
         ));
         pairs.extend([
-            (tessera_broker::config::ENV_REDIS_URL, self.redis.url()),
+            (
+                tessera_broker::config::ENV_REDIS_URL,
+                self.redis_url(RedisUser::Broker),
+            ),
+            (
+                tessera_gateway::config::ENV_GATEWAY_REDIS_URL,
+                self.redis_url(RedisUser::Gateway),
+            ),
             (
                 tessera_core::config::ENV_PREFIX,
                 self.subjects.prefix().to_owned(),
@@ -203,6 +234,11 @@ impl DevStack {
             pairs.push((tessera_auth::config::ENV_TRUSTED_KEYS, key.public_key()));
         }
         pairs
+    }
+
+    /// `user`'s URL to this stack's Redis (`Admin`: every key and command, for inspection).
+    pub fn redis_url(&self, user: RedisUser) -> String {
+        self.redis_credentials.url(user, &self.redis.host_port())
     }
 
     pub fn plugin_path(&self) -> PathBuf {
@@ -285,7 +321,7 @@ impl DevStack {
         let shutdown = self.shutdown.child_token();
         let mut cfg = tessera_broker::BrokerConfig::new(
             self.url(Role::Broker),
-            self.redis.url(),
+            self.redis_url(RedisUser::Broker),
             self.subjects.clone(),
             self.broker_key.clone(),
         );
@@ -319,7 +355,7 @@ impl DevStack {
         let shutdown = self.shutdown.child_token();
         let cfg = tessera_gateway::GatewayConfig::new(
             self.url(Role::Gateway),
-            self.redis.url(),
+            self.redis_url(RedisUser::Gateway),
             self.subjects.clone(),
         );
         let worker = tessera_gateway::start(cfg, shutdown.clone())

@@ -36,7 +36,9 @@ impl ChildBroker {
             .env(Role::Broker.url_env(), stack.url(Role::Broker))
             .env(
                 tessera_broker::config::ENV_REDIS_URL,
-                stack.servers().redis_url(),
+                stack
+                    .servers()
+                    .redis_url_as(tessera_bus_config::redis_acl::RedisUser::Broker),
             )
             .env(tessera_broker::config::ENV_KEY_FILE, &key_file)
             .env(

@@ -96,22 +96,36 @@ pub struct RedisContainer {
 }
 
 impl RedisContainer {
-    pub async fn start(images: &Images) -> RedisContainer {
+    /// `acl`: `user ...` lines (tessera_bus_config::redis_acl), given as `--user` options
+    /// after turning the default user off.
+    pub async fn start(images: &Images, acl: &[String]) -> RedisContainer {
         reap_once().await;
         let (name, tag) = split_image(&images.redis);
         let image = GenericImage::new(name, tag)
             .with_exposed_port(ContainerPort::Tcp(REDIS_PORT))
             .with_wait_for(WaitFor::message_on_stdout("Ready to accept connections"));
+        let mut cmd: Vec<String> = [
+            "redis-server",
+            "--protected-mode",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if !acl.is_empty() {
+            cmd.extend(["--user", "default", "off"].map(str::to_owned));
+            for line in acl {
+                let mut words = line.split_whitespace();
+                let _user = words.next();
+                cmd.push("--user".to_owned());
+                cmd.extend(words.map(str::to_owned));
+            }
+        }
         let container = labelled(image)
-            .with_cmd([
-                "redis-server",
-                "--protected-mode",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .with_cmd(cmd)
             .with_startup_timeout(STARTUP)
             .start()
             .await
@@ -126,8 +140,9 @@ impl RedisContainer {
         }
     }
 
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+    /// `127.0.0.1:<mapped port>`.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 }
 

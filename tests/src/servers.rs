@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use tessera_bus_config::plugin_servers::PluginServerSecret;
+use tessera_bus_config::redis_acl::{RedisCredentials, RedisUser};
 use tessera_bus_config::{Credentials, Role, ServerConfig};
 use tessera_devstack::{LocalNats, LocalRedis, NatsOptions, RedisOptions};
 use tessera_schemas::Subjects;
@@ -127,6 +128,8 @@ struct Local {
 /// A NATS server and a Redis server for one test. Local servers are killed on drop.
 pub struct Servers {
     subjects: Subjects,
+    /// The Redis users' passwords (`None` for external servers: one URL for every role).
+    redis_credentials: Option<RedisCredentials>,
     local: Option<Local>,
     containers: Option<InContainers>,
     external: Option<(String, String)>,
@@ -156,9 +159,11 @@ impl Servers {
         match backend {
             Backend::Local => {
                 let subjects = Subjects::new(prefix.unwrap_or(DEFAULT_PREFIX));
-                let local = start_local(&subjects).await;
+                let redis_credentials = RedisCredentials::generate();
+                let local = start_local(&subjects, &redis_credentials).await;
                 Servers {
                     subjects,
+                    redis_credentials: Some(redis_credentials),
                     local: Some(local),
                     containers: None,
                     external: None,
@@ -175,13 +180,16 @@ impl Servers {
                         vec![NatsContainer::start(&images, text, None).await]
                     }
                 };
-                let (nats, redis) = tokio::join!(nats, RedisContainer::start(&images));
+                let redis_credentials = RedisCredentials::generate();
+                let acl = redis_credentials.acl_lines(subjects.prefix());
+                let (nats, redis) = tokio::join!(nats, RedisContainer::start(&images, &acl));
                 if nodes > 1 {
                     wait_for_jetstream_cluster(&cluster_url(&nats, &credentials, Role::Admin))
                         .await;
                 }
                 Servers {
                     subjects,
+                    redis_credentials: Some(redis_credentials),
                     local: None,
                     containers: Some(InContainers {
                         nats,
@@ -199,6 +207,7 @@ impl Servers {
                 let subjects = Subjects::new(prefix.map_or(random, str::to_owned));
                 Servers {
                     subjects,
+                    redis_credentials: None,
                     local: None,
                     containers: None,
                     external: Some((nats_url, redis_url)),
@@ -259,15 +268,24 @@ impl Servers {
         }
     }
 
+    /// The Redis URL with every key and command (the `admin` Redis user): for a test's own
+    /// inspection, never a worker's.
     pub fn redis_url(&self) -> String {
-        if let Some(c) = &self.containers {
-            return c.redis.url();
-        }
-        match (&self.local, &self.external) {
-            (Some(l), _) => l.redis.url(),
-            (None, Some((_, redis))) => redis.clone(),
-            (None, None) => unreachable!("servers are local, in containers or external"),
-        }
+        self.redis_url_as(RedisUser::Admin)
+    }
+
+    /// The Redis URL of `user` (a worker's own, with only its keys and commands).
+    pub fn redis_url_as(&self, user: RedisUser) -> String {
+        let host_port = match (&self.containers, &self.local, &self.external) {
+            (Some(c), _, _) => c.redis.host_port(),
+            (None, Some(l), _) => l.redis.host_port(),
+            (None, None, Some((_, redis))) => return redis.clone(),
+            (None, None, None) => unreachable!("servers are local, in containers or external"),
+        };
+        self.redis_credentials
+            .as_ref()
+            .expect("local and container servers have Redis users")
+            .url(user, &host_port)
     }
 
     pub fn subjects(&self) -> &Subjects {
@@ -398,7 +416,7 @@ async fn wait_for_jetstream_cluster(url: &str) {
     );
 }
 
-async fn start_local(subjects: &Subjects) -> Local {
+async fn start_local(subjects: &Subjects, redis_credentials: &RedisCredentials) -> Local {
     let dir = tempfile::Builder::new()
         .prefix("tessera-test-")
         .tempdir()
@@ -411,9 +429,11 @@ async fn start_local(subjects: &Subjects) -> Local {
         subjects: subjects.clone(),
         credentials: Credentials::generate(),
     };
+    let mut redis_opts = RedisOptions::new(dir.path().join("redis"));
+    redis_opts.acl = redis_credentials.acl_lines(subjects.prefix());
     let (nats, redis) = tokio::join!(
         LocalNats::start(NatsOptions::new(config, dir.path().join("nats"))),
-        LocalRedis::start(RedisOptions::new(dir.path().join("redis"))),
+        LocalRedis::start(redis_opts),
     );
     Local {
         nats: nats.unwrap_or_else(|e| panic!("starting nats-server: {e}")),

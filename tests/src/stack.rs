@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use tessera_auth::AuthConfig;
 use tessera_broker::BrokerConfig;
 use tessera_bus_config::Role;
+use tessera_bus_config::redis_acl::RedisUser;
 use tessera_core::Shutdown;
 use tessera_core::signing::SigningKey;
 use tessera_schemas::Subjects;
@@ -211,7 +212,7 @@ impl Stack {
     pub async fn start_broker(&mut self) {
         let mut config = BrokerConfig::new(
             self.url(Role::Broker),
-            self.servers.redis_url(),
+            self.servers.redis_url_as(RedisUser::Broker),
             self.subjects().clone(),
             self.broker_key.clone(),
         );
@@ -241,7 +242,7 @@ impl Stack {
     pub async fn start_gateway(&mut self) {
         let mut config = tessera_gateway::GatewayConfig::new(
             self.url(Role::Gateway),
-            self.servers.redis_url(),
+            self.servers.redis_url_as(RedisUser::Gateway),
             self.subjects().clone(),
         );
         config.skew = self.config.data_skew;

@@ -147,7 +147,7 @@ async fn run_on(
         client: connect(stack, Role::Client).await?,
         broker: connect(stack, Role::Broker).await?,
         auth: connect(stack, Role::Auth).await?,
-        redis_url: stack.redis.url(),
+        redis_url: stack.redis_url(tessera_bus_config::redis_acl::RedisUser::Admin),
         key,
         warmup,
         window,

@@ -99,7 +99,8 @@ async fn soak(
         .account_token;
     when_served(|| client.request_token(&account_token, PLUGIN, None)).await?;
     let start_kib: Vec<u64> = workers.iter().map(|w| w.rss_kib()).collect();
-    let mut redis = redis_connection(&stack.redis.url()).await?;
+    let mut redis =
+        redis_connection(&stack.redis_url(tessera_bus_config::redis_acl::RedisUser::Admin)).await?;
     let js = async_nats::jetstream::new(admin_nats);
     let mut stream = js.get_stream(stack.subjects.dist_stream()).await?;
     let max_age = stream.info().await?.config.max_age;

@@ -22,6 +22,7 @@ mod flow;
 mod key_rotation;
 mod login_limits;
 mod permissions;
+mod redis_users;
 mod sealed;
 mod token_attacks;
 mod wire_table;

@@ -19,6 +19,9 @@ pub struct RedisOptions {
     pub binary: Option<PathBuf>,
     /// Sets `requirepass`.
     pub password: Option<String>,
+    /// ACL user lines for redis.conf (`user <name> ... >password ...`, see
+    /// `tessera_bus_config::redis_acl`); with them the default user is off.
+    pub acl: Vec<String>,
     pub ready_timeout: Duration,
     /// A fixed port instead of a free one.
     pub port: Option<u16>,
@@ -33,6 +36,7 @@ impl RedisOptions {
             dir: dir.into(),
             binary: None,
             password: None,
+            acl: Vec::new(),
             ready_timeout: DEFAULT_READY_TIMEOUT,
             port: None,
             persist: false,
@@ -78,6 +82,11 @@ impl LocalRedis {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `127.0.0.1:P`.
+    pub fn host_port(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     /// `redis://127.0.0.1:P/`, or `redis://:password@127.0.0.1:P/`.
@@ -127,9 +136,16 @@ async fn spawn_redis(opts: &RedisOptions, port: u16) -> Result<Proc, DevstackErr
     let binary = resolve(REDIS, opts.binary.as_deref(), find_redis_server)?;
     // The password goes in a 0600 file, not on the command line where `ps` shows it.
     let conf = opts.dir.join("redis.conf");
-    let text = opts.password.as_deref().map_or(String::new(), |p| {
+    let mut text = opts.password.as_deref().map_or(String::new(), |p| {
         format!("requirepass {}\n", redis_quote(p))
     });
+    if !opts.acl.is_empty() {
+        text.push_str("user default off resetkeys -@all\n");
+        for line in &opts.acl {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
     write_private(&conf, &text)?;
     let mut cmd = Command::new(&binary);
     cmd.arg(&conf)

@@ -8,6 +8,9 @@ use tessera_core::config::{self, ConfigError, Source};
 use tessera_schemas::Subjects;
 
 pub const ENV_REDIS_URL: &str = "REDIS_URL";
+/// The gateway's own Redis URL (its Redis user may only read token records and claim
+/// nonces); `REDIS_URL` when unset. The dev stack's env file sets both.
+pub const ENV_GATEWAY_REDIS_URL: &str = "TESSERA_GATEWAY_REDIS_URL";
 /// How far a packet's timestamp may be from the gateway's clock (either way).
 pub const ENV_SKEW: &str = "TESSERA_DATA_SKEW";
 /// Bound on the forward to the plugin server; shorter than a client's request timeout, so
@@ -58,7 +61,7 @@ impl GatewayConfig {
     pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
         let subjects = config::prefix(src)?;
         let nats_url = config::first_of(src, &[Role::Gateway.url_env(), Role::Client.url_env()])?;
-        let redis_url = config::required(src, ENV_REDIS_URL)?;
+        let redis_url = config::first_of(src, &[ENV_GATEWAY_REDIS_URL, ENV_REDIS_URL])?;
         let mut c = GatewayConfig::new(nats_url, redis_url, subjects);
         c.skew = config::duration(src, ENV_SKEW, c.skew)?;
         if c.skew < Duration::from_secs(1) || c.skew > Duration::from_secs(3600) {
@@ -119,7 +122,14 @@ mod tests {
         let missing = env(&[("NATS_URL", "nats://x")]);
         assert_eq!(
             GatewayConfig::from_env(&missing).unwrap_err().key,
-            ENV_REDIS_URL
+            ENV_GATEWAY_REDIS_URL
+        );
+        // Its own URL first, the shared one otherwise.
+        let mut both = ok.clone();
+        both.insert(ENV_GATEWAY_REDIS_URL.into(), "redis://gateway".into());
+        assert_eq!(
+            GatewayConfig::from_env(&both).unwrap().redis_url,
+            "redis://gateway"
         );
     }
 }
