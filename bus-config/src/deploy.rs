@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use tessera_schemas::Subjects;
 
 use crate::Role;
+use crate::redis_acl::{RedisCredentials, RedisUser};
 use crate::server::{
     CALLOUT_ISSUER_ENV, CALLOUT_ISSUER_SEED_ENV, ClusterConfig, Credentials, RenderOptions,
     ServerConfig, password_env,
@@ -107,13 +108,19 @@ pub struct EnvFile {
 
 /// The env files of a deployment: `nats.env` (the static roles' passwords and the callout
 /// issuer's public key, for nats-server only) and one per role with just that role's URL
-/// (`broker.env` also gets `REDIS_URL`, `auth.env` the callout issuer's seed and the client
-/// password, which the auth callout checks). `admin.env`
+/// (`broker.env` and `gateway.env` also get `REDIS_URL` with their own Redis user,
+/// `redis.env` holds the Redis users' passwords, `auth.env` the callout issuer's seed and
+/// the client password, which the auth callout checks). `admin.env`
 /// reaches the cluster from the host through the ports compose publishes on 127.0.0.1, and
 /// gives the admin the cluster's replicas for any bucket it creates first.
 /// Plugin servers get no file here: each id's credentials come from
 /// `tessera plugin-servers add ID` against the running cluster (docker/README.md).
-pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> Vec<EnvFile> {
+pub fn env_files(
+    target: Target,
+    credentials: &Credentials,
+    redis: &RedisCredentials,
+    redis_url: &str,
+) -> Vec<EnvFile> {
     let url = |r| role_url(target, credentials, r);
     let mut nats: Vec<(String, String)> = Role::STATIC
         .iter()
@@ -129,7 +136,10 @@ pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> 
             name: "broker.env",
             pairs: vec![
                 (Role::Broker.url_env().into(), url(Role::Broker)),
-                ("REDIS_URL".into(), redis_url.to_owned()),
+                (
+                    "REDIS_URL".into(),
+                    redis.url_from(RedisUser::Broker, redis_url),
+                ),
             ],
         },
         EnvFile {
@@ -151,8 +161,20 @@ pub fn env_files(target: Target, credentials: &Credentials, redis_url: &str) -> 
             name: "gateway.env",
             pairs: vec![
                 (Role::Gateway.url_env().into(), url(Role::Gateway)),
-                ("REDIS_URL".into(), redis_url.to_owned()),
+                (
+                    "REDIS_URL".into(),
+                    redis.url_from(RedisUser::Gateway, redis_url),
+                ),
             ],
+        },
+        // The Redis users' passwords, kept so a second render keeps them (and the admin's,
+        // for an operator's redis-cli). redis.acl, written beside, is what Redis loads.
+        EnvFile {
+            name: "redis.env",
+            pairs: RedisUser::ALL
+                .into_iter()
+                .map(|u| (u.password_env(), redis.password(u).to_owned()))
+                .collect(),
         },
     ];
     if target == Target::Compose {
@@ -205,9 +227,30 @@ mod tests {
     #[test]
     fn env_files_carry_each_role_its_own_url() {
         let c = Credentials::generate();
-        let files = env_files(Target::Compose, &c, "redis://redis:6379/");
+        let r = RedisCredentials::generate();
+        let files = env_files(Target::Compose, &c, &r, "redis://redis:6379/");
         let broker = files.iter().find(|f| f.name == "broker.env").unwrap();
         let url = &broker.pairs[0].1;
+        // Each worker reaches Redis as its own user; the admin's password is in no worker's.
+        let redis_of = |name: &str| {
+            let f = files.iter().find(|f| f.name == name).unwrap();
+            f.pairs
+                .iter()
+                .find(|(k, _)| k == "REDIS_URL")
+                .unwrap()
+                .1
+                .clone()
+        };
+        assert!(redis_of("broker.env").starts_with("redis://broker:"));
+        assert!(redis_of("gateway.env").starts_with("redis://gateway:"));
+        for f in ["broker.env", "gateway.env", "auth.env"] {
+            let f = files.iter().find(|x| x.name == f).unwrap();
+            assert!(
+                !f.pairs
+                    .iter()
+                    .any(|(_, v)| v.contains(r.password(RedisUser::Admin)))
+            );
+        }
         assert_eq!(url.split(',').count(), 3);
         assert!(url.contains(c.password(Role::Broker)));
         assert!(!url.contains(c.password(Role::Admin)));

@@ -130,6 +130,14 @@ impl RedisCredentials {
         user.url(self.password(user), host_port)
     }
 
+    /// `base` (`redis://host:port/...` or `rediss://...` for TLS) with `user`'s credentials
+    /// in place of any it had.
+    pub fn url_from(&self, user: RedisUser, base: &str) -> String {
+        let (scheme, rest) = base.split_once("://").unwrap_or(("redis", base));
+        let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        format!("{scheme}://{}:{}@{rest}", user.name(), self.password(user))
+    }
+
     /// `(user, ACL rules with its password)` for each user, as `redis-server --user` lines.
     pub fn acl_lines(&self, prefix: &str) -> Vec<String> {
         self.passwords
@@ -162,6 +170,15 @@ mod tests {
         let broker = RedisUser::Broker.rules("acme.dev");
         assert!(broker.contains("~acme.dev:token:*"));
         assert!(!broker.contains("nonce"));
+        let c = RedisCredentials::generate();
+        let url = c.url_from(RedisUser::Gateway, "rediss://old:pw@redis:6380/0");
+        assert_eq!(
+            url,
+            format!(
+                "rediss://gateway:{}@redis:6380/0",
+                c.password(RedisUser::Gateway)
+            )
+        );
         let file = acl_file(&[(RedisUser::Broker, "pw1".into())], "tessera");
         assert!(file.starts_with("user default off"));
         assert!(file.contains("user broker reset on >pw1 resetkeys"));

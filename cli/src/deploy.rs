@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Args, Subcommand, ValueEnum};
 use tessera_bus_config::deploy::{self, Target};
+use tessera_bus_config::redis_acl::RedisCredentials;
 use tessera_bus_config::{CALLOUT_ISSUER_SEED_ENV, Credentials, Role, password_env};
 use tessera_core::config::ProcessEnv;
 use tessera_core::signing::SigningKey;
@@ -50,7 +51,8 @@ pub struct RenderArgs {
     /// and version control.
     #[arg(long)]
     secrets: Option<PathBuf>,
-    /// REDIS_URL of the brokers.
+    /// Where Redis is (`redis://host:port/`, or `rediss://...` for TLS); each worker's URL
+    /// gets its own Redis user's credentials.
     #[arg(long, default_value = "redis://redis:6379/")]
     redis_url: String,
     /// Generate new passwords even when SECRETS/nats.env exists.
@@ -98,7 +100,12 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
         }
         None => Credentials::generate(),
     };
-    for file in deploy::env_files(target, &credentials, &args.redis_url) {
+    let redis = (!args.new_credentials)
+        .then(|| read("redis.env"))
+        .flatten()
+        .and_then(|env| RedisCredentials::from_passwords(|u| env.get(&u.password_env()).cloned()))
+        .unwrap_or_else(RedisCredentials::generate);
+    for file in deploy::env_files(target, &credentials, &redis, &args.redis_url) {
         let path = secrets.join(file.name);
         write_env(&path, &file.pairs)?;
         println!("wrote {}", path.display());
@@ -126,6 +133,13 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
             ps_env.display()
         );
     }
+    // What Redis loads (`--aclfile`): readable by the Redis container's user through the bind
+    // mount or Secret volume; the private directory keeps it from other users of this host.
+    let acl = secrets.join("redis.acl");
+    std::fs::write(&acl, redis.acl_file(subjects.prefix()))
+        .with_context(|| format!("writing {}", acl.display()))?;
+    set_mode(&acl, 0o644)?;
+    println!("wrote {}", acl.display());
     for name in ["broker.pem", "auth.pem"] {
         let path = secrets.join(name);
         let existed = path.exists();
