@@ -20,6 +20,7 @@ mod faults_servers;
 mod flow;
 mod key_rotation;
 mod permissions;
+mod request_metrics;
 mod sealed;
 mod token_attacks;
 mod wire_table;

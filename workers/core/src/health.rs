@@ -312,11 +312,11 @@ mod tests {
             (503, "test/dep: draining\n".into())
         );
 
-        crate::metrics::record_request("tessera.keys", "ok", Duration::from_millis(3));
+        crate::metrics::record_request(&"keys".into(), "ok", Duration::from_millis(3));
         let (status, body) = get(addr, "/metrics").await;
         assert_eq!(status, 200);
         assert!(
-            body.contains(r#"tessera_requests_total{subject="tessera.keys",outcome="ok"} 1"#),
+            body.contains(r#"tessera_requests_total{endpoint="keys",outcome="ok"} 1"#),
             "{body}"
         );
         assert!(
