@@ -18,6 +18,7 @@ mod distribution;
 mod faults;
 mod faults_servers;
 mod flow;
+mod idempotency;
 mod key_rotation;
 mod permissions;
 mod request_metrics;
