@@ -514,7 +514,11 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
         println!("env file: {}", p.display());
     }
     if let Some(addr) = tessera_core::health::addr_from_env(settings)? {
-        println!("health: http://{addr}/healthz /readyz /metrics");
+        let limits = tessera_core::health::Limits::from_env(settings)?;
+        println!(
+            "health: http://{addr}/healthz /readyz /metrics (at most {} connections, request head within {:?})",
+            limits.max_connections, limits.read_timeout
+        );
     }
     let b = tessera_broker::BrokerConfig::from_env(settings)?;
     println!(

@@ -7,6 +7,7 @@
 //! - a body over `MAX_MESSAGE_BYTES` is refused as `TooLarge` (`payload_too_large`) before
 //!   decoding, and nothing at or under the limit ever is;
 //! - round trip: a body that decodes re-encodes to one that decodes to the same value;
+//! - only a map decodes (docs/protocol.md §1): a body that decodes starts with a map marker;
 //! - header checks answer a typed error whose message is bounded (it goes back in a reply
 //!   header), however long the header was.
 
@@ -28,6 +29,10 @@ where
 {
     match codec::decode::<T>(bytes) {
         Ok(value) => {
+            assert!(
+                matches!(bytes.first(), Some(0x80..=0x8f | 0xde | 0xdf)),
+                "a body that is not a map decoded: {value:?}"
+            );
             let again: T = codec::decode(&codec::encode(&value))
                 .unwrap_or_else(|e| panic!("re-encoded {value:?} does not decode: {e}"));
             assert_eq!(again, value, "round trip changed the value");

@@ -14,6 +14,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Schema;
+use crate::strict;
 
 pub const ASSETS_PUBLISH: Schema = Schema::v1("assets.publish");
 pub const PLUGINS_KEY: Schema = Schema::v1("plugins.key");
@@ -59,10 +60,13 @@ pub fn seal_info(plugin_id: &str) -> Vec<u8> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetFile {
     /// Relative path, `/`-separated (see [`check_path`]).
+    #[serde(deserialize_with = "strict::text")]
     pub path: String,
     /// Lowercase hex SHA-256 of the file's bytes (64 characters).
+    #[serde(deserialize_with = "strict::text")]
     pub sha256: String,
     pub size: u64,
+    #[serde(deserialize_with = "strict::text")]
     pub content_type: String,
 }
 
@@ -87,7 +91,9 @@ impl AssetFile {
 /// `assets.publish` (admin -> broker): every blob is already in the object store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AssetsPublishRequest {
+    #[serde(deserialize_with = "strict::text")]
     pub plugin_id: String,
+    #[serde(deserialize_with = "strict::maps")]
     pub files: Vec<AssetFile>,
 }
 
@@ -187,6 +193,7 @@ pub fn check_files(files: &[AssetFile]) -> Result<(), String> {
 /// `plugins.key` (anyone -> broker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginKeyRequest {
+    #[serde(deserialize_with = "strict::text")]
     pub plugin_id: String,
 }
 

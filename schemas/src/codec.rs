@@ -93,6 +93,8 @@ pub enum DecodeError {
     MissingSchema,
     #[error("content type {got:?} is not MessagePack (send application/msgpack or none)")]
     WrongContentType { got: String },
+    #[error("invalid body: expected a MessagePack map with named fields, got {got}")]
+    NotAMap { got: &'static str },
     #[error("invalid body: {0}")]
     Body(#[from] rmp_serde::decode::Error),
 }
@@ -105,6 +107,7 @@ impl From<DecodeError> for WireError {
             DecodeError::WrongSchema { .. }
             | DecodeError::MissingSchema
             | DecodeError::WrongContentType { .. }
+            | DecodeError::NotAMap { .. }
             | DecodeError::Body(_) => ErrorCode::BadRequest,
         };
         WireError::new(code, err.to_string())
@@ -117,7 +120,13 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     rmp_serde::to_vec_named(value).expect("wire types always serialise")
 }
 
-/// Decodes a body, refusing oversized input before looking at it.
+/// Decodes a body, refusing oversized input before looking at it, and any body that is not
+/// a MessagePack map (every Tessera body is one: [`encode`] writes named fields).
+///
+/// The map check is the first byte's marker: rmp-serde would otherwise take an array of a
+/// struct's fields in declaration order, a form the protocol does not have (§1). One
+/// comparison, no parse. Fields inside the map are held to their types by the
+/// [`crate::strict`] decoders on the request structs.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
     if bytes.len() > MAX_MESSAGE_BYTES {
         return Err(DecodeError::TooLarge {
@@ -125,7 +134,25 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
             max: MAX_MESSAGE_BYTES,
         });
     }
+    check_map_marker(bytes)?;
     Ok(rmp_serde::from_slice(bytes)?)
+}
+
+/// Whether `bytes` starts with a MessagePack map marker (fixmap, map 16, map 32).
+fn check_map_marker(bytes: &[u8]) -> Result<(), DecodeError> {
+    let got = match bytes.first() {
+        Some(0x80..=0x8f | 0xde | 0xdf) => return Ok(()),
+        None => "an empty body",
+        Some(0x90..=0x9f | 0xdc | 0xdd) => "an array",
+        Some(0xa0..=0xbf | 0xd9..=0xdb) => "a string",
+        Some(0xc4..=0xc6) => "binary",
+        Some(0xc0) => "nil",
+        Some(0xc2 | 0xc3) => "a boolean",
+        Some(0xc1) => "an invalid marker",
+        Some(0xc7..=0xc9 | 0xd4..=0xd8) => "an extension",
+        Some(_) => "a number",
+    };
+    Err(DecodeError::NotAMap { got })
 }
 
 #[cfg(test)]
@@ -196,6 +223,22 @@ mod tests {
         let big = vec![0u8; MAX_MESSAGE_BYTES + 1];
         let err = decode::<TokenRequest>(&big).unwrap_err();
         assert_eq!(WireError::from(err).code, ErrorCode::PayloadTooLarge);
+    }
+
+    /// Every first byte: only the three map markers pass, whatever follows.
+    #[test]
+    fn only_a_map_is_a_body() {
+        for b in 0..=u8::MAX {
+            let is_map = matches!(b, 0x80..=0x8f | 0xde | 0xdf);
+            assert_eq!(check_map_marker(&[b]).is_ok(), is_map, "{b:#04x}");
+        }
+        assert!(check_map_marker(&[]).is_err());
+        // The token request's fields as an array, which rmp-serde alone decodes.
+        let array = rmp_serde::to_vec(&("t", "p")).unwrap();
+        assert!(rmp_serde::from_slice::<TokenRequest>(&array).is_ok());
+        let err = WireError::from(decode::<TokenRequest>(&array).unwrap_err());
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.contains("got an array"), "{}", err.message);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::Schema;
 use crate::error::{ErrorCode, WireError};
 use crate::ids;
+use crate::strict;
 
 pub const DATA_REQUEST: Schema = Schema::v1("data.request");
 
@@ -38,33 +39,47 @@ pub const MAX_TOKEN_LEN: usize = 8192;
 /// signature (seed 002 step 4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
+    #[serde(deserialize_with = "strict::text")]
     pub plugin_id: String,
     /// The user's IP address (IPv4 dotted or IPv6 text form).
+    #[serde(deserialize_with = "strict::text")]
     pub user_ip: String,
+    #[serde(deserialize_with = "strict::text")]
     pub device_id: String,
 }
 
-/// The data-access packet, body of a request on `data.<plugin_id>`.
+/// The data-access packet, body of a request on `data.<plugin_id>`. Decoded strictly
+/// ([`crate::strict`]): strings are `str`, `body` is `bin`, `verification` is a map.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataRequest {
     pub version: u32,
+    #[serde(deserialize_with = "strict::text")]
     pub app_id: String,
     /// The plugin token (a JWT from `token.request`); forwarded to the plugin server.
+    #[serde(deserialize_with = "strict::text")]
     pub plugin_token: String,
     /// Unix time in milliseconds when the client app signed the packet.
     pub timestamp: u64,
     /// Random, unique per packet: 16-64 base64url characters.
+    #[serde(deserialize_with = "strict::text")]
     pub nonce: String,
     /// The operation address: a data route `<plugin_id>.<operation>` names it.
+    #[serde(deserialize_with = "strict::text")]
     pub operation: String,
     /// Free-form query (may be empty), forwarded in the `Tessera-Data-Query` header.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::text")]
     pub query: String,
     /// Forwarded to the plugin server as the request body.
-    #[serde(default, with = "serde_bytes")]
+    #[serde(
+        default,
+        serialize_with = "serde_bytes::serialize",
+        deserialize_with = "strict::bytes"
+    )]
     pub body: Vec<u8>,
+    #[serde(deserialize_with = "strict::map")]
     pub verification: Verification,
     /// base64url (no padding) of the 32-byte HMAC-SHA256 of [`signing_string`].
+    #[serde(deserialize_with = "strict::text")]
     pub signature: String,
 }
 

@@ -13,7 +13,9 @@
 //!   bodies of the package-upload, update-broadcast and node subjects (seed 003).
 //! - [`claims`]: JWT claim sets for plugin tokens and account tokens.
 //! - [`error`]: the closed [`ErrorCode`] enum and the [`WireError`] body.
-//! - [`codec`]: MessagePack encode/decode with a size limit and the schema-version check.
+//! - [`codec`]: MessagePack encode/decode with a size limit, the map check and the
+//!   schema-version check; [`strict`]: the field decoders that hold request fields to
+//!   their wire types (`str`, `bin`, maps).
 //! - [`assets`]: plugin static assets (object-store layout, signed manifests), plugin keys
 //!   and sealed boxes (issue 5, part 1).
 //! - [`audit`]: the audit event (issue 8): who, what, when and outcome, never a secret.
@@ -40,6 +42,7 @@ pub mod ids;
 pub mod messages;
 pub mod packages;
 pub mod plugin_servers;
+pub mod strict;
 pub mod subjects;
 
 pub use codec::{DecodeError, MAX_MESSAGE_BYTES, Schema, decode, encode};

@@ -2,13 +2,15 @@
 //!
 //! Rules (see docs/protocol.md): MessagePack maps with named fields; within a version, new
 //! fields are optional (`#[serde(default)]`) so older peers keep working; unknown fields are
-//! ignored.
+//! ignored. Request bodies decode strictly: every string field through
+//! [`crate::strict`] (a `str`, never a `bin`), so what we accept is what §1 says.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Schema;
+use crate::strict;
 
 pub const AUTH_LOGIN: Schema = Schema::v1("auth.login");
 pub const AUTH_VERIFY: Schema = Schema::v1("auth.verify");
@@ -24,13 +26,13 @@ pub const ECHO: Schema = Schema::v1("svc.echo");
 /// addition behind the same subject) use `app_id`/`params`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_text")]
     pub username: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_text")]
     pub password: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_text")]
     pub app_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::text_map")]
     pub params: BTreeMap<String, String>,
 }
 
@@ -45,6 +47,7 @@ pub struct LoginResponse {
 /// `auth.verify`: the auth result for an account token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyRequest {
+    #[serde(deserialize_with = "strict::text")]
     pub account_token: String,
 }
 
@@ -60,7 +63,9 @@ pub struct VerifyResponse {
 /// `users.add` (admin): create a local account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UsersAddRequest {
+    #[serde(deserialize_with = "strict::text")]
     pub username: String,
+    #[serde(deserialize_with = "strict::text")]
     pub password: String,
 }
 
@@ -72,18 +77,20 @@ pub struct UsersAddResponse {
 /// `token.request`: a plugin token for one plugin, on behalf of one account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRequest {
+    #[serde(deserialize_with = "strict::text")]
     pub account_token: String,
+    #[serde(deserialize_with = "strict::text")]
     pub plugin_id: String,
     /// Same key, same account, same plugin, within 5 minutes: the same token comes back.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_text")]
     pub idempotency_key: Option<String>,
     /// The end user's device, for plugins whose route binds tokens to a device
     /// (`Route::bind_device`): required there, ignored elsewhere.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_text")]
     pub device_id: Option<String>,
     /// The end user's IP address, for plugins whose route binds tokens to an IP
     /// (`Route::bind_ip`): required there, ignored elsewhere.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_text")]
     pub user_ip: Option<String>,
 }
 
@@ -103,9 +110,9 @@ pub struct TokenResponse {
 /// `token.revoke` (admin): exactly one of the two fields.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevokeRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_text")]
     pub token_id: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "strict::opt_text")]
     pub account_id: Option<String>,
 }
 
@@ -129,6 +136,7 @@ pub struct DistOpenRequest {
 /// `token.introspect`: for plugin servers that have not received a token's distribution yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IntrospectRequest {
+    #[serde(deserialize_with = "strict::text")]
     pub token: String,
 }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::Schema;
+use crate::strict;
 
 pub const PACKAGES_UPLOAD: Schema = Schema::v1("auth.packages.upload");
 pub const PACKAGES_UPDATED: Schema = Schema::v1("auth.packages.updated");
@@ -140,15 +141,20 @@ pub fn check_version(v: &str) -> Result<(), String> {
 /// The manifest beside a package's `.wasm` (what `tessera packages sign` writes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageManifest {
+    #[serde(deserialize_with = "strict::text")]
     pub name: String,
+    #[serde(deserialize_with = "strict::text")]
     pub version: String,
     /// The package interface version it implements.
     pub interface: u32,
     /// Lower-case hex SHA-256 of the `.wasm`.
+    #[serde(deserialize_with = "strict::text")]
     pub sha256: String,
     /// base64url (no padding) raw Ed25519 public key of the publisher.
+    #[serde(deserialize_with = "strict::text")]
     pub publisher_key: String,
     /// base64url (no padding) Ed25519 signature over [`PackageManifest::signed_bytes`].
+    #[serde(deserialize_with = "strict::text")]
     pub signature: String,
 }
 
@@ -206,8 +212,10 @@ pub struct PackageRecord {
 /// `.wasm` was put in (packages exceed the bus's message limit).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PackageUploadRequest {
+    #[serde(deserialize_with = "strict::map")]
     pub manifest: PackageManifest,
     /// Object name in the staging object store.
+    #[serde(deserialize_with = "strict::text")]
     pub staging: String,
 }
 

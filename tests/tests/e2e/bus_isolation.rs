@@ -16,6 +16,7 @@ use tessera_schemas::plugin_servers::PluginServerRecord;
 use tessera_schemas::{Schema, codec, headers};
 use tessera_sdk::Error;
 use tessera_sdk::audit::AuditQuery;
+use tessera_tests::metrics::requests_answered;
 use tessera_tests::{Role, Stack, assert_eventually};
 
 const PASSWORD: &str = "correct horse battery";
@@ -80,18 +81,6 @@ impl Witness {
     }
 }
 
-/// Requests the workers answered on `subject` so far (the request loop counts a request
-/// once its reply is on the connection).
-fn answered(subject: &str) -> u64 {
-    let text = tessera_core::metrics::install().render();
-    text.lines()
-        .filter(|l| l.starts_with("tessera_requests_total{"))
-        .filter(|l| l.contains(&format!("subject=\"{subject}\"")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
 fn refused_replies() -> u64 {
     let text = tessera_core::metrics::install().render();
     text.lines()
@@ -136,7 +125,10 @@ async fn a_client_cannot_make_workers_or_jetstream_reply_into_their_state() {
         s.audit(tessera_schemas::audit::AuditKind::UserAdded),
         format!("$JS.API.STREAM.PURGE.KV_{}", s.routes_bucket()),
     ];
-    let (keys_before, tokens_before) = (answered(&s.keys()), answered(&s.token_request()));
+    let (keys_before, tokens_before) = (
+        requests_answered("keys"),
+        requests_answered("token-request"),
+    );
     // A token request for the attacker's own plugin: its reply names `servers: ["evil"]`,
     // which on one account became weather's route.
     let own = TokenRequest {
@@ -174,7 +166,8 @@ async fn a_client_cannot_make_workers_or_jetstream_reply_into_their_state() {
     attacker.flush().await.unwrap();
     let n = targets.len() as u64;
     assert_eventually!(
-        answered(&s.keys()) >= keys_before + n && answered(&s.token_request()) >= tokens_before + n,
+        requests_answered("keys") >= keys_before + n
+            && requests_answered("token-request") >= tokens_before + n,
         "the broker answered every request"
     );
     // A control round trip through the same broker and JetStream after those replies.

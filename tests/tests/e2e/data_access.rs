@@ -257,6 +257,55 @@ async fn a_replayed_nonce_is_caught_by_every_replica() {
     }
 }
 
+/// A packet stamped at the far edge of the skew (its stamp `skew` ahead of the gateway's
+/// clock) stays acceptable until `stamp + skew`, and until `stamp + skew + leeway` at a
+/// replica whose clock lags by the clock leeway. Its nonce must be remembered past that:
+/// the key's TTL (read with `PTTL`, no waiting) says when Redis forgets it. With the old
+/// `2 x skew` it was forgotten up to the leeway earlier, and the same signed packet could
+/// be replayed to the lagging replica in that gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nonce_outlives_the_last_moment_any_replica_accepts_its_packet() {
+    const LEEWAY: Duration = Duration::from_secs(5);
+    let w = World::start(local().gateways(1).clock_leeway(LEEWAY)).await;
+    let (skew, leeway) = (SKEW.as_millis() as u64, LEEWAY.as_millis() as u64);
+    let sent = now_ms();
+    // At the edge: the gateway reads its clock after `sent`, so the stamp is at most
+    // `skew - 1 s` ahead of it: accepted.
+    let stamp = sent + skew - 1000;
+    let nonce = new_nonce();
+    let p = build_packet(&w.app, &w.call("now"), stamp, &nonce);
+    assert_eq!(w.send(PLUGIN, &p).await, None);
+
+    let key =
+        tessera_core::redis_keys::RedisKeys::new(w.stack.subjects().prefix()).nonce(APP, &nonce);
+    let mut redis = redis::Client::open(w.stack.servers().redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    // Read our clock first: the key expires no earlier than `asked + pttl`.
+    let asked = now_ms();
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(pttl > 0, "the nonce key has no TTL or is gone: {pttl}");
+    let forgotten_at = asked + pttl as u64;
+    let last_acceptance = stamp + skew + leeway;
+    // The old TTL (`2 x skew` from a claim made within a second of `sent`) ended before it.
+    assert!(sent + 2 * skew + 1000 < last_acceptance);
+    assert!(
+        forgotten_at >= last_acceptance,
+        "the nonce is forgotten {} ms before a replica lagging by the leeway stops accepting its packet",
+        last_acceptance - forgotten_at
+    );
+    // And not kept without bound: at most 2 x skew + leeway.
+    assert!(pttl as u64 <= 2 * skew + leeway, "{pttl}");
+    // Meanwhile the packet is refused as a replay.
+    assert_eq!(w.send(PLUGIN, &p).await, Some(ErrorCode::ReplayedNonce));
+}
+
 /// Redis down: the gateway cannot check the nonce, so it refuses with `unavailable`
 /// (retryable) well within a client's timeout; when Redis is back, packets go through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,7 +17,12 @@
 //!   message's name): `bad_request`;
 //! - `HugeWithin` (a string field of 60 KiB, the body under the 64 KiB limit): the field's
 //!   own rule; `HugeBeyond` (70 KiB): `payload_too_large`;
-//! - `WrongContentType` (the probe as JSON, `Content-Type: application/json`): `bad_request`.
+//! - `WrongContentType` (the probe as JSON, `Content-Type: application/json`): `bad_request`;
+//! - strict decoding (§1: maps with named fields, `str` where str, `bin` where bin), each
+//!   `bad_request` where serde alone would have served the probe: `ArrayBody` (the probe's
+//!   values as an array, in the struct's field order), `NestedArray` (a struct-typed field
+//!   as such an array), `BinForStr` (each string of the probe in turn sent as a `bin`: one
+//!   request per string), `StrForBin` (the data packet's `body` as a `str`).
 //!
 //! `keys` takes no body and ignores body and headers (§3.7): only the size limit applies.
 //! `auth.nodes.status` takes no body either, but checks size, content type and schema
@@ -25,14 +30,14 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use serde_json::{Value, json};
 use tessera_core::rpc::{self, RpcError};
-use tessera_schemas::{ErrorCode, headers};
+use tessera_schemas::ErrorCode;
 use tessera_tests::{Backend, Role, Stack};
+
+mod bodies;
 
 use Case::*;
 use ErrorCode::*;
@@ -41,8 +46,6 @@ use Expect::{Code, Reply};
 /// Shorter than any bound on the workers' side: an answer within it is an answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 const PASSWORD: &str = "correct horse battery";
-/// Stands in for a string field's value in `InvalidUtf8`; its bytes are then overwritten.
-const MARKER: &str = "@@not-utf8-here@@";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Case {
@@ -57,6 +60,10 @@ enum Case {
     HugeBeyond,
     InvalidUtf8,
     WrongContentType,
+    ArrayBody,
+    NestedArray,
+    BinForStr,
+    StrForBin,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +88,8 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("token.request", HugeBeyond, Code(PayloadTooLarge)),
     ("token.request", InvalidUtf8, Code(BadRequest)),
     ("token.request", WrongContentType, Code(BadRequest)),
+    ("token.request", ArrayBody, Code(BadRequest)),
+    ("token.request", BinForStr, Code(BadRequest)),
 
     ("token.revoke", Probe, Reply),
     ("token.revoke", Empty, Code(BadRequest)),
@@ -93,6 +102,8 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("token.revoke", HugeBeyond, Code(PayloadTooLarge)),
     ("token.revoke", InvalidUtf8, Code(BadRequest)),
     ("token.revoke", WrongContentType, Code(BadRequest)),
+    ("token.revoke", ArrayBody, Code(BadRequest)),
+    ("token.revoke", BinForStr, Code(BadRequest)),
 
     ("token.introspect", Probe, Reply),
     ("token.introspect", Empty, Code(BadRequest)),
@@ -105,6 +116,8 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("token.introspect", HugeBeyond, Code(PayloadTooLarge)),
     ("token.introspect", InvalidUtf8, Code(BadRequest)),
     ("token.introspect", WrongContentType, Code(BadRequest)),
+    ("token.introspect", ArrayBody, Code(BadRequest)),
+    ("token.introspect", BinForStr, Code(BadRequest)),
 
     ("auth.login", Probe, Code(Unauthenticated)),
     ("auth.login", Empty, Code(BadRequest)),
@@ -117,6 +130,8 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("auth.login", HugeBeyond, Code(PayloadTooLarge)),
     ("auth.login", InvalidUtf8, Code(BadRequest)),
     ("auth.login", WrongContentType, Code(BadRequest)),
+    ("auth.login", ArrayBody, Code(BadRequest)),
+    ("auth.login", BinForStr, Code(BadRequest)),
 
     ("auth.verify", Probe, Code(Unauthenticated)),
     ("auth.verify", Empty, Code(BadRequest)),
@@ -129,6 +144,8 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("auth.verify", HugeBeyond, Code(PayloadTooLarge)),
     ("auth.verify", InvalidUtf8, Code(BadRequest)),
     ("auth.verify", WrongContentType, Code(BadRequest)),
+    ("auth.verify", ArrayBody, Code(BadRequest)),
+    ("auth.verify", BinForStr, Code(BadRequest)),
 
     ("users.add", Probe, Code(Conflict)),
     ("users.add", Empty, Code(BadRequest)),
@@ -141,6 +158,8 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("users.add", HugeBeyond, Code(PayloadTooLarge)),
     ("users.add", InvalidUtf8, Code(BadRequest)),
     ("users.add", WrongContentType, Code(BadRequest)),
+    ("users.add", ArrayBody, Code(BadRequest)),
+    ("users.add", BinForStr, Code(BadRequest)),
 
     ("keys", Probe, Reply),
     ("keys", Empty, Reply),
@@ -153,6 +172,8 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("keys", HugeBeyond, Code(PayloadTooLarge)),
     ("keys", InvalidUtf8, Reply),
     ("keys", WrongContentType, Reply),
+    ("keys", ArrayBody, Reply),
+    ("keys", BinForStr, Reply),
 
     ("assets.publish", Probe, Code(NotFound)),
     ("assets.publish", Empty, Code(BadRequest)),
@@ -165,6 +186,9 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("assets.publish", HugeBeyond, Code(PayloadTooLarge)),
     ("assets.publish", InvalidUtf8, Code(BadRequest)),
     ("assets.publish", WrongContentType, Code(BadRequest)),
+    ("assets.publish", ArrayBody, Code(BadRequest)),
+    ("assets.publish", BinForStr, Code(BadRequest)),
+    ("assets.publish", NestedArray, Code(BadRequest)),
 
     ("plugins.key", Probe, Code(NotFound)),
     ("plugins.key", Empty, Code(BadRequest)),
@@ -177,6 +201,8 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("plugins.key", HugeBeyond, Code(PayloadTooLarge)),
     ("plugins.key", InvalidUtf8, Code(BadRequest)),
     ("plugins.key", WrongContentType, Code(BadRequest)),
+    ("plugins.key", ArrayBody, Code(BadRequest)),
+    ("plugins.key", BinForStr, Code(BadRequest)),
 
     ("data.weather", Probe, Code(BadSignature)),
     ("data.weather", Empty, Code(BadRequest)),
@@ -189,6 +215,10 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("data.weather", HugeBeyond, Code(PayloadTooLarge)),
     ("data.weather", InvalidUtf8, Code(BadRequest)),
     ("data.weather", WrongContentType, Code(BadRequest)),
+    ("data.weather", ArrayBody, Code(BadRequest)),
+    ("data.weather", BinForStr, Code(BadRequest)),
+    ("data.weather", NestedArray, Code(BadRequest)),
+    ("data.weather", StrForBin, Code(BadRequest)),
 
     ("auth.packages.upload", Probe, Code(PackageRejected)),
     ("auth.packages.upload", Empty, Code(BadRequest)),
@@ -201,6 +231,9 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("auth.packages.upload", HugeBeyond, Code(PayloadTooLarge)),
     ("auth.packages.upload", InvalidUtf8, Code(BadRequest)),
     ("auth.packages.upload", WrongContentType, Code(BadRequest)),
+    ("auth.packages.upload", ArrayBody, Code(BadRequest)),
+    ("auth.packages.upload", BinForStr, Code(BadRequest)),
+    ("auth.packages.upload", NestedArray, Code(BadRequest)),
 
     ("auth.nodes.status", Probe, Reply),
     ("auth.nodes.status", Empty, Reply),
@@ -213,191 +246,9 @@ const TABLE: &[(&str, Case, Expect)] = &[
     ("auth.nodes.status", HugeBeyond, Code(PayloadTooLarge)),
     ("auth.nodes.status", InvalidUtf8, Reply),
     ("auth.nodes.status", WrongContentType, Code(BadRequest)),
+    ("auth.nodes.status", ArrayBody, Reply),
+    ("auth.nodes.status", BinForStr, Reply),
 ];
-
-/// How to reach one subject and the probe its cases start from.
-struct Spec {
-    subject: String,
-    role: Role,
-    /// Schema name for the `Tessera-Schema` header.
-    schema: &'static str,
-    /// A well-formed body (a JSON object, sent as MessagePack).
-    probe: Value,
-    /// The string field the type, size and UTF-8 cases change (`None`: the subject has no
-    /// body, a `pad` field is added instead).
-    field: Option<&'static str>,
-}
-
-fn spec(stack: &Stack, name: &str, account_token: &str) -> Spec {
-    let s = stack.subjects();
-    let (subject, role, schema, probe, field) = match name {
-        "token.request" => (
-            s.token_request(),
-            Role::Client,
-            "token.request",
-            // A forged account token: auth.verify refuses it, nothing is minted.
-            json!({"account_token": "eyJhbGciOiJFZERTQSJ9.e30.c2ln", "plugin_id": "weather"}),
-            Some("account_token"),
-        ),
-        "token.revoke" => (
-            s.token_revoke(),
-            Role::Admin,
-            "token.revoke",
-            // An id no token has: `revoked: 0`, nothing published or deleted.
-            json!({"token_id": "no-such-token"}),
-            Some("token_id"),
-        ),
-        "token.introspect" => (
-            s.token_introspect(),
-            // Plugin servers and the admin may introspect; plugin servers are not a role.
-            Role::Admin,
-            "token.introspect",
-            // Not a token of ours: `active: false`.
-            json!({"token": "eyJhbGciOiJFZERTQSJ9.e30.c2ln"}),
-            Some("token"),
-        ),
-        "auth.login" => (
-            s.auth_login(),
-            Role::Client,
-            "auth.login",
-            json!({"username": "ann", "password": "wrong password"}),
-            Some("password"),
-        ),
-        "auth.verify" => (
-            s.auth_verify(),
-            Role::Broker,
-            "auth.verify",
-            json!({"account_token": "eyJhbGciOiJFZERTQSJ9.e30.c2ln"}),
-            Some("account_token"),
-        ),
-        "users.add" => (
-            s.users_add(),
-            Role::Admin,
-            "users.add",
-            // ann exists: `conflict`, the stored user unchanged.
-            json!({"username": "ann", "password": "another password"}),
-            Some("username"),
-        ),
-        "keys" => (s.keys(), Role::Client, "keys", json!({}), None),
-        "assets.publish" => (
-            s.assets_publish(),
-            Role::Admin,
-            "assets.publish",
-            // A routed plugin, a blob never uploaded: `not_found`, no version made.
-            json!({"plugin_id": "weather", "files": [{
-                "path": "index.html", "sha256": "ab".repeat(32), "size": 3,
-                "content_type": "text/html"}]}),
-            Some("plugin_id"),
-        ),
-        "plugins.key" => (
-            s.plugins_key(),
-            Role::Client,
-            "plugins.key",
-            json!({"plugin_id": "weather"}),
-            Some("plugin_id"),
-        ),
-        "data.weather" => (
-            s.data("weather"),
-            Role::Client,
-            "data.request",
-            // Well-formed, from an app nobody registered: `bad_signature`, before Redis.
-            json!({
-                "version": 1, "app_id": "no-such-app", "plugin_token": account_token,
-                "timestamp": 1_764_000_000_000u64, "nonce": "bm9uY2Utbm9uY2Utbm9uY2U",
-                "operation": "now", "query": "",
-                "verification": {"plugin_id": "weather", "user_ip": "192.0.2.1",
-                                 "device_id": "d1"},
-                "signature": "wu6JCYjZNARHSZZAPkMtPk_QU9DEWUU301eEYfesOH4"}),
-            Some("plugin_token"),
-        ),
-        "auth.packages.upload" => (
-            s.auth_packages_upload(),
-            Role::Admin,
-            "auth.packages.upload",
-            // Well-shaped, signed by a key no node trusts: `package_rejected`, nothing stored.
-            json!({"manifest": {
-                "name": "http-password", "version": "1.0.0", "interface": 1,
-                "sha256": "ab".repeat(32),
-                "publisher_key": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-                "signature": "AA"}, "staging": "never-uploaded"}),
-            Some("staging"),
-        ),
-        "auth.nodes.status" => (
-            s.auth_nodes_status(),
-            Role::Admin,
-            "auth.nodes.status",
-            json!({}),
-            None,
-        ),
-        other => panic!("no spec for {other}"),
-    };
-    Spec {
-        subject,
-        role,
-        schema,
-        probe,
-        field,
-    }
-}
-
-fn msgpack(v: &Value) -> Vec<u8> {
-    rmp_serde::to_vec_named(v).unwrap()
-}
-
-/// The probe with `field` (or `pad`) set to `value`.
-fn with_field(spec: &Spec, value: Value) -> Value {
-    let mut body = spec.probe.clone();
-    body[spec.field.unwrap_or("pad")] = value;
-    body
-}
-
-/// Headers and body of one case.
-fn request(spec: &Spec, case: Case) -> (HeaderMap, Vec<u8>) {
-    let mut h = HeaderMap::new();
-    let v1 = format!("{}/1", spec.schema);
-    h.insert(headers::SCHEMA, v1.as_str());
-    let body = match case {
-        Probe => msgpack(&spec.probe),
-        Empty => Vec::new(),
-        Truncated => {
-            let full = msgpack(&spec.probe);
-            full[..full.len() / 2].to_vec()
-        }
-        WrongType => match spec.field {
-            Some(_) => msgpack(&with_field(spec, json!(7))),
-            None => msgpack(&json!(7)),
-        },
-        UnknownField => {
-            let mut body = spec.probe.clone();
-            body["zz_not_in_any_version"] = json!({"nested": [1, "two"]});
-            msgpack(&body)
-        }
-        UnknownVersion => {
-            h.insert(headers::SCHEMA, format!("{}/2", spec.schema).as_str());
-            msgpack(&spec.probe)
-        }
-        WrongSchema => {
-            h.insert(headers::SCHEMA, "sealed/1");
-            msgpack(&spec.probe)
-        }
-        HugeWithin => msgpack(&with_field(spec, json!("x".repeat(60 * 1024)))),
-        HugeBeyond => msgpack(&with_field(spec, json!("x".repeat(70 * 1024)))),
-        InvalidUtf8 => {
-            let mut body = msgpack(&with_field(spec, json!(MARKER)));
-            let at = body
-                .windows(MARKER.len())
-                .position(|w| w == MARKER.as_bytes())
-                .expect("marker in the encoding");
-            body[at..at + MARKER.len()].fill(0xff);
-            body
-        }
-        WrongContentType => {
-            h.insert(headers::CONTENT_TYPE, "application/json");
-            serde_json::to_vec(&spec.probe).unwrap()
-        }
-    };
-    (h, body)
-}
 
 /// What the stack holds that bad input must not change.
 #[derive(Debug, PartialEq, Eq)]
@@ -465,35 +316,41 @@ async fn every_subject_answers_bad_input_with_its_typed_error() {
     let mut subjects: Vec<&str> = TABLE.iter().map(|(s, _, _)| *s).collect();
     subjects.dedup();
     let mut failures = Vec::new();
+    let mut requests = 0;
     for name in subjects {
-        let spec = spec(&stack, name, &ann.account_token);
+        let spec = bodies::spec(&stack, name, &ann.account_token);
         let nats = stack.nats(spec.role).await;
         let before = written(&stack).await;
         for (_, case, expect) in TABLE.iter().filter(|(s, _, _)| *s == name) {
-            let (h, body) = request(&spec, *case);
-            let got = match rpc::request_raw(
-                &nats,
-                spec.subject.clone(),
-                h,
-                Bytes::from(body),
-                ANSWER_WITHIN,
-            )
-            .await
-            {
-                Ok(_) => Reply,
-                Err(RpcError::Wire(w)) => {
-                    assert_eq!(w.retryable, w.code.retryable(), "{name} {case:?}: {w}");
-                    Code(w.code)
+            for (variant, h, body) in bodies::requests(&spec, *case) {
+                let got = match rpc::request_raw(
+                    &nats,
+                    spec.subject.clone(),
+                    h,
+                    Bytes::from(body),
+                    ANSWER_WITHIN,
+                )
+                .await
+                {
+                    Ok(_) => Reply,
+                    Err(RpcError::Wire(w)) => {
+                        assert_eq!(w.retryable, w.code.retryable(), "{name} {case:?}: {w}");
+                        Code(w.code)
+                    }
+                    Err(other) => panic!("{name} {case:?} {variant}: no typed answer: {other}"),
+                };
+                requests += 1;
+                if got != *expect {
+                    failures.push(format!(
+                        "{name} {case:?} {variant}: expected {expect:?}, got {got:?}"
+                    ));
                 }
-                Err(other) => panic!("{name} {case:?}: no typed answer: {other}"),
-            };
-            if got != *expect {
-                failures.push(format!("{name} {case:?}: expected {expect:?}, got {got:?}"));
             }
         }
         let after = written(&stack).await;
         assert_eq!(before, after, "{name}: bad input changed the stored state");
     }
+    println!("{} rows, {requests} requests", TABLE.len());
     assert!(
         failures.is_empty(),
         "rows that failed:\n{}",

@@ -7,8 +7,18 @@
 //!   draining, or when a check fails; the body says which.
 //! - `GET /metrics`: Prometheus text format (see [`crate::metrics`]).
 //!
-//! A tiny HTTP/1.1 responder on tokio (one request per connection, `Connection: close`):
-//! three fixed GET routes do not need an HTTP stack in every worker.
+//! A tiny HTTP/1.1 responder on tokio (one request per connection, `Connection: close`,
+//! see [`http`]): three fixed routes do not need an HTTP stack in every worker. `GET` and
+//! `HEAD` (the same head, no body) are served; any other method gets `405 Method Not
+//! Allowed` with `Allow: GET, HEAD`.
+//!
+//! The port is for probes and scrapers, but it is a TCP port like any other, so it bounds
+//! what a peer can hold ([`Limits`]): at most `TESSERA_HEALTH_MAX_CONNECTIONS` (64)
+//! connections at once, and a connection beyond that is closed at once, unanswered; the
+//! request head must arrive within `TESSERA_HEALTH_READ_TIMEOUT` (1 s) of the accept, and
+//! the answer be taken within [`WRITE_TIMEOUT`], or the connection is closed. A peer that
+//! fills every slot makes probes fail for as long as it holds them (each slot for at most
+//! read timeout + write timeout): keep the port off public networks.
 //!
 //! Workers register their checks with [`Readiness::register`], bound to their
 //! [`Shutdown`], so a draining worker reports not ready and a stopped one is forgotten.
@@ -19,18 +29,26 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use crate::Shutdown;
 use crate::config::{ConfigError, Source};
 
+mod http;
+
 /// `host:port` of the health server; unset: no health server.
 pub const ENV_HEALTH_ADDR: &str = "TESSERA_HEALTH_ADDR";
+/// Connections the health server serves at once (default 64).
+pub const ENV_HEALTH_MAX_CONNECTIONS: &str = "TESSERA_HEALTH_MAX_CONNECTIONS";
+/// Time from accept to a complete request head (default 1 s).
+pub const ENV_HEALTH_READ_TIMEOUT: &str = "TESSERA_HEALTH_READ_TIMEOUT";
 /// Bound on one readiness check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-/// Bound on reading a request (a client that sends nothing is dropped).
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bound on writing an answer (the readiness checks run before it starts): a peer that
+/// does not take it in time loses its connection and its slot. A scraper reading
+/// `/metrics` (tens of KiB) needs milliseconds.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 type Check = Arc<dyn Fn() -> CheckFuture + Send + Sync>;
@@ -144,6 +162,53 @@ pub fn addr_from_env(src: &dyn Source) -> Result<Option<SocketAddr>, ConfigError
     }
 }
 
+/// What one peer, and all of them together, can hold of the health server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; one more is closed at once, unanswered. Probes and a
+    /// scraper need a handful; the bound keeps a flood from piling up tasks and sockets.
+    pub max_connections: usize,
+    /// From accept to a complete request head. A probe sends its head at once, so a
+    /// second is generous; an idle or trickling connection is closed when it runs out.
+    pub read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            read_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Limits {
+    /// From `TESSERA_HEALTH_MAX_CONNECTIONS` (1-4096) and `TESSERA_HEALTH_READ_TIMEOUT`
+    /// (10 ms-60 s), defaults when unset.
+    pub fn from_env(src: &dyn Source) -> Result<Limits, ConfigError> {
+        let d = Limits::default();
+        let max_connections =
+            crate::config::parsed(src, ENV_HEALTH_MAX_CONNECTIONS, d.max_connections)?;
+        if !(1..=4096).contains(&max_connections) {
+            return Err(ConfigError::new(
+                ENV_HEALTH_MAX_CONNECTIONS,
+                "must be between 1 and 4096",
+            ));
+        }
+        let read_timeout = crate::config::duration(src, ENV_HEALTH_READ_TIMEOUT, d.read_timeout)?;
+        if read_timeout < Duration::from_millis(10) || read_timeout > Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                ENV_HEALTH_READ_TIMEOUT,
+                "must be between 10ms and 60s",
+            ));
+        }
+        Ok(Limits {
+            max_connections,
+            read_timeout,
+        })
+    }
+}
+
 /// A running health server.
 pub struct HealthServer {
     pub local_addr: SocketAddr,
@@ -157,20 +222,22 @@ impl HealthServer {
     }
 }
 
-/// Serves `/healthz`, `/readyz` (from `readiness`) and `/metrics` on `addr` until `shutdown`.
-/// Installs the metrics recorder if it is not installed yet.
+/// Serves `/healthz`, `/readyz` (from `readiness`) and `/metrics` on `addr` until `shutdown`,
+/// within `limits`. Installs the metrics recorder if it is not installed yet.
 pub async fn serve(
     addr: SocketAddr,
+    limits: Limits,
     readiness: Readiness,
     shutdown: Shutdown,
 ) -> std::io::Result<HealthServer> {
     let metrics = crate::metrics::install();
     let listener = TcpListener::bind(addr).await?;
     let local_addr = listener.local_addr()?;
-    tracing::info!(addr = %local_addr, "health server: /healthz /readyz /metrics");
+    tracing::info!(addr = %local_addr, max_connections = limits.max_connections, read_timeout = ?limits.read_timeout, "health server: /healthz /readyz /metrics");
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let task = tokio::spawn(async move {
         loop {
-            let (mut stream, _) = tokio::select! {
+            let (stream, _) = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok(a) => a,
@@ -181,74 +248,64 @@ pub async fn serve(
                     }
                 },
             };
+            // Every slot taken: close it now (dropping it) rather than queue it; an answer
+            // would be one more write to a peer that may never read it.
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                tracing::debug!(
+                    "health server: connection limit reached; closing a new connection"
+                );
+                continue;
+            };
             let readiness = readiness.clone();
             let metrics = metrics.clone();
             tokio::spawn(async move {
-                let Some(path) = read_request_path(&mut stream).await else {
-                    return;
-                };
-                let (status, content_type, body) = match path.as_str() {
-                    "/healthz" | "/livez" => (200, "text/plain", "ok\n".to_owned()),
-                    "/readyz" => match readiness.report().await {
-                        Ok(s) => (200, "text/plain", format!("{s}\n")),
-                        Err(s) => (503, "text/plain", format!("{s}\n")),
-                    },
-                    "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
-                    _ => (404, "text/plain", "not found\n".to_owned()),
-                };
-                let reason = match status {
-                    200 => "OK",
-                    404 => "Not Found",
-                    _ => "Service Unavailable",
-                };
-                let head = format!(
-                    "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = stream.write_all(head.as_bytes()).await;
-                let _ = stream.write_all(body.as_bytes()).await;
-                let _ = stream.shutdown().await;
+                http::serve_connection(stream, limits, |path| {
+                    let readiness = readiness.clone();
+                    let metrics = metrics.clone();
+                    async move { route(&path, &readiness, &metrics).await }
+                })
+                .await;
+                drop(slot);
             });
         }
     });
     Ok(HealthServer { local_addr, task })
 }
 
-/// Reads the request head (bounded in size and time); the path of a `GET`/`HEAD`, else `None`.
-async fn read_request_path(stream: &mut tokio::net::TcpStream) -> Option<String> {
-    let mut buf = Vec::with_capacity(512);
-    let read = async {
-        let mut chunk = [0u8; 512];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-            let n = stream.read(&mut chunk).await.ok()?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        Some(())
-    };
-    tokio::time::timeout(READ_TIMEOUT, read).await.ok()??;
-    let line = std::str::from_utf8(&buf).ok()?.lines().next()?.to_owned();
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?;
-    let target = parts.next()?;
-    if method != "GET" && method != "HEAD" {
-        return None;
+/// The answer to a `GET` of `path` (a `HEAD` sends its head only).
+async fn route(
+    path: &str,
+    readiness: &Readiness,
+    metrics: &metrics_exporter_prometheus::PrometheusHandle,
+) -> http::Response {
+    match path {
+        "/healthz" | "/livez" => http::Response::text(200, "ok\n".to_owned()),
+        "/readyz" => match readiness.report().await {
+            Ok(s) => http::Response::text(200, format!("{s}\n")),
+            Err(s) => http::Response::text(503, format!("{s}\n")),
+        },
+        "/metrics" => http::Response {
+            status: 200,
+            content_type: "text/plain; version=0.0.4",
+            body: metrics.render(),
+            allow: false,
+        },
+        _ => http::Response::text(404, "not found\n".to_owned()),
     }
-    Some(target.split('?').next().unwrap_or(target).to_owned())
 }
 
 /// Starts the health server when `TESSERA_HEALTH_ADDR` is set, reporting on
-/// [`Readiness::global`]. For the `tessera` worker commands.
+/// [`Readiness::global`], with the [`Limits`] of the environment. For the `tessera` worker
+/// commands.
 pub async fn serve_from_env(
     src: &dyn Source,
     shutdown: Shutdown,
 ) -> Result<Option<HealthServer>, HealthError> {
+    let limits = Limits::from_env(src)?;
     match addr_from_env(src)? {
         None => Ok(None),
         Some(addr) => Ok(Some(
-            serve(addr, Readiness::global().clone(), shutdown)
+            serve(addr, limits, Readiness::global().clone(), shutdown)
                 .await
                 .map_err(|e| HealthError::Bind(addr, e))?,
         )),
@@ -264,68 +321,4 @@ pub enum HealthError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
-        let body = out.split_once("\r\n\r\n").unwrap().1.to_owned();
-        (status, body)
-    }
-
-    #[tokio::test]
-    async fn live_ready_and_metrics() {
-        let readiness = Readiness::default();
-        let shutdown = Shutdown::new();
-        let server = serve(
-            "127.0.0.1:0".parse().unwrap(),
-            readiness.clone(),
-            shutdown.clone(),
-        )
-        .await
-        .unwrap();
-        let addr = server.local_addr;
-        assert_eq!(get(addr, "/healthz").await.0, 200);
-        // Nothing registered yet: starting.
-        assert_eq!(get(addr, "/readyz").await.0, 503);
-
-        let worker = Shutdown::new();
-        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let flag = up.clone();
-        readiness.register("test/dep", &worker, move || {
-            let ok = flag.load(std::sync::atomic::Ordering::SeqCst);
-            async move { if ok { Ok(()) } else { Err("down".into()) } }
-        });
-        assert_eq!(get(addr, "/readyz").await, (200, "test/dep: ok\n".into()));
-        up.store(false, std::sync::atomic::Ordering::SeqCst);
-        assert_eq!(get(addr, "/readyz").await, (503, "test/dep: down\n".into()));
-        up.store(true, std::sync::atomic::Ordering::SeqCst);
-        worker.cancel();
-        assert_eq!(
-            get(addr, "/readyz").await,
-            (503, "test/dep: draining\n".into())
-        );
-
-        crate::metrics::record_request("tessera.keys", "ok", Duration::from_millis(3));
-        let (status, body) = get(addr, "/metrics").await;
-        assert_eq!(status, 200);
-        assert!(
-            body.contains(r#"tessera_requests_total{subject="tessera.keys",outcome="ok"} 1"#),
-            "{body}"
-        );
-        assert!(
-            body.contains("tessera_request_duration_seconds_bucket"),
-            "{body}"
-        );
-        assert_eq!(get(addr, "/nope").await.0, 404);
-
-        shutdown.cancel();
-        server.join().await;
-    }
-}
+mod tests;

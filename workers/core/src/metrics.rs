@@ -3,8 +3,8 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `tessera_requests_total` | counter | `subject`, `outcome` (`ok` or the error code) |
-//! | `tessera_request_duration_seconds` | histogram | `subject` |
+//! | `tessera_requests_total` | counter | `endpoint`, `outcome` (`ok` or the error code) |
+//! | `tessera_request_duration_seconds` | histogram | `endpoint` |
 //! | `tessera_tokens_issued_total` | counter | |
 //! | `tessera_distributions_acked_total` | counter | (one per plugin server a token reached) |
 //! | `tessera_tokens_rejected_total` | counter | `verifier` (`plugin_server`, `gateway`, `broker`, `auth`), `reason` (see [`crate::jwt::Reason`]) |
@@ -13,9 +13,15 @@
 //!
 //! Requests are recorded by the request loop ([`crate::service`]), for every service alike.
 //! Without an installed recorder (no health server) every update returns at once.
+//!
+//! **Every label value comes from a closed set**: request metrics are labelled by the
+//! endpoint's name (`token-request`, `data`, `operations`, ...: fixed per worker by its
+//! `ServiceSpec`), never by the message subject. A subject holds caller-chosen tokens
+//! (`data.<anything>`, `svc.<id>.<anything>`), so labelling by it let anyone who may publish
+//! there add series to `/metrics` without bound.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -56,11 +62,11 @@ pub fn install() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
             }
-            metrics::describe_counter!(REQUESTS, "Requests answered, by subject and outcome");
+            metrics::describe_counter!(REQUESTS, "Requests answered, by endpoint and outcome");
             metrics::describe_histogram!(
                 REQUEST_DURATION,
                 metrics::Unit::Seconds,
-                "Time from receipt to reply, by subject"
+                "Time from receipt to reply, by endpoint"
             );
             metrics::describe_counter!(TOKENS_ISSUED, "Plugin tokens issued");
             metrics::describe_counter!(
@@ -94,13 +100,14 @@ pub fn enabled() -> bool {
     INSTALLED.load(Ordering::Acquire)
 }
 
-/// One answered request.
-pub fn record_request(subject: &str, outcome: &'static str, elapsed: Duration) {
+/// One answered request on the endpoint named `endpoint` (an [`crate::service::Endpoint`]'s
+/// name, never a subject: see the module doc); `outcome` is `ok` or the error code.
+pub fn record_request(endpoint: &Arc<str>, outcome: &'static str, elapsed: Duration) {
     if !INSTALLED.load(Ordering::Acquire) {
         return;
     }
-    metrics::counter!(REQUESTS, "subject" => subject.to_owned(), "outcome" => outcome).increment(1);
-    metrics::histogram!(REQUEST_DURATION, "subject" => subject.to_owned())
+    metrics::counter!(REQUESTS, "endpoint" => endpoint.clone(), "outcome" => outcome).increment(1);
+    metrics::histogram!(REQUEST_DURATION, "endpoint" => endpoint.clone())
         .record(elapsed.as_secs_f64());
 }
 

@@ -5,10 +5,12 @@
 //!
 //! 0. the reply subject must be a reply inbox ([`reply_allowed`]), or the request is dropped
 //!    unserved, counted (`tessera_replies_refused_total`) and logged;
-//! 1. a span with `subject`, `request_id` and, once known, `outcome`;
+//! 1. a span with `subject`, `endpoint`, `request_id` and, once known, `outcome`;
 //! 2. the handler decodes (size and schema-version checked) and answers;
 //! 3. the reply is the body, or an error: the micro headers (`Nats-Service-Error-Code`,
-//!    `Nats-Service-Error`) plus a MessagePack [`WireError`] body.
+//!    `Nats-Service-Error`) plus a MessagePack [`WireError`] body;
+//! 4. once the reply is on the connection, the request is counted under its endpoint's
+//!    name and outcome (never its subject, which a caller chooses: [`crate::metrics`]).
 //!
 //! Work in flight is bounded by a semaphore: when it is full the loop stops pulling, and
 //! NATS buffers (then drops, as a slow consumer) rather than the worker running out of memory.
@@ -142,7 +144,8 @@ where
 }
 
 pub struct Endpoint {
-    /// Endpoint name in `$SRV.INFO` (e.g. `token-request`).
+    /// Endpoint name in `$SRV.INFO` (e.g. `token-request`), and the `endpoint` label of
+    /// its request metrics: a fixed name, so the label's values are a closed set.
     pub name: String,
     pub subject: String,
     pub handler: Handler,
@@ -185,6 +188,7 @@ pub async fn start(
             .await?;
         requests.push(Tagged {
             endpoint,
+            name: ep.name.as_str().into(),
             handler: ep.handler.clone(),
         });
     }
@@ -195,24 +199,30 @@ pub async fn start(
     )))
 }
 
-/// An endpoint's requests, each paired with the endpoint's handler. Kept as the endpoint
-/// itself (not a boxed stream) so shutdown can unsubscribe it.
+/// An endpoint's requests, each paired with the endpoint's handler and name. Kept as the
+/// endpoint itself (not a boxed stream) so shutdown can unsubscribe it.
 struct Tagged {
     endpoint: async_nats::service::endpoint::Endpoint,
+    /// The endpoint's name, shared (a metric label per request costs a reference count).
+    name: Arc<str>,
     handler: Handler,
 }
 
+/// One request with what serves it.
+type Served = (async_nats::service::Request, Handler, Arc<str>);
+
 impl futures::Stream for Tagged {
-    type Item = (async_nats::service::Request, Handler);
+    type Item = Served;
 
     fn poll_next(
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         let handler = self.handler.clone();
+        let name = self.name.clone();
         self.endpoint
             .poll_next_unpin(cx)
-            .map(|r| r.map(|req| (req, handler)))
+            .map(|r| r.map(|req| (req, handler, name)))
     }
 }
 
@@ -235,9 +245,11 @@ async fn run_loop(
             _ = shutdown.cancelled() => break,
             next = requests.next() => next,
         };
-        let Some((req, handler)) = next else { break };
+        let Some((req, handler, endpoint)) = next else {
+            break;
+        };
         tokio::spawn(async move {
-            handle(req, handler).await;
+            handle(req, handler, endpoint).await;
             drop(permit);
         });
     }
@@ -263,14 +275,14 @@ async fn run_loop(
         fence(&client, &spec.name).await;
         // 3. Answer every request delivered before the UNSUB (the endpoint streams end once
         //    their buffers are empty) and wait for the ones in flight.
-        while let Some((req, handler)) = requests.next().await {
+        while let Some((req, handler, endpoint)) = requests.next().await {
             let permit = limit
                 .clone()
                 .acquire_owned()
                 .await
                 .expect("semaphore is never closed");
             tokio::spawn(async move {
-                handle(req, handler).await;
+                handle(req, handler, endpoint).await;
                 drop(permit);
             });
         }
@@ -315,7 +327,7 @@ pub fn reply_allowed(reply: &str) -> bool {
         && !reply.contains(['*', '>'])
 }
 
-async fn handle(req: async_nats::service::Request, handler: Handler) {
+async fn handle(req: async_nats::service::Request, handler: Handler, endpoint: Arc<str>) {
     let started = std::time::Instant::now();
     let msg = &req.message;
     let reply = msg.reply.as_ref().map(|r| r.as_str()).unwrap_or_default();
@@ -323,7 +335,7 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
         // Nothing runs: a request nobody can be answered for is not worth minting a
         // token or writing a record for. The reply subject is the sender's; cap it in logs.
         let shown: String = reply.chars().take(96).collect();
-        tracing::warn!(subject = %msg.subject, reply = %shown, "request refused: its reply subject is not a reply inbox");
+        tracing::warn!(subject = %msg.subject, endpoint = %endpoint, reply = %shown, "request refused: its reply subject is not a reply inbox");
         crate::metrics::count_reply_refused();
         return;
     }
@@ -336,6 +348,7 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
     let span = tracing::info_span!(
         "request",
         subject = %msg.subject,
+        endpoint = %endpoint,
         request_id = %request_id,
         traceparent = field::Empty,
         outcome = field::Empty,
@@ -393,8 +406,9 @@ async fn handle(req: async_nats::service::Request, handler: Handler) {
         if let Err(e) = sent {
             tracing::warn!(error = %e, "could not send reply");
         }
-        // Recorded once the reply is on the connection: a count means "answered".
-        crate::metrics::record_request(&req.message.subject, outcome, started.elapsed());
+        // Recorded once the reply is on the connection: a count means "answered". By
+        // endpoint, not subject: the subject's last tokens are the caller's to choose.
+        crate::metrics::record_request(&endpoint, outcome, started.elapsed());
     }
     .instrument(span)
     .await

@@ -25,10 +25,11 @@ pub struct GatewayConfig {
     pub nats_url: String,
     pub redis_url: String,
     pub subjects: Subjects,
-    /// Allowed clock difference; nonces are remembered for twice this (a packet stamped
-    /// `skew` ahead stays acceptable until `skew` after its stamp).
+    /// Allowed difference between a packet's timestamp and the gateway's clock, either
+    /// way. Nonces are remembered for [`GatewayConfig::nonce_ttl`].
     pub skew: Duration,
-    /// Clock leeway on plugin-token times (`TESSERA_CLOCK_LEEWAY`).
+    /// Clock leeway on plugin-token times (`TESSERA_CLOCK_LEEWAY`): also how far apart the
+    /// replicas' clocks may be, which the nonce's lifetime covers.
     pub clock_leeway: Duration,
     pub forward_timeout: Duration,
     pub max_in_flight: usize,
@@ -41,6 +42,24 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
+    /// How long a claimed nonce is remembered: `2 x skew + clock leeway`.
+    ///
+    /// A packet stamped `t` is accepted while a gateway's clock reads within `t ± skew`.
+    /// The first replica to accept it can do so as early as its clock reads `t - skew`;
+    /// from then on the packet stays acceptable for `2 x skew` *by that clock*, but a
+    /// replica whose clock runs behind accepts it until its own clock reads `t + skew`,
+    /// i.e. up to the clock difference later. Remembering the nonce for exactly
+    /// `2 x skew` (as before) left that difference as a window in which the same signed
+    /// packet was accepted again by the slower replica. The clock leeway is the
+    /// deployment's stated bound on how far clocks differ (the same one every token
+    /// verifier applies), so the nonce outlives the last moment any replica within it
+    /// accepts the packet. Redis counts the TTL from when it runs the `SET`, after this
+    /// replica read its clock, which only lengthens it. The cost: one small key per packet
+    /// kept `clock leeway` longer (5 s on 65 s with the defaults).
+    pub fn nonce_ttl(&self) -> Duration {
+        self.skew * 2 + self.clock_leeway
+    }
+
     /// Defaults for everything but the endpoints.
     pub fn new(nats_url: String, redis_url: String, subjects: Subjects) -> Self {
         GatewayConfig {
@@ -98,6 +117,25 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    /// The claim at the earliest moment (the claiming replica's clock at `t - skew`), the
+    /// replay at the latest (a replica whose clock lags by up to the leeway, at its own
+    /// `t + skew`): the nonce is still there. With `2 x skew` it was not.
+    #[test]
+    fn a_nonce_outlives_every_replicas_acceptance_window() {
+        let c = GatewayConfig::new("n".into(), "r".into(), Subjects::new("t"));
+        let t = Duration::from_secs(1_000_000);
+        let claimed = t - c.skew;
+        for lag_ms in [0, 1, 1000, c.clock_leeway.as_millis() as u64] {
+            let last_acceptance = t + c.skew + Duration::from_millis(lag_ms);
+            assert!(
+                claimed + c.nonce_ttl() >= last_acceptance,
+                "lag {lag_ms} ms"
+            );
+        }
+        let old_expiry = claimed + c.skew * 2;
+        assert!(old_expiry < t + c.skew + c.clock_leeway);
     }
 
     #[test]

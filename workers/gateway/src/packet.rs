@@ -5,7 +5,8 @@
 //!    `unsupported_version` (the packet's `version`);
 //! 2. protocol signature: a known client app and a valid HMAC, else `bad_signature`;
 //! 3. timestamp within the skew: `stale_timestamp`;
-//! 4. nonce not seen before (shared Redis replay cache): `replayed_nonce`;
+//! 4. nonce not seen before (shared Redis replay cache, remembered `2 x skew + clock
+//!    leeway`: `GatewayConfig::nonce_ttl`): `replayed_nonce`;
 //! 5. plugin token: signed by the broker, unexpired (`unauthenticated`), bound to the
 //!    plugin of the packet and of the subject (`wrong_plugin`), and still live in the
 //!    broker's Redis record, i.e. not revoked (`unauthenticated`);
@@ -92,7 +93,8 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         .check(
             &packet.app_id,
             &packet.nonce,
-            state.config.skew * 2,
+            // Past the last moment any replica accepts this packet (see `nonce_ttl`).
+            state.config.nonce_ttl(),
             token_id,
         )
         .await?;
