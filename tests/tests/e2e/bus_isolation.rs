@@ -96,6 +96,20 @@ fn with_schema(schema: Schema) -> async_nats::HeaderMap {
     h
 }
 
+/// How many `user.added` events the audit stream holds.
+async fn users_added_events(stack: &Stack) -> usize {
+    stack
+        .admin()
+        .await
+        .audit_events(&AuditQuery {
+            kind: Some("user.added".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .len()
+}
+
 /// With the client password alone: requests to the broker (`keys`, `token.request`) and to
 /// the workers' JetStream API (direct gets) with reply subjects naming the routes bucket, the
 /// plugin-server registry and the workers' request subjects. On one account the broker and
@@ -213,16 +227,7 @@ async fn a_plugin_server_cannot_answer_onto_worker_subjects() {
     // Registered before the witness is taken (registering writes the registry).
     let evil = stack.plugin_server_nats("evil").await;
     let witness = Witness::take(&stack).await;
-    let audit_before = stack
-        .admin()
-        .await
-        .audit_events(&AuditQuery {
-            kind: Some("user.added".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .len();
+    let audit_before = users_added_events(&stack).await;
 
     // The attacker's plugin server: answers each request on svc.evil.op with the forgery
     // the request's first header names.
@@ -308,16 +313,7 @@ async fn a_plugin_server_cannot_answer_onto_worker_subjects() {
             .is_ok_and(|r| r.active)
     );
     assert!(ps1.tokens().contains(&victim_token.token_id));
-    let audit_after = stack
-        .admin()
-        .await
-        .audit_events(&AuditQuery {
-            kind: Some("user.added".into()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .len();
+    let audit_after = users_added_events(&stack).await;
     assert_eq!(audit_after, audit_before, "no forged audit event");
 }
 
