@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: setup build up test lint unit images k8s-validate test-cluster fuzz-smoke
+.PHONY: setup build up test lint images k8s-validate test-cluster fuzz-smoke
 
 setup:
 	@./scripts/setup.sh

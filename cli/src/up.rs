@@ -57,28 +57,36 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     println!("  workers       broker, auth, gateway, plugin server \"{ps}\" (operation: echo)");
     println!("  settings      {}", env_path.display());
     println!();
+    // From another shell the settings are found only in the default data dir; anywhere else
+    // every command needs the env file named.
+    let default_dir = std::path::Path::new(env::DEFAULT_DATA_DIR)
+        .canonicalize()
+        .ok();
+    let t = if default_dir.as_deref() == Some(stack.data.as_path()) {
+        "tessera".to_owned()
+    } else {
+        format!("tessera --env-file {}", env_path.display())
+    };
     println!("In another shell, from this directory:");
-    println!("  echo 'correct horse battery' | tessera users add ann --password-stdin");
+    println!("  echo 'correct horse battery' | {t} users add ann --password-stdin");
     println!(
-        "  export TESSERA_ACCOUNT_TOKEN=$(echo 'correct horse battery' | tessera login ann --password-stdin)"
+        "  export TESSERA_ACCOUNT_TOKEN=$(echo 'correct horse battery' | {t} login ann --password-stdin)"
     );
-    println!("  tessera routes set weather {ps}");
-    println!("  export TESSERA_PLUGIN_TOKEN=$(tessera token request weather --token-only)");
-    println!("  tessera call {ps} echo --data hello");
+    println!("  {t} routes set weather {ps}");
+    println!("  export TESSERA_PLUGIN_TOKEN=$({t} token request weather --token-only)");
+    println!("  {t} call {ps} echo --data hello");
     println!("Data access through the gateway (signed packets):");
-    println!(
-        "  export TESSERA_APP_ID=demo-app TESSERA_APP_SECRET=$(tessera client-apps add demo-app)"
-    );
-    println!("  tessera data-routes set weather now {ps} echo");
-    println!("  tessera data weather now --data hello");
+    println!("  export TESSERA_APP_ID=demo-app TESSERA_APP_SECRET=$({t} client-apps add demo-app)");
+    println!("  {t} data-routes set weather now {ps} echo");
+    println!("  {t} data weather now --data hello");
     println!();
     println!("Third-party logins (auth packages, docs/auth-packages.md):");
     println!(
-        "  tessera packages sign PKG.wasm --name http-password --version 1.0.0 --key {} > M.json",
+        "  {t} packages sign PKG.wasm --name http-password --version 1.0.0 --key {} > M.json",
         stack.publisher_key_file().display()
     );
-    println!("  tessera packages upload PKG.wasm --manifest M.json");
-    println!("  tessera apps put APP.json && tessera nodes");
+    println!("  {t} packages upload PKG.wasm --manifest M.json");
+    println!("  {t} apps put APP.json && {t} nodes");
     println!();
     println!("Ctrl-C stops everything.");
 
