@@ -9,12 +9,13 @@ ARGS ?=
 setup:
 	@./scripts/setup.sh
 
+## The `tessera` binary (what the image ships) and the dev tool `tessera-dev`.
 build: setup
-	$(CARGO) build --bin tessera
+	$(CARGO) build --bin tessera --bin tessera-dev
 
 ## Run a development stack (nats-server, redis-server, broker, auth, demo plugin server).
 up: build
-	./target/debug/tessera up $(ARGS)
+	./target/debug/tessera-dev up $(ARGS)
 
 ## Formatting, lints, manifest validation, a short run of every fuzz target, then the whole
 ## test suite against real servers: in containers (testcontainers) when a container engine

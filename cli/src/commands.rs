@@ -5,7 +5,7 @@ use std::io::BufRead;
 use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use tessera_bus_config::Role;
-use tessera_core::Shutdown;
+use tessera_runtime::Shutdown;
 use tessera_sdk::{Binding, Client, RoutePolicy};
 
 use crate::env::Settings;
@@ -117,12 +117,13 @@ pub enum DataRoutesCmd {
 /// Connects with the URL of `role` from the settings.
 pub(crate) async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
     let url = settings.require(role.url_env())?;
-    let subjects = tessera_core::config::prefix(settings)?;
+    let subjects = tessera_runtime::config::prefix(settings)?;
     let nats =
-        tessera_core::bus::connect(&url, "tessera-cli", std::time::Duration::from_secs(5)).await?;
+        tessera_protocol::bus::connect(&url, "tessera-cli", std::time::Duration::from_secs(5))
+            .await?;
     // An admin command run before the workers creates the buckets it writes: with the
     // cluster's replicas (`TESSERA_JS_REPLICAS`), as the workers would.
-    let replicas = tessera_core::config::parsed(settings, "TESSERA_JS_REPLICAS", 1usize)?;
+    let replicas = tessera_runtime::config::parsed(settings, "TESSERA_JS_REPLICAS", 1usize)?;
     Ok(Client::new(nats, subjects)
         .with_durability(tessera_bus_config::provision::Durability { replicas }))
 }
@@ -183,20 +184,22 @@ pub(crate) fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 }
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Up(args) => return crate::up::run(args).await,
-        Command::Bench(args) => return crate::bench::run(args).await,
-        Command::BusConfig(cmd) => return crate::deploy::run(cmd),
-        _ => {}
+    // Renders files only: no settings needed.
+    if let Command::BusConfig(cmd) = cli.command {
+        return crate::deploy::run(cmd);
     }
     let settings = Settings::load(cli.env_file.as_deref())?;
     match cli.command {
-        Command::Up(_) | Command::Bench(_) | Command::BusConfig(_) => {
+        Command::BusConfig(_) => {
             unreachable!("handled above")
         }
         Command::Worker { name } => run_worker(&settings, name).await,
         Command::PluginServer { id } => {
-            crate::plugin_servers::run_plugin_server(&settings, &id).await
+            let shutdown = tessera_runtime::signal::shutdown_on_signal();
+            let health = start_health(&settings).await?;
+            let result = tessera_plugin_server::run(&settings, &id, shutdown).await;
+            health.cancel();
+            result
         }
         Command::PluginServers(cmd) => crate::plugin_servers::run(&settings, cmd).await,
         Command::CheckConfig => check_config(&settings),
@@ -483,12 +486,12 @@ async fn routes(settings: &Settings, cmd: RoutesCmd) -> anyhow::Result<()> {
 /// returned token is cancelled (after the drain: liveness holds while draining).
 pub(crate) async fn start_health(settings: &Settings) -> anyhow::Result<Shutdown> {
     let stop = Shutdown::new();
-    tessera_core::health::serve_from_env(settings, stop.clone()).await?;
+    tessera_runtime::health::serve_from_env(settings, stop.clone()).await?;
     Ok(stop)
 }
 
 async fn run_worker(settings: &Settings, name: WorkerName) -> anyhow::Result<()> {
-    let shutdown = tessera_core::signal::shutdown_on_signal();
+    let shutdown = tessera_runtime::signal::shutdown_on_signal();
     let health = start_health(settings).await?;
     let result = match name {
         WorkerName::Broker => {
@@ -513,8 +516,8 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     if let Some(p) = &settings.file_path {
         println!("env file: {}", p.display());
     }
-    if let Some(addr) = tessera_core::health::addr_from_env(settings)? {
-        let limits = tessera_core::health::Limits::from_env(settings)?;
+    if let Some(addr) = tessera_runtime::health::addr_from_env(settings)? {
+        let limits = tessera_runtime::health::Limits::from_env(settings)?;
         println!(
             "health: http://{addr}/healthz /readyz /metrics (at most {} connections, request head within {:?})",
             limits.max_connections, limits.read_timeout
@@ -523,8 +526,8 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     let b = tessera_broker::BrokerConfig::from_env(settings)?;
     println!(
         "broker: nats {} redis {} prefix {} key {} token ttl {:?} auth cache {:?}",
-        tessera_core::bus::redact(&b.nats_url),
-        tessera_core::bus::redact(&b.redis_url),
+        tessera_protocol::bus::redact(&b.nats_url),
+        tessera_protocol::bus::redact(&b.redis_url),
         b.subjects.prefix(),
         b.signing_key.kid(),
         b.token_ttl,
@@ -533,7 +536,7 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     let a = tessera_auth::AuthConfig::from_env(settings)?;
     println!(
         "auth:   nats {} issuer {} key {} external issuers {} callout {} (client apps {})",
-        tessera_core::bus::redact(&a.nats_url),
+        tessera_protocol::bus::redact(&a.nats_url),
         a.issuer,
         a.signing_key.kid(),
         a.external_issuers.len(),
@@ -552,8 +555,8 @@ fn check_config(settings: &Settings) -> anyhow::Result<()> {
     let g = tessera_gateway::GatewayConfig::from_env(settings)?;
     println!(
         "gateway: nats {} redis {} skew {:?} forward timeout {:?}",
-        tessera_core::bus::redact(&g.nats_url),
-        tessera_core::bus::redact(&g.redis_url),
+        tessera_protocol::bus::redact(&g.nats_url),
+        tessera_protocol::bus::redact(&g.redis_url),
         g.skew,
         g.forward_timeout
     );

@@ -20,8 +20,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use tessera_bus_config::deploy::{self, Target};
 use tessera_bus_config::redis_acl::RedisCredentials;
 use tessera_bus_config::{CALLOUT_ISSUER_SEED_ENV, Credentials, Role, password_env};
-use tessera_core::config::ProcessEnv;
-use tessera_core::signing::SigningKey;
+use tessera_protocol::signing::SigningKey;
+use tessera_runtime::config::ProcessEnv;
 
 /// The env file of the demo plugin server (its URL, from `plugin-servers add demo --env`).
 const PLUGIN_SERVER_ENV_FILE: &str = "plugin-server.env";
@@ -66,7 +66,7 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
         TargetArg::Compose => Target::Compose,
         TargetArg::Kubernetes => Target::Kubernetes,
     };
-    let subjects = tessera_core::config::prefix(&ProcessEnv)?;
+    let subjects = tessera_runtime::config::prefix(&ProcessEnv)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let conf = args.out.join("nats.conf");
@@ -83,7 +83,7 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
     let read = |name: &str| {
         std::fs::read_to_string(secrets.join(name))
             .ok()
-            .map(|text| crate::env::parse(&text))
+            .map(|text| tessera_runtime::env_file::parse(&text))
     };
     let existing = (!args.new_credentials)
         .then(|| Some((read("nats.env")?, read("auth.env")?)))

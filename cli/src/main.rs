@@ -1,18 +1,17 @@
-//! `tessera`: one binary for the dev stack, the workers, the demo plugin server and the
-//! client/admin commands. Each subcommand lives in its own module; this file only parses.
+//! `tessera`: the one binary the image ships: the workers, the demo plugin server, and the
+//! client and operator commands. Each subcommand lives in its own module; this file only
+//! parses. The dev stack (`tessera-dev up`) and the benchmark (`tessera-bench`) are tools of
+//! their own (tools/).
 
 #![forbid(unsafe_code)]
 
 mod assets;
 mod audit;
-mod bench;
 mod commands;
 mod deploy;
 mod env;
 mod packages;
 mod plugin_servers;
-mod stack;
-mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,7 +28,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about = "Plugin credentials over a NATS bus: issue, distribute and check plugin tokens",
     after_help = "Settings come from the environment, then from --env-file (default: .tessera/tessera.env, \
-                  written by `tessera up`).\nStart here: `tessera up`, then in another shell `tessera users add`, \
+                  written by `tessera-dev up`).\nStart here: `tessera-dev up`, then in another shell `tessera users add`, \
                   `tessera login`, `tessera routes set`, `tessera token request`, `tessera call`."
 )]
 struct Cli {
@@ -42,9 +41,6 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a development stack: nats-server and redis-server as children, the broker, auth
-    /// and gateway workers and a demo plugin server, until Ctrl-C.
-    Up(up::UpArgs),
     /// Run one worker (settings from the environment).
     Worker {
         #[arg(value_enum)]
@@ -127,9 +123,6 @@ enum Command {
     /// The bus configuration of a deployed cluster (Docker Compose, Kubernetes).
     #[command(subcommand)]
     BusConfig(deploy::BusConfigCmd),
-    /// Measure issuance, plugin-server authentication, data access and logins beside their floors, on a
-    /// stack of its own (bounded: ~2 minutes, --quick under 30 s).
-    Bench(bench::BenchArgs),
 
     // --- issue 5, part 1: plugin static assets, plugin keys and sealed data -------------
     /// Plugin static assets: publish a directory (admin), fetch the verified bundle into a
@@ -150,9 +143,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let long_running = matches!(
         cli.command,
-        Command::Up(_) | Command::Worker { .. } | Command::PluginServer { .. }
+        Command::Worker { .. } | Command::PluginServer { .. }
     );
-    tessera_core::telemetry::init(if long_running { "info" } else { "warn" });
+    tessera_runtime::telemetry::init(if long_running { "info" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -167,7 +160,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<tessera_core::config::ConfigError>()
+            if e.downcast_ref::<tessera_runtime::config::ConfigError>()
                 .is_some()
             {
                 // EX_USAGE: a bad setting, not a runtime failure.

@@ -1,15 +1,11 @@
-//! `tessera plugin-servers add|list|remove` (admin) and `tessera plugin-server --id ID`:
-//! per-plugin-server bus credentials (issue 8). `add` prints the credentials once, as the
+//! `tessera plugin-servers add|list|remove` (admin): per-plugin-server bus credentials. `add` prints the credentials once, as the
 //! URL the plugin server connects with; only their hash is stored.
 
-use anyhow::Context as _;
 use clap::Subcommand;
 use tessera_bus_config::Role;
 use tessera_bus_config::roles::PLUGIN_SERVER_URL_ENV;
-use tessera_core::config::Source as _;
-use tessera_sdk::PluginServerBuilder;
 
-use crate::commands::{connect, start_health};
+use crate::commands::connect;
 use crate::env::Settings;
 
 #[derive(Subcommand)]
@@ -91,37 +87,6 @@ fn hosts_of(url: &str) -> Vec<String> {
             rest.rsplit_once('@').map_or(rest, |(_, h)| h).to_owned()
         })
         .collect()
-}
-
-/// `tessera plugin-server --id ID`: the demo plugin server with ID's own credentials (from
-/// `TESSERA_PLUGIN_SERVER_URL`, as `plugin-servers add` printed them).
-pub async fn run_plugin_server(settings: &Settings, id: &str) -> anyhow::Result<()> {
-    let shutdown = tessera_core::signal::shutdown_on_signal();
-    let health = start_health(settings).await?;
-    let url = settings.get(PLUGIN_SERVER_URL_ENV).with_context(|| {
-        format!(
-            "{PLUGIN_SERVER_URL_ENV} is not set: register the id with `tessera plugin-servers add {id}` \
-             (admin) and set it to the URL that prints"
-        )
-    })?;
-    let subjects = tessera_core::config::prefix(settings)?;
-    let nats = tessera_sdk::plugin_servers::connect(&url, &subjects, id).await?;
-    tessera_core::health::Readiness::global().register_nats(
-        "plugin-server/nats",
-        &shutdown,
-        nats.clone(),
-    );
-    let dist = tessera_sdk::plugin_servers::connect_distribution(&url, &subjects, id).await?;
-    let builder = PluginServerBuilder::new(nats, subjects, id)
-        .distribution(dist)
-        .clock_leeway(tessera_core::config::clock_leeway(settings)?);
-    let server = tessera_sdk::demo::with_echo(builder, id)
-        .start(shutdown)
-        .await?;
-    eprintln!("plugin server {id} serving; Ctrl-C stops it");
-    server.join().await;
-    health.cancel();
-    Ok(())
 }
 
 #[cfg(test)]

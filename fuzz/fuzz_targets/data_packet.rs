@@ -1,6 +1,6 @@
 //! The data-access packet (`data.<plugin_id>`), as the gateway takes it apart before any
 //! secret or Redis is involved: decode, the shape checks, the verification-info checks, and
-//! the canonical signing string (schemas/src/data.rs; the gateway calls these functions).
+//! the canonical signing string (libs/schemas/src/data.rs; the gateway calls these functions).
 //!
 //! Properties: no panic; a packet that passes every check gives a signing string of exactly
 //! ten lines (no field can smuggle in a newline and shift the lines an HMAC covers), and the

@@ -1,7 +1,7 @@
 //! Auth-package manifests and app configs as an auth node reads them: the JSON manifest
 //! beside an installed `.wasm` and in `tessera packages upload`, the MessagePack upload
 //! request and index record, and the JSON app config; then the node's checks (shape,
-//! trusted publisher, Ed25519 signature: workers/auth/src/packages/manifest.rs, compiled
+//! trusted publisher, Ed25519 signature: processes/auth/src/packages/manifest.rs, compiled
 //! here).
 //!
 //! Selector byte, then: 0 a JSON manifest, checked as it is (a forged one); 1 the same, but

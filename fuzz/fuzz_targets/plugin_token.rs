@@ -1,4 +1,4 @@
-//! Plugin tokens as the gateway checks them (workers/core/src/jwt.rs, compiled here): the
+//! Plugin tokens as the gateway checks them (libs/protocol/src/jwt.rs, compiled here): the
 //! header read and its `alg` refused unless EdDSA, the `kid`, then the signature, issuer and
 //! times under a key (`verify_plugin_claims`, leeway 5 s).
 //!

@@ -10,22 +10,17 @@ use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 
 /// What every token verifier shares, and the gateway's plugin-token check
-/// (workers/core/src/jwt.rs).
-#[path = "../../workers/core/src/jwt.rs"]
+/// (libs/protocol/src/jwt.rs).
+#[path = "../../libs/protocol/src/jwt.rs"]
 pub mod jwt;
 
-/// The one name jwt.rs takes from its crate: the rejection counter's (counted through the
-/// `metrics` facade, which does nothing here: no recorder is installed).
-pub mod metrics {
-    pub const TOKENS_REJECTED: &str = "tessera_tokens_rejected_total";
-}
 
 /// The SDK's signed-manifest check (sdk/src/assets/manifest.rs).
 #[path = "../../sdk/src/assets/manifest.rs"]
 pub mod asset_manifest;
 
-/// The auth node's package-manifest check (workers/auth/src/packages/manifest.rs).
-#[path = "../../workers/auth/src/packages/manifest.rs"]
+/// The auth node's package-manifest check (processes/auth/src/packages/manifest.rs).
+#[path = "../../processes/auth/src/packages/manifest.rs"]
 pub mod package_manifest;
 
 /// The key id the fixed key is published under. Any string works for the checks; this one

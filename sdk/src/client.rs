@@ -15,7 +15,7 @@ use futures::TryStreamExt;
 use jsonwebtoken::jwk::JwkSet;
 use serde::{Serialize, de::DeserializeOwned};
 use tessera_bus_config::provision::Durability;
-use tessera_core::rpc;
+use tessera_protocol::rpc;
 use tessera_schemas::messages::{
     AUTH_LOGIN, EchoReply, IntrospectRequest, IntrospectResponse, LoginRequest, LoginResponse,
     RevokeRequest, RevokeResponse, Route, TOKEN_INTROSPECT, TOKEN_REQUEST, TOKEN_REVOKE,
@@ -79,7 +79,7 @@ pub(crate) async fn kv_keys(kv: &async_nats::jetstream::kv::Store) -> Result<Vec
 impl Client {
     /// Connects with the default subject prefix.
     pub async fn connect(url: &str) -> Result<Client, Error> {
-        let nats = tessera_core::bus::connect(url, "tessera-client", Duration::from_secs(5))
+        let nats = tessera_protocol::bus::connect(url, "tessera-client", Duration::from_secs(5))
             .await
             .map_err(|e| Error::Connect(e.to_string()))?;
         Ok(Client::new(nats, Subjects::default()))
@@ -223,7 +223,9 @@ impl Client {
 
     /// The broker's public keys with the time until which each may be used (its `exp`
     /// member; `None` for a key that does not lapse). Keys that do not parse are skipped.
-    pub async fn published_keys(&self) -> Result<Vec<tessera_core::signing::PublishedKey>, Error> {
+    pub async fn published_keys(
+        &self,
+    ) -> Result<Vec<tessera_protocol::signing::PublishedKey>, Error> {
         let msg = self.keys_reply().await?;
         #[derive(serde::Deserialize)]
         struct Set {
@@ -234,7 +236,7 @@ impl Client {
         Ok(set
             .keys
             .into_iter()
-            .filter_map(|v| tessera_core::signing::PublishedKey::from_value(v).ok())
+            .filter_map(|v| tessera_protocol::signing::PublishedKey::from_value(v).ok())
             .collect())
     }
 

@@ -21,7 +21,7 @@ use async_nats::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use tessera_core::{data_sign, rpc};
+use tessera_protocol::{data_sign, rpc};
 use tessera_schemas::data::{
     CLIENT_SECRET_LEN, ClientApp, DATA_REQUEST, DataRequest, DataRoute, PACKET_VERSION,
     Verification, data_route_key,
@@ -229,7 +229,7 @@ impl Client {
         aws_lc_rs::rand::fill(&mut secret).expect("system randomness");
         let value = ClientApp {
             secret: secret.clone(),
-            created_at: tessera_core::now_unix(),
+            created_at: tessera_protocol::now_unix(),
         };
         let kv = self.data_bucket(true).await?;
         kv.create(app_id, codec::encode(&value).into())

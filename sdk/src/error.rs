@@ -1,6 +1,6 @@
 //! The SDK's error: what went wrong, with the wire [`ErrorCode`] to act on.
 
-use tessera_core::rpc::RpcError;
+use tessera_protocol::rpc::RpcError;
 use tessera_schemas::{ErrorCode, WireError};
 
 #[derive(Debug, thiserror::Error)]

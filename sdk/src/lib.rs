@@ -11,8 +11,6 @@
 //!   and [`plugin_servers::connect`] as one.
 //! - [`data`]: data access (seed 002): sign a data-access packet and send it to the
 //!   gateway ([`Client::data_request`]); register client apps and data routes (admin).
-//! - [`demo`]: the demo plugin server's `echo` operation ([`demo::with_echo`]), shared by
-//!   `tessera plugin-server` and the integration tests.
 //! - [`packages`]: third-party logins ([`Client::login_app`]), publisher keys and package
 //!   signing, package upload, app configs, and `auth.nodes.status` (admin).
 //! - [`audit`]: read the audit stream (admin): the last events, by kind, following new ones.
@@ -40,7 +38,6 @@ pub mod assets;
 pub mod audit;
 pub mod client;
 pub mod data;
-pub mod demo;
 pub mod error;
 pub mod packages;
 mod plugin_keys;

@@ -113,7 +113,7 @@ impl Client {
             params,
             ..Default::default()
         };
-        Ok(tessera_core::rpc::request(
+        Ok(tessera_protocol::rpc::request(
             self.nats(),
             self.subjects().auth_login(),
             AUTH_LOGIN,
@@ -147,7 +147,7 @@ impl Client {
         };
         // Verifying and compiling a package takes longer than an ordinary request.
         let timeout = self.timeout().max(Duration::from_secs(30));
-        Ok(tessera_core::rpc::request(
+        Ok(tessera_protocol::rpc::request(
             self.nats(),
             subjects.auth_packages_upload(),
             PACKAGES_UPLOAD,

@@ -22,7 +22,7 @@ impl Client {
         let record = PluginKeyRecord {
             public_key: key.to_base64url(),
             suite: SEAL_SUITE.to_owned(),
-            created_at: tessera_core::now_unix(),
+            created_at: tessera_protocol::now_unix(),
         };
         let js = async_nats::jetstream::new(self.nats().clone());
         // The broker creates the bucket too; creating it here lets setup come first.

@@ -51,7 +51,7 @@ impl Client {
     ) -> Result<PluginServerSecret, Error> {
         check_id(id)?;
         let secret = PluginServerSecret::generate(id);
-        let value = codec::encode(&secret.record(tessera_core::now_unix()));
+        let value = codec::encode(&secret.record(tessera_protocol::now_unix()));
         let kv = self.plugin_servers_bucket().await?;
         if rotate {
             kv.put(id, value.into()).await.map_err(kv_error)?;
@@ -165,7 +165,7 @@ async fn connect_as(
     } else {
         (format!("tessera-plugin-server-{id}"), None)
     };
-    tessera_core::bus::connect_with(url, &name, wait, |o| {
+    tessera_protocol::bus::connect_with(url, &name, wait, |o| {
         let o = match &dist_user {
             Some((user, password)) => o.user_and_password(user.clone(), password.clone()),
             None => o,

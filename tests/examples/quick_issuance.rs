@@ -2,7 +2,7 @@
 //!
 //! One broker, one auth worker, two plugin servers on the plugin's route, all in this
 //! process against a local nats-server and redis-server; `$IN_FLIGHT` (default 64) token
-//! requests at a time through the SDK for `SECONDS`. Not the benchmark (`tessera bench` is): no warm-up
+//! requests at a time through the SDK for `SECONDS`. Not the benchmark (`tessera-bench` is): no warm-up
 //! separation, no floors, one concurrency.
 
 use std::sync::Arc;

@@ -53,7 +53,10 @@ impl ChildBroker {
                 tessera_broker::config::ENV_PENDING_DEADLINE,
                 format!("{}ms", stack.pending_deadline().as_millis()),
             )
-            .env(tessera_core::config::ENV_PREFIX, stack.subjects().prefix())
+            .env(
+                tessera_runtime::config::ENV_PREFIX,
+                stack.subjects().prefix(),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -10,7 +10,7 @@
 //!   tests; [`docker`]: finding the engine, the API-version shim for older engines, and the
 //!   reaper of containers a killed run left behind.
 //! - [`stack`]: [`Stack`], the servers plus in-process auth and broker workers (any number
-//!   of broker replicas), each with its own [`tessera_core::Shutdown`] so a test can stop one;
+//!   of broker replicas), each with its own [`tessera_runtime::Shutdown`] so a test can stop one;
 //!   SDK clients per role, demo plugin servers ([`PluginServerHandle`]) and users.
 //! - [`metrics`]: the workers' counters (token rejections), read in-process.
 //! - [`child`]: [`child::ChildBroker`], a broker replica in a process of its own, for the

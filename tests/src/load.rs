@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tessera_core::rpc::{self, RpcError};
+use tessera_protocol::rpc::{self, RpcError};
 use tessera_schemas::messages::{TOKEN_REQUEST, TokenRequest, TokenResponse};
 use tessera_schemas::{ErrorCode, Subjects, headers};
 
@@ -229,7 +229,7 @@ pub async fn raw_request(
 
 /// The ids of every token record in Redis under `prefix`.
 pub async fn redis_token_ids(redis_url: &str, prefix: &str) -> BTreeSet<String> {
-    let keys = tessera_core::redis_keys::RedisKeys::new(prefix);
+    let keys = tessera_ledger::keys::RedisKeys::new(prefix);
     let head = keys.token("");
     let client = redis::Client::open(redis_url).expect("a Redis URL");
     let mut conn = client

@@ -3,7 +3,7 @@
 //! metrics readable without a health server. Tests in one binary share the recorder, so a
 //! test compares a counter before and after what it does (counters only go up).
 
-use tessera_core::metrics::{TOKENS_REJECTED, install};
+use tessera_runtime::metrics::{TOKENS_REJECTED, install};
 
 /// The current `tessera_tokens_rejected_total{verifier, reason}` (0 if never counted).
 /// Installs the recorder on first use; counts recorded before that are lost.
@@ -24,7 +24,7 @@ pub fn tokens_rejected(verifier: &str, reason: &str) -> u64 {
 /// The label sets of every `tessera_requests_total` series recorded so far, e.g.
 /// `endpoint="data",outcome="bad_request"`. Installs the recorder on first use.
 pub fn request_series() -> Vec<String> {
-    let prefix = format!("{}{{", tessera_core::metrics::REQUESTS);
+    let prefix = format!("{}{{", tessera_runtime::metrics::REQUESTS);
     install()
         .render()
         .lines()
@@ -46,7 +46,7 @@ pub fn requests_answered_total() -> u64 {
 }
 
 fn requests_where(keep: impl Fn(&str) -> bool) -> u64 {
-    let prefix = format!("{}{{", tessera_core::metrics::REQUESTS);
+    let prefix = format!("{}{{", tessera_runtime::metrics::REQUESTS);
     install()
         .render()
         .lines()

@@ -9,11 +9,11 @@ use tessera_sdk::packages::sign;
 
 use crate::Stack;
 
-/// A prebuilt package from `workers/auth-packages/dist/` (`http-password`, `oauth2-code`,
+/// A prebuilt package from `auth-packages/dist/` (`http-password`, `oauth2-code`,
 /// `misbehave`, `misbehave-2`).
 pub fn dist_wasm(file_stem: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../workers/auth-packages/dist")
+        .join("../auth-packages/dist")
         .join(format!("{file_stem}.wasm"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

@@ -294,11 +294,11 @@ impl Servers {
 
     /// Options carrying `role`'s credentials, for connecting to [`Servers::url`] with
     /// settings of your own: async-nats ignores credentials embedded in a URL. A client's
-    /// carry an inbox key of their own (as `tessera_core::bus::connect` makes them).
+    /// carry an inbox key of their own (as `tessera_protocol::bus::connect` makes them).
     pub fn connect_options(&self, role: Role) -> async_nats::ConnectOptions {
         let url = self.url(role);
         let addr: async_nats::ServerAddr = url.parse().expect("a valid NATS URL");
-        let opts = tessera_core::bus::with_client_inbox(
+        let opts = tessera_protocol::bus::with_client_inbox(
             async_nats::ConnectOptions::new(),
             addr.username(),
         );
@@ -314,7 +314,7 @@ impl Servers {
     /// A NATS connection with `role`'s credentials (as workers connect).
     pub async fn connect(&self, role: Role) -> async_nats::Client {
         let name = format!("tessera-test-{}", role.user());
-        tessera_core::bus::connect(&self.url(role), &name, CONNECT_WAIT)
+        tessera_protocol::bus::connect(&self.url(role), &name, CONNECT_WAIT)
             .await
             .unwrap_or_else(|e| panic!("connecting as {}: {e}", role.user()))
     }
@@ -402,7 +402,7 @@ pub async fn connect_recording_with(
 /// Each member says "ready" before the cluster has elected its JetStream meta leader; until
 /// then every JetStream request times out. Waits (bounded) until one is answered.
 async fn wait_for_jetstream_cluster(url: &str) {
-    let nats = tessera_core::bus::connect(url, "tessera-test-cluster-wait", CONNECT_WAIT)
+    let nats = tessera_protocol::bus::connect(url, "tessera-test-cluster-wait", CONNECT_WAIT)
         .await
         .unwrap_or_else(|e| panic!("connecting to the NATS cluster: {e}"));
     let js = async_nats::jetstream::new(nats);

@@ -10,8 +10,8 @@ use tessera_auth::AuthConfig;
 use tessera_broker::BrokerConfig;
 use tessera_bus_config::Role;
 use tessera_bus_config::redis_acl::RedisUser;
-use tessera_core::Shutdown;
-use tessera_core::signing::SigningKey;
+use tessera_protocol::signing::SigningKey;
+use tessera_runtime::Shutdown;
 use tessera_schemas::Subjects;
 use tessera_schemas::messages::LoginResponse;
 use tessera_sdk::packages::PublisherKey;
@@ -442,7 +442,7 @@ impl Stack {
     }
 
     /// Starts a demo plugin server replica `id` (the `echo` operation of
-    /// [`tessera_sdk::demo::with_echo`]) with its own credentials (registered through the
+    /// [`tessera_plugin_server::with_echo`]) with its own credentials (registered through the
     /// admin client the first time), and waits until it has applied every distribution
     /// already in the stream.
     pub async fn plugin_server(&self, id: &str) -> PluginServerHandle {
@@ -453,7 +453,7 @@ impl Stack {
             .grace(GRACE)
             .clock_leeway(self.config.clock_leeway);
         let shutdown = Shutdown::new();
-        let server = tessera_sdk::demo::with_echo(builder, id)
+        let server = tessera_plugin_server::with_echo(builder, id)
             .start(shutdown.clone())
             .await
             .unwrap_or_else(|e| panic!("starting plugin server {id}: {e}"));

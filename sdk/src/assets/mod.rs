@@ -237,7 +237,7 @@ pub fn bundle_dir(cache_dir: &std::path::Path, plugin_id: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_core::signing::SigningKey;
+    use tessera_protocol::signing::SigningKey;
     use tessera_schemas::assets::{MANIFEST_ISSUER, MANIFEST_KIND};
 
     fn claims(path: &str) -> ManifestClaims {

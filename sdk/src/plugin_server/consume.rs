@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
-use tessera_core::{Shutdown, now_unix};
+use tessera_protocol::now_unix;
+use tessera_runtime::Shutdown;
 use tessera_schemas::messages::{DIST_EVENT, DIST_OPEN, DistEvent, DistOpenRequest};
 use tessera_schemas::{Subjects, codec, headers};
 use tokio::sync::watch;

@@ -29,9 +29,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_core::Shutdown;
-use tessera_core::now_unix;
-use tessera_core::service::{self, Endpoint, Incoming, Reply, handler};
+use tessera_protocol::now_unix;
+use tessera_runtime::Shutdown;
+use tessera_runtime::service::{self, Endpoint, Incoming, Reply, handler};
 use tessera_schemas::{ErrorCode, Subjects, WireError, codec, headers, ids};
 use tokio::sync::watch;
 
@@ -85,8 +85,8 @@ struct Operation {
 /// ```no_run
 /// # async fn demo(nats: async_nats::Client) -> Result<(), tessera_sdk::Error> {
 /// use tessera_sdk::{PluginScope, PluginServerBuilder};
-/// use tessera_core::service::Reply;
-/// let shutdown = tessera_core::Shutdown::new();
+/// use tessera_runtime::service::Reply;
+/// let shutdown = tessera_runtime::Shutdown::new();
 /// let server = PluginServerBuilder::new(nats, Default::default(), "ps1")
 ///     .operation("hello", PluginScope::only(["weather"]), |req| async move {
 ///         Ok(Reply { headers: Default::default(), payload: format!("hi {}", req.token.account_id).into() })
@@ -118,7 +118,7 @@ impl PluginServerBuilder {
             operations: HashMap::new(),
             max_in_flight: 256,
             grace: Duration::from_secs(10),
-            leeway: tessera_core::jwt::DEFAULT_LEEWAY,
+            leeway: tessera_protocol::jwt::DEFAULT_LEEWAY,
         }
     }
 
@@ -149,7 +149,7 @@ impl PluginServerBuilder {
     }
 
     /// The clock leeway on token times (`exp`, `nbf`, `iat`): the platform's
-    /// `TESSERA_CLOCK_LEEWAY` (`tessera_core::config::clock_leeway`), default 5 s.
+    /// `TESSERA_CLOCK_LEEWAY` (`tessera_runtime::config::clock_leeway`), default 5 s.
     pub fn clock_leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -276,11 +276,11 @@ async fn serve(state: Arc<Served>, req: Incoming) -> Result<Reply, WireError> {
             )
         })?;
     if bearer.len() > codec::MAX_MESSAGE_BYTES {
-        return Err(tessera_core::jwt::Rejection::new(
-            tessera_core::jwt::Reason::Malformed,
+        return Err(tessera_protocol::jwt::Rejection::new(
+            tessera_protocol::jwt::Reason::Malformed,
             "plugin token too large",
         )
-        .into_wire(tessera_core::jwt::Verifier::PluginServer));
+        .into_wire(tessera_protocol::jwt::Verifier::PluginServer));
     }
     let now = now_unix();
     let token = match state.store.authenticate(bearer, &op.scope, now) {

@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use std::time::Duration;
 
-use tessera_core::jwt::{Reason, Rejection, Verifier};
+use tessera_protocol::jwt::{Reason, Rejection, Verifier};
 use tessera_schemas::{ErrorCode, WireError};
 
 use super::PluginScope;
@@ -88,7 +88,7 @@ pub struct TokenStore {
 impl Default for TokenStore {
     /// A store with the default clock leeway.
     fn default() -> Self {
-        TokenStore::with_leeway(tessera_core::jwt::DEFAULT_LEEWAY)
+        TokenStore::with_leeway(tessera_protocol::jwt::DEFAULT_LEEWAY)
     }
 }
 

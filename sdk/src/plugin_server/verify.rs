@@ -1,7 +1,7 @@
 //! Plugin-token signatures, checked against the broker's published keys (JWKS).
 //!
 //! Keys are cached with the time until which the broker publishes them (`exp`, see
-//! `tessera_core::signing::PublishedKey`): a cached key past it is not used, the keys are
+//! `tessera_protocol::signing::PublishedKey`): a cached key past it is not used, the keys are
 //! fetched again, and a key the broker no longer lists (rotated out) is gone from the cache.
 //! So a retired key is refused here as soon as it lapses, cached or not.
 
@@ -10,8 +10,8 @@ use std::sync::RwLock;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey};
-use tessera_core::jwt::{self, Reason, Rejection};
-use tessera_core::now_unix;
+use tessera_protocol::jwt::{self, Reason, Rejection};
+use tessera_protocol::now_unix;
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 use tessera_schemas::{ErrorCode, WireError};
 

@@ -1,7 +1,7 @@
 //! A broker replica in a process of its own, for the fault tests that SIGKILL or SIGTERM
 //! one (`tests/src/child.rs` spawns it). It runs what `tessera worker broker` runs: settings
 //! from the environment (`BrokerConfig::from_env`), SIGTERM/Ctrl-C through the same
-//! `tessera_core::signal::shutdown_on_signal`, then `tessera_broker::start` and the drain.
+//! `tessera_runtime::signal::shutdown_on_signal`, then `tessera_broker::start` and the drain.
 //! The only addition: one line `ready` on stdout once it serves, so the test knows when.
 //!
 //! (Why not the `tessera` binary itself: `cargo test -p tessera-tests` does not build other
@@ -11,16 +11,16 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use tessera_core::config::ProcessEnv;
+use tessera_runtime::config::ProcessEnv;
 
 fn main() -> ExitCode {
-    tessera_core::telemetry::init("info,async_nats=warn");
+    tessera_runtime::telemetry::init("info,async_nats=warn");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("a Tokio runtime");
     runtime.block_on(async {
-        let shutdown = tessera_core::signal::shutdown_on_signal();
+        let shutdown = tessera_runtime::signal::shutdown_on_signal();
         let config = match tessera_broker::BrokerConfig::from_env(&ProcessEnv) {
             Ok(c) => c,
             Err(e) => {

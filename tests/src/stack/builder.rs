@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tessera_auth::ExternalIssuer;
-use tessera_core::signing::SigningKey;
+use tessera_protocol::signing::SigningKey;
 use tessera_sdk::packages::PublisherKey;
 
 use super::Stack;
@@ -46,7 +46,7 @@ impl Default for StackBuilder {
             external_issuers: Vec::new(),
             auth_nodes: 1,
             reconcile_interval: Duration::from_secs(30),
-            clock_leeway: tessera_core::jwt::DEFAULT_LEEWAY,
+            clock_leeway: tessera_protocol::jwt::DEFAULT_LEEWAY,
             key_renew: Duration::from_secs(60),
             pending_deadline: Duration::from_secs(30),
             auth_cache_ttl: None,

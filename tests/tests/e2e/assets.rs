@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::TryStreamExt as _;
-use tessera_core::signing::SigningKey;
+use tessera_protocol::signing::SigningKey;
 use tessera_schemas::ErrorCode;
 use tessera_schemas::assets::{
     ASSETS_PUBLISH, AssetFile, AssetsPublishRequest, AssetsPublishResponse, ManifestClaims,
@@ -372,7 +372,7 @@ async fn bad_publishes_get_typed_errors() {
                 plugin_id: "weather".into(),
                 files,
             };
-            tessera_core::rpc::request::<_, AssetsPublishResponse>(
+            tessera_protocol::rpc::request::<_, AssetsPublishResponse>(
                 &nats,
                 subject,
                 ASSETS_PUBLISH,

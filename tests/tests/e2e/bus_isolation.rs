@@ -82,7 +82,7 @@ impl Witness {
 }
 
 fn refused_replies() -> u64 {
-    let text = tessera_core::metrics::install().render();
+    let text = tessera_runtime::metrics::install().render();
     text.lines()
         .filter(|l| l.starts_with("tessera_replies_refused_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
@@ -117,7 +117,7 @@ async fn users_added_events(stack: &Stack) -> usize {
 /// reply crosses back into the client apps' account, where those subjects are nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_cannot_make_workers_or_jetstream_reply_into_their_state() {
-    tessera_core::metrics::install();
+    tessera_runtime::metrics::install();
     let stack = Stack::start().await;
     let s = stack.subjects().clone();
     let ann = stack.user("ann", PASSWORD).await;
@@ -354,10 +354,10 @@ async fn a_plugin_server_cannot_publish_into_other_inboxes() {
 /// inbox. The admin (trusted, and the one kind of requester left that could name any
 /// reply subject) asks for `keys` with its reply on weather's route: the broker does not
 /// answer, counts it, and the route stays. Remove `reply_allowed` from
-/// `workers/core/src/service.rs` and this fails: the JWKS becomes the route.
+/// `libs/runtime/src/service.rs` and this fails: the JWKS becomes the route.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_answer_only_on_reply_inboxes() {
-    tessera_core::metrics::install();
+    tessera_runtime::metrics::install();
     let stack = Stack::start().await;
     let s = stack.subjects().clone();
     stack.route("weather", &["ps1"]).await;

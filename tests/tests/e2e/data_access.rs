@@ -138,7 +138,7 @@ async fn every_failed_check_gets_its_typed_error() {
             ErrorCode::PayloadTooLarge,
         ),
     ] {
-        let err = tessera_core::rpc::request_raw(
+        let err = tessera_protocol::rpc::request_raw(
             nats,
             subject.clone(),
             Default::default(),
@@ -276,8 +276,7 @@ async fn a_nonce_outlives_the_last_moment_any_replica_accepts_its_packet() {
     let p = build_packet(&w.app, &w.call("now"), stamp, &nonce);
     assert_eq!(w.send(PLUGIN, &p).await, None);
 
-    let key =
-        tessera_core::redis_keys::RedisKeys::new(w.stack.subjects().prefix()).nonce(APP, &nonce);
+    let key = tessera_ledger::keys::RedisKeys::new(w.stack.subjects().prefix()).nonce(APP, &nonce);
     let mut redis = redis::Client::open(w.stack.servers().redis_url())
         .unwrap()
         .get_multiplexed_async_connection()

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
-use tessera_core::now_unix;
-use tessera_core::redis_keys::RedisKeys;
-use tessera_core::signing::{SigningKey, token_hash};
+use tessera_ledger::keys::RedisKeys;
+use tessera_protocol::now_unix;
+use tessera_protocol::signing::{SigningKey, token_hash};
 use tessera_schemas::ErrorCode;
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 use tessera_schemas::messages::TokenResponse;
@@ -184,7 +184,7 @@ async fn introspection_reports_live_tokens_only() {
     assert_eq!(after.token_id, None);
 }
 
-/// What the broker records in Redis for an issued token (`workers/broker/src/store.rs`).
+/// What the broker records in Redis for an issued token (`processes/broker/src/store.rs`).
 #[derive(serde::Serialize)]
 struct TokenRecord<'a> {
     account_id: &'a str,

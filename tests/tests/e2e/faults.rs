@@ -211,7 +211,7 @@ async fn sigterm_of_a_broker_replica_under_load() {
         .collect();
     assert!(failed.is_empty(), "failed requests: {failed:?}");
     // Raw requests the server routed to the replica just before it processed the UNSUB are
-    // dropped by async-nats 0.51 (see `tessera_core::service`): at most those in flight.
+    // dropped by async-nats 0.51 (see `tessera_runtime::service`): at most those in flight.
     assert!(
         report.raw_timeouts <= RAW_TASKS,
         "{} raw requests timed out",

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use tessera_core::rpc::RpcError;
+use tessera_protocol::rpc::RpcError;
 use tessera_schemas::ErrorCode;
 use tessera_schemas::messages::TokenResponse;
 use tessera_sdk::{Client, Error};

@@ -1,7 +1,7 @@
 //! Idempotency keys across accounts: two third-party accounts whose ids, plugins and keys
 //! joined by newlines gave the same bytes (the subject a third party returns may hold a
 //! newline) each get their own token. Before the length-prefixed encoding
-//! (`tessera_core::redis_keys::idempotency_input`) the second was handed the first's token:
+//! (`tessera_ledger::keys::idempotency_input`) the second was handed the first's token:
 //! another account's, for another plugin. Real nats-server, Redis, Extism and a real HTTP
 //! third party (`StubIdp`), the shipped `http-password` package.
 

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use tessera_core::now_unix;
-use tessera_core::signing::PublishedKey;
+use tessera_protocol::now_unix;
+use tessera_protocol::signing::PublishedKey;
 use tessera_schemas::ErrorCode;
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 use tessera_sdk::Client;

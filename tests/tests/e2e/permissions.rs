@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
-use tessera_core::rpc::{self, RpcError};
+use tessera_protocol::rpc::{self, RpcError};
 use tessera_schemas::messages::{DIST_EVENT, DistEvent};
 use tessera_schemas::{ErrorCode, codec, headers};
 use tessera_sdk::{Client, Error};

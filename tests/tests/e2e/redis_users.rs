@@ -1,6 +1,6 @@
 //! Redis is part of the trust boundary (docs/security.md, "Someone who can reach Redis"):
 //! the default user is off and each worker has a Redis user with only the keys and commands
-//! it needs (`bus-config/src/redis_acl.rs`). Against the real redis-server of the harness,
+//! it needs (`libs/bus-config/src/redis_acl.rs`). Against the real redis-server of the harness,
 //! with the ACL it renders.
 
 use tessera_bus_config::redis_acl::RedisUser;
@@ -13,7 +13,7 @@ async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
         .get_multiplexed_async_connection()
         .await
-        .unwrap_or_else(|e| panic!("connecting to {}: {e}", tessera_core::bus::redact(url)))
+        .unwrap_or_else(|e| panic!("connecting to {}: {e}", tessera_protocol::bus::redact(url)))
 }
 
 /// The error code redis-server answered with (`NOAUTH`, `NOPERM`, `WRONGPASS`), if any.
@@ -33,7 +33,7 @@ async fn each_worker_reaches_only_its_own_keys_in_redis() {
         .request_token(&ann.account_token, "weather", None)
         .await
         .unwrap();
-    let keys = tessera_core::redis_keys::RedisKeys::new(stack.subjects().prefix());
+    let keys = tessera_ledger::keys::RedisKeys::new(stack.subjects().prefix());
     let record = keys.token(&token.token_id);
     let servers = stack.servers();
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tessera_core::rpc::{self, RpcError};
+use tessera_protocol::rpc::{self, RpcError};
 use tessera_schemas::ErrorCode;
 use tessera_tests::metrics::{rendered_lines, request_series, requests_answered_total};
 use tessera_tests::{Backend, Role, Stack, assert_eventually};
@@ -43,7 +43,7 @@ fn label<'a>(labels: &'a str, name: &str) -> Option<&'a str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn made_up_subjects_add_no_request_series() {
-    tessera_core::metrics::install();
+    tessera_runtime::metrics::install();
     let stack = Stack::builder()
         .backend(Backend::Local)
         .gateways(1)

@@ -33,7 +33,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bytes::Bytes;
 use futures::TryStreamExt;
-use tessera_core::rpc::{self, RpcError};
+use tessera_protocol::rpc::{self, RpcError};
 use tessera_schemas::ErrorCode;
 use tessera_tests::{Backend, Role, Stack};
 

@@ -66,7 +66,7 @@ async fn a_token_its_replica_never_committed_is_withdrawn() {
         .unwrap();
 
     // The dying replica: mint, record (pending), distribute, and stop there.
-    let now = tessera_core::now_unix();
+    let now = tessera_protocol::now_unix();
     let token_id = uuid::Uuid::new_v4().to_string();
     let claims = PluginClaims {
         iss: PLUGIN_TOKEN_ISSUER.to_owned(),
@@ -135,7 +135,7 @@ async fn a_commit_and_a_sweep_never_both_win() {
     let servers = Servers::start_with(Backend::Local, None).await;
     let prefix = format!("solo{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let s = store(&servers.redis_url(), &prefix).await;
-    let exp = tessera_core::now_unix() + 600;
+    let exp = tessera_protocol::now_unix() + 600;
     let ttl = Duration::from_secs(600);
     let reply = |id: &str| TokenResponse {
         token: "t".into(),

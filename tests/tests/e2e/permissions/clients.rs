@@ -101,13 +101,13 @@ async fn client_connections_need_the_password_and_an_inbox_key() {
             .connection_timeout(Duration::from_secs(5));
         if let Some(key) = key {
             opts = opts
-                .custom_inbox_prefix(tessera_core::bus::client_inbox(&key))
+                .custom_inbox_prefix(tessera_protocol::bus::client_inbox(&key))
                 .token(key);
         }
         let host = host.clone();
         async move { opts.connect(host.as_str()).await }
     };
-    let key = tessera_core::bus::new_inbox_key;
+    let key = tessera_protocol::bus::new_inbox_key;
 
     // The control: password and key.
     let ok = attempt("client", &password, Some(key())).await.unwrap();

@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
 use serde_json::json;
 
-use tessera_core::rpc::{self, RpcError};
+use tessera_protocol::rpc::{self, RpcError};
 use tessera_schemas::messages::{DIST_EVENT, DistEvent};
 use tessera_schemas::plugin_servers::user_name;
 use tessera_schemas::{ErrorCode, codec, headers};

@@ -147,7 +147,7 @@ pub fn spec(stack: &Stack, name: &str, account_token: &str) -> Spec {
     }
 }
 
-/// Declaration order of each request struct's fields (schemas/src), and its nested struct.
+/// Declaration order of each request struct's fields (libs/schemas/src), and its nested struct.
 #[allow(clippy::type_complexity)]
 fn shapes(
     name: &str,

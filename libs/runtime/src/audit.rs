@@ -1,0 +1,267 @@
+//! The audit trail (issue 8): how a worker appends [`AuditEvent`]s to the audit stream
+//! without slowing the request that caused them.
+//!
+//! A handler builds an event ([`Auditor::event`]) and hands it over with [`Auditor::emit`],
+//! which never waits: it puts the event in a bounded queue, or, if the queue is full, drops
+//! it, counts it (`tessera_audit_events_total{outcome="dropped"}`) and logs a warning. One
+//! background task per worker publishes the queue to JetStream (`P.audit.<kind>`, with the
+//! event id as `Nats-Msg-Id`) and awaits the acks, a bounded number at a time; a failed
+//! publish is counted (`outcome="failed"`) and logged.
+//!
+//! The consequence, accepted on purpose: the reply to a request goes out before its audit
+//! event is acknowledged, so a worker that dies right after replying (SIGKILL, power loss)
+//! can lose the events still in its queue. A graceful shutdown flushes the queue
+//! ([`Auditor::flush`], bounded). The token hot path gets no extra round trip.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tessera_schemas::audit::{AUDIT_EVENT, AuditEvent, AuditKind, AuditOutcome};
+use tessera_schemas::{Subjects, WireError, codec, headers};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::{self, ConfigError, Source};
+
+/// Retention of the audit stream (default 30 days).
+pub const ENV_AUDIT_MAX_AGE: &str = "TESSERA_AUDIT_MAX_AGE";
+/// Size bound of the audit stream in bytes (default 1 GiB); the oldest events go first.
+pub const ENV_AUDIT_MAX_BYTES: &str = "TESSERA_AUDIT_MAX_BYTES";
+/// Events a worker may hold before it drops new ones (default 8192).
+pub const ENV_AUDIT_QUEUE: &str = "TESSERA_AUDIT_QUEUE";
+
+/// Publishes awaiting their ack at once; beyond that the task stops taking from the queue.
+const MAX_PENDING_ACKS: usize = 256;
+
+/// The audit settings every worker that emits shares (and provisions the stream with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditConfig {
+    pub max_age: Duration,
+    pub max_bytes: i64,
+    pub queue: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            max_bytes: 1024 * 1024 * 1024,
+            queue: 8192,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
+        let d = AuditConfig::default();
+        let c = AuditConfig {
+            max_age: config::duration(src, ENV_AUDIT_MAX_AGE, d.max_age)?,
+            max_bytes: config::parsed(src, ENV_AUDIT_MAX_BYTES, d.max_bytes)?,
+            queue: config::parsed(src, ENV_AUDIT_QUEUE, d.queue)?,
+        };
+        // JetStream's de-duplication window must not exceed the retention; a minute is the
+        // least that still makes sense for an audit trail.
+        if c.max_age < Duration::from_secs(60) {
+            return Err(ConfigError::new(ENV_AUDIT_MAX_AGE, "must be at least 60s"));
+        }
+        if c.max_bytes < 1024 * 1024 {
+            return Err(ConfigError::new(
+                ENV_AUDIT_MAX_BYTES,
+                "must be at least 1048576 (1 MiB)",
+            ));
+        }
+        if c.queue == 0 {
+            return Err(ConfigError::new(ENV_AUDIT_QUEUE, "must be at least 1"));
+        }
+        Ok(c)
+    }
+}
+
+enum Command {
+    Event(Box<AuditEvent>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A worker's handle on its audit task. Cheap to clone; every clone feeds the same queue.
+#[derive(Clone)]
+pub struct Auditor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Command>,
+    worker: &'static str,
+    node: String,
+    dropped: AtomicU64,
+}
+
+impl Auditor {
+    /// Starts the publishing task. The stream must exist (see
+    /// `tessera_bus_config::provision::audit_stream`). `worker` is `broker` or `auth`,
+    /// `node` the instance id written into every event.
+    pub fn start(
+        js: jetstream::Context,
+        subjects: Subjects,
+        worker: &'static str,
+        node: String,
+        queue: usize,
+    ) -> Auditor {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        tokio::spawn(publish_loop(js, subjects, rx));
+        Auditor {
+            inner: Arc::new(Inner {
+                tx,
+                worker,
+                node,
+                dropped: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// A new event of `kind` with `outcome`, stamped with a fresh id, the time, this worker
+    /// and node. Fill in actor, target and request id, then [`Auditor::emit`] it.
+    pub fn event(&self, kind: AuditKind, outcome: AuditOutcome) -> AuditEvent {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        AuditEvent {
+            id: event_id(),
+            at,
+            kind,
+            actor: Default::default(),
+            target: Default::default(),
+            outcome,
+            detail: None,
+            request_id: None,
+            worker: self.inner.worker.to_owned(),
+            node: self.inner.node.clone(),
+        }
+    }
+
+    /// Queues `event` for publishing. Never waits: a full (or closed) queue drops the event,
+    /// counts it and logs a warning (the first, second, fourth, ... drop, not every one).
+    pub fn emit(&self, event: AuditEvent) {
+        let kind = event.kind;
+        if self
+            .inner
+            .tx
+            .try_send(Command::Event(Box::new(event)))
+            .is_err()
+        {
+            crate::metrics::record_audit("dropped");
+            let n = self.inner.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(kind = %kind, dropped = n, "audit queue full: event dropped");
+            }
+        }
+    }
+
+    /// Waits, at most `bound`, until every event emitted before this call has been
+    /// acknowledged by JetStream (or has failed). Returns whether it finished in time. Called
+    /// by a worker after its requests have drained.
+    pub async fn flush(&self, bound: Duration) -> bool {
+        let (done, wait) = oneshot::channel();
+        let flushed =
+            async { self.inner.tx.send(Command::Flush(done)).await.is_ok() && wait.await.is_ok() };
+        let ok = tokio::time::timeout(bound, flushed).await.unwrap_or(false);
+        if !ok {
+            tracing::warn!(bound = ?bound, "audit queue not flushed in time: events may be lost");
+        }
+        ok
+    }
+}
+
+/// The outcome of a handler's result: `ok` or its error code.
+pub fn outcome_of<T>(result: &Result<T, WireError>) -> AuditOutcome {
+    match result {
+        Ok(_) => AuditOutcome::Ok,
+        Err(e) => AuditOutcome::Error(e.code),
+    }
+}
+
+type Acked = Result<jetstream::publish::PublishAck, jetstream::context::PublishError>;
+type AckFuture = std::pin::Pin<Box<dyn std::future::Future<Output = (AuditKind, Acked)> + Send>>;
+
+async fn publish_loop(js: jetstream::Context, subjects: Subjects, mut rx: mpsc::Receiver<Command>) {
+    let mut acks: FuturesUnordered<AckFuture> = FuturesUnordered::new();
+    let failed = AtomicU64::new(0);
+    let settle = |(kind, result): (AuditKind, Acked)| match result {
+        Ok(_) => crate::metrics::record_audit("published"),
+        Err(e) => {
+            crate::metrics::record_audit("failed");
+            let n = failed.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(kind = %kind, error = %e, failed = n, "audit event not stored");
+            }
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = acks.next(), if !acks.is_empty() => settle(done),
+            command = rx.recv(), if acks.len() < MAX_PENDING_ACKS => match command {
+                None => break,
+                Some(Command::Flush(done)) => {
+                    while let Some(r) = acks.next().await {
+                        settle(r);
+                    }
+                    let _ = done.send(());
+                }
+                Some(Command::Event(event)) => {
+                    let kind = event.kind;
+                    let mut h = HeaderMap::new();
+                    h.insert(headers::SCHEMA, AUDIT_EVENT.header_value().as_str());
+                    h.insert(headers::MSG_ID, event.id.as_str());
+                    let payload = codec::encode(&*event).into();
+                    match js.publish_with_headers(subjects.audit(kind), h, payload).await {
+                        Ok(ack) => acks.push(Box::pin(async move { (kind, ack.await) })),
+                        Err(e) => settle((kind, Err(e))),
+                    }
+                }
+            },
+        }
+    }
+    while let Some(r) = acks.next().await {
+        settle(r);
+    }
+}
+
+/// 128 random bits, URL-safe base64: unique per event, used as its `Nats-Msg-Id`.
+fn event_id() -> String {
+    tessera_protocol::random_id(16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_validated_and_named() {
+        let mut env = std::collections::HashMap::new();
+        assert_eq!(AuditConfig::from_env(&env).unwrap(), AuditConfig::default());
+        env.insert(ENV_AUDIT_MAX_AGE.to_owned(), "10s".to_owned());
+        assert_eq!(
+            AuditConfig::from_env(&env).unwrap_err().key,
+            ENV_AUDIT_MAX_AGE
+        );
+        env.insert(ENV_AUDIT_MAX_AGE.to_owned(), "7d".to_owned());
+        assert_eq!(
+            AuditConfig::from_env(&env).unwrap_err().key,
+            ENV_AUDIT_MAX_AGE
+        );
+        env.insert(ENV_AUDIT_MAX_AGE.to_owned(), "48h".to_owned());
+        env.insert(ENV_AUDIT_MAX_BYTES.to_owned(), "10".to_owned());
+        assert_eq!(
+            AuditConfig::from_env(&env).unwrap_err().key,
+            ENV_AUDIT_MAX_BYTES
+        );
+        env.remove(ENV_AUDIT_MAX_BYTES);
+        let c = AuditConfig::from_env(&env).unwrap();
+        assert_eq!(c.max_age, Duration::from_secs(48 * 3600));
+    }
+}

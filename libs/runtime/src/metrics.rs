@@ -1,0 +1,145 @@
+//! The metrics every worker records, in one place, and the Prometheus recorder that the health
+//! server renders on `/metrics`.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `tessera_requests_total` | counter | `endpoint`, `outcome` (`ok` or the error code) |
+//! | `tessera_request_duration_seconds` | histogram | `endpoint` |
+//! | `tessera_tokens_issued_total` | counter | |
+//! | `tessera_distributions_acked_total` | counter | (one per plugin server a token reached) |
+//! | `tessera_tokens_rejected_total` | counter | `verifier` (`plugin_server`, `gateway`, `broker`, `auth`), `reason` (see [`crate::jwt::Reason`]) |
+//! | `tessera_audit_events_total` | counter | `outcome` (`published`, `failed`, `dropped`) |
+//! | `tessera_replies_refused_total` | counter | (requests not answered: no reply inbox, see [`crate::service`]) |
+//!
+//! Requests are recorded by the request loop ([`crate::service`]), for every service alike.
+//! Without an installed recorder (no health server) every update returns at once.
+//!
+//! **Every label value comes from a closed set**: request metrics are labelled by the
+//! endpoint's name (`token-request`, `data`, `operations`, ...: fixed per worker by its
+//! `ServiceSpec`), never by the message subject. A subject holds caller-chosen tokens
+//! (`data.<anything>`, `svc.<id>.<anything>`), so labelling by it let anyone who may publish
+//! there add series to `/metrics` without bound.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS: &str = "tessera_requests_total";
+pub const REQUEST_DURATION: &str = "tessera_request_duration_seconds";
+pub const TOKENS_ISSUED: &str = "tessera_tokens_issued_total";
+pub const DISTRIBUTIONS_ACKED: &str = "tessera_distributions_acked_total";
+/// Recorded by [`crate::jwt::count`] (also from the plugin-server SDK).
+pub use tessera_protocol::jwt::TOKENS_REJECTED;
+pub const AUDIT_EVENTS: &str = "tessera_audit_events_total";
+/// Tokens the broker revoked before anyone received them (an idempotency race lost, or a
+/// replica that died before committing).
+pub const TOKENS_WITHDRAWN: &str = "tessera_tokens_withdrawn_total";
+
+/// Requests left unanswered because their reply subject was not a reply inbox.
+pub const REPLIES_REFUSED: &str = "tessera_replies_refused_total";
+
+/// Latency buckets (seconds): sub-millisecond local answers up to the 2 s auth timeout.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Whether [`install`] ran: until then recording is skipped before building any label (the
+/// dev stack, the tests and the benchmark run without a recorder).
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Installs the Prometheus recorder once per process; returns its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), BUCKETS)
+                .expect("non-empty buckets")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
+            }
+            metrics::describe_counter!(REQUESTS, "Requests answered, by endpoint and outcome");
+            metrics::describe_histogram!(
+                REQUEST_DURATION,
+                metrics::Unit::Seconds,
+                "Time from receipt to reply, by endpoint"
+            );
+            metrics::describe_counter!(TOKENS_ISSUED, "Plugin tokens issued");
+            metrics::describe_counter!(
+                DISTRIBUTIONS_ACKED,
+                "Token distributions acknowledged by JetStream (one per plugin server)"
+            );
+            metrics::describe_counter!(
+                TOKENS_REJECTED,
+                "Tokens refused, by verifier and reason (alg, kid, signature, expired, ...)"
+            );
+            metrics::describe_counter!(
+                AUDIT_EVENTS,
+                "Audit events by outcome: published (acked), failed (not stored), dropped (queue full)"
+            );
+            metrics::describe_counter!(
+                TOKENS_WITHDRAWN,
+                "Tokens revoked before anyone received them (a lost idempotency race, or swept after their replica died)"
+            );
+            metrics::describe_counter!(
+                REPLIES_REFUSED,
+                "Requests not served because their reply subject was not a reply inbox (_R_. or _INBOX.)"
+            );
+            INSTALLED.store(true, Ordering::Release);
+            handle
+        })
+        .clone()
+}
+
+/// Whether a recorder is installed (callers can skip work done only for a metric).
+pub fn enabled() -> bool {
+    INSTALLED.load(Ordering::Acquire)
+}
+
+/// One answered request on the endpoint named `endpoint` (an [`crate::service::Endpoint`]'s
+/// name, never a subject: see the module doc); `outcome` is `ok` or the error code.
+pub fn record_request(endpoint: &Arc<str>, outcome: &'static str, elapsed: Duration) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(REQUESTS, "endpoint" => endpoint.clone(), "outcome" => outcome).increment(1);
+    metrics::histogram!(REQUEST_DURATION, "endpoint" => endpoint.clone())
+        .record(elapsed.as_secs_f64());
+}
+
+/// One request left unanswered: its reply subject was not a reply inbox.
+pub fn count_reply_refused() {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(REPLIES_REFUSED).increment(1);
+}
+
+/// One issued token, distributed to `servers` plugin servers.
+pub fn record_token_issued(servers: usize) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(TOKENS_ISSUED).increment(1);
+    metrics::counter!(DISTRIBUTIONS_ACKED).increment(servers as u64);
+}
+
+/// One token withdrawn before anyone received it.
+pub fn record_token_withdrawn() {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(TOKENS_WITHDRAWN).increment(1);
+}
+
+/// One audit event settled: `published`, `failed` or `dropped` (see [`crate::audit`]).
+pub fn record_audit(outcome: &'static str) {
+    if !INSTALLED.load(Ordering::Acquire) {
+        return;
+    }
+    metrics::counter!(AUDIT_EVENTS, "outcome" => outcome).increment(1);
+}

@@ -1,0 +1,367 @@
+//! Redis state of the broker: one record per issued token (a hash of the token, never the
+//! bearer string) with the token's TTL, a per-account index for revoke-all, and the replies to
+//! idempotent requests.
+//!
+//! A token is *pending* from its record until its commit ([`Store::commit`], after its
+//! distribution was acknowledged): its id sits in a sorted set scored by a deadline. The
+//! commit removes it, and only a replica whose commit removed it hands the token out. A
+//! replica that dies in between leaves the id behind; once overdue, any replica's sweeper
+//! claims it ([`Store::sweep`]) and withdraws the token (revocation distributed, record
+//! deleted). Whoever removes the id first wins, so a slow replica never hands out a token a
+//! sweeper withdrew, and no valid token is left recorded but undistributed.
+//!
+//! Every command is bounded by a response timeout, so a Redis outage turns into a prompt,
+//! retryable `unavailable` instead of a hung request. The connection manager reconnects by
+//! itself when Redis comes back.
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::{Deserialize, Serialize};
+use tessera_ledger::keys::RedisKeys;
+use tessera_schemas::messages::TokenResponse;
+use tessera_schemas::{ErrorCode, WireError, codec};
+
+/// How long an idempotency key holds its reply.
+pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(300);
+
+/// What Redis holds for one issued token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub account_id: String,
+    pub plugin_id: String,
+    pub servers: Vec<String>,
+    /// SHA-256 (hex) of the token string.
+    pub token_hash: String,
+    pub expires_at: u64,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    keys: RedisKeys,
+    /// How long a token may stay pending (see the module doc).
+    pending_deadline: Duration,
+}
+
+/// How long the pending set outlives its last addition (it empties itself in normal use).
+const PENDING_KEY_TTL: Duration = Duration::from_secs(3600);
+
+/// The outcome of [`Store::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Commit {
+    /// The token is ours to hand out.
+    Committed,
+    /// A sweeper withdrew it first (its commit came after the deadline): do not hand it out.
+    Withdrawn,
+    /// A concurrent request with the same idempotency key committed first: send its reply
+    /// and withdraw ours.
+    Lost(TokenResponse),
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Redis failures become `unavailable` on the wire; the detail stays in the log.
+fn unavailable(e: redis::RedisError) -> WireError {
+    tracing::warn!(error = %e, "redis command failed");
+    WireError::new(ErrorCode::Unavailable, "token store unavailable")
+}
+
+impl Store {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        timeout: Duration,
+        pending_deadline: Duration,
+    ) -> anyhow::Result<Store> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Store {
+            conn,
+            keys: RedisKeys::new(prefix),
+            pending_deadline,
+        })
+    }
+
+    /// Commits a recorded and distributed token: takes it out of the pending set and, for an
+    /// idempotent request (`claim`: key, binding and reply), remembers the reply, in one
+    /// round trip. See [`Commit`] for what the caller must do. An error leaves the outcome
+    /// unknown: the caller answers `unavailable` (a committed token nobody received expires
+    /// with its TTL; an uncommitted one is withdrawn by a sweeper).
+    pub async fn commit(
+        &self,
+        token_id: &str,
+        claim: Option<(&str, &str, &TokenResponse)>,
+    ) -> Result<Commit, WireError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZREM").arg(self.keys.pending()).arg(token_id);
+        let idem_key = claim.map(|(key, binding, reply)| {
+            let idem_key = self
+                .keys
+                .idempotency(&reply.account_id, &reply.plugin_id, binding, key);
+            pipe.cmd("SET")
+                .arg(&idem_key)
+                .arg(codec::encode(reply))
+                .arg("NX")
+                .arg("PX")
+                .arg(IDEMPOTENCY_WINDOW.as_millis() as u64);
+            idem_key
+        });
+        let Some(idem_key) = idem_key else {
+            let (removed,): (i64,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            return Ok(if removed == 1 {
+                Commit::Committed
+            } else {
+                Commit::Withdrawn
+            });
+        };
+        let (removed, set): (i64, Option<String>) =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        if removed != 1 {
+            if set.is_some() {
+                // Best effort: a remembered reply whose record is gone is ignored anyway.
+                let _ = redis::cmd("DEL")
+                    .arg(&idem_key)
+                    .query_async::<()>(&mut conn)
+                    .await;
+            }
+            return Ok(Commit::Withdrawn);
+        }
+        if set.is_some() {
+            return Ok(Commit::Committed);
+        }
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&idem_key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match raw.and_then(|b| codec::decode(&b).ok()) {
+            Some(winner) => Ok(Commit::Lost(winner)),
+            // The winner's reply expired in between: ours is as good.
+            None => Ok(Commit::Committed),
+        }
+    }
+
+    /// Claims up to `limit` overdue pending tokens for this replica to withdraw, with their
+    /// records (`None`: the record is already gone). Each id is claimed by one replica only.
+    pub async fn sweep(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<TokenRecord>)>, WireError> {
+        let mut conn = self.conn.clone();
+        let overdue: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.pending())
+            .arg("-inf")
+            .arg(now_ms())
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut claimed = Vec::new();
+        for id in overdue {
+            let removed: i64 = redis::cmd("ZREM")
+                .arg(self.keys.pending())
+                .arg(&id)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if removed == 1 {
+                let record = self.get(&id).await?;
+                claimed.push((id, record));
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Puts a claimed token back into the pending set (its withdrawal failed; a later sweep
+    /// tries again).
+    pub async fn repend(&self, token_id: &str) {
+        let mut conn = self.conn.clone();
+        let deadline = now_ms() + self.pending_deadline.as_millis() as u64;
+        if let Err(e) = redis::cmd("ZADD")
+            .arg(self.keys.pending())
+            .arg(deadline)
+            .arg(token_id)
+            .query_async::<()>(&mut conn)
+            .await
+        {
+            tracing::warn!(error = %e, token_id, "could not re-queue a token to withdraw; it expires with its TTL");
+        }
+    }
+
+    /// Records an issued token and indexes it under its account, in one round trip, which
+    /// also reads the reply remembered for `idempotency_key` if one was given.
+    ///
+    /// When that earlier reply's token is still live, our record is removed again and the
+    /// earlier reply returned: the caller sends it instead of its own (a retry gets the same
+    /// token). A remembered reply whose token was revoked or has expired is forgotten, so the
+    /// retry gets a fresh token rather than a dead one. Reading the reply in the same round
+    /// trip as the record keeps the common case (no earlier reply) to one round trip.
+    pub async fn record(
+        &self,
+        token_id: &str,
+        record: &TokenRecord,
+        ttl: Duration,
+        max_ttl: Duration,
+        idempotency_key: Option<&str>,
+        binding: &str,
+    ) -> Result<Option<TokenResponse>, WireError> {
+        let mut conn = self.conn.clone();
+        let account_key = self.keys.account_tokens(&record.account_id);
+        let idem_key = idempotency_key.map(|k| {
+            self.keys
+                .idempotency(&record.account_id, &record.plugin_id, binding, k)
+        });
+        let mut pipe = redis::pipe();
+        if let Some(k) = &idem_key {
+            pipe.cmd("GET").arg(k);
+        }
+        pipe.cmd("SET")
+            .arg(self.keys.token(token_id))
+            .arg(codec::encode(record))
+            .arg("PX")
+            .arg(ttl.as_millis() as u64)
+            .ignore()
+            // Scored by expiry, and pruned of expired ids on every add: an account that keeps
+            // asking for tokens must not grow its index for ever.
+            .cmd("ZADD")
+            .arg(&account_key)
+            .arg(record.expires_at)
+            .arg(token_id)
+            .ignore()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&account_key)
+            .arg("-inf")
+            .arg(tessera_protocol::now_unix())
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(&account_key)
+            .arg(max_ttl.as_millis() as u64)
+            .ignore()
+            // Pending until committed (see the module doc).
+            .cmd("ZADD")
+            .arg(self.keys.pending())
+            .arg(now_ms() + self.pending_deadline.as_millis() as u64)
+            .arg(token_id)
+            .ignore()
+            .cmd("PEXPIRE")
+            .arg(self.keys.pending())
+            .arg(PENDING_KEY_TTL.as_millis() as u64)
+            .ignore();
+        let Some(idem_key) = idem_key else {
+            pipe.query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            return Ok(None);
+        };
+        let (raw,): (Option<Vec<u8>>,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let Some(previous) = raw.and_then(|b| codec::decode::<TokenResponse>(&b).ok()) else {
+            return Ok(None);
+        };
+        let live: bool = redis::cmd("EXISTS")
+            .arg(self.keys.token(&previous.token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if live {
+            self.forget(token_id, record).await;
+            return Ok(Some(previous));
+        }
+        redis::cmd("DEL")
+            .arg(&idem_key)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(None)
+    }
+
+    /// Undoes [`Store::record`] after a failed distribution, so no token is stored without
+    /// being distributed. Best effort: if this fails, the sweeper withdraws it.
+    pub async fn forget(&self, token_id: &str, record: &TokenRecord) {
+        let mut conn = self.conn.clone();
+        let result = redis::pipe()
+            .cmd("DEL")
+            .arg(self.keys.token(token_id))
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.keys.account_tokens(&record.account_id))
+            .arg(token_id)
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.keys.pending())
+            .arg(token_id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, token_id, "could not remove the record of an undistributed token");
+        }
+    }
+
+    pub async fn get(&self, token_id: &str) -> Result<Option<TokenRecord>, WireError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.keys.token(token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(raw.and_then(|b| codec::decode(&b).ok()))
+    }
+
+    /// Live tokens of an account, with their records.
+    pub async fn account_tokens(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<(String, TokenRecord)>, WireError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.account_tokens(account_id))
+            .arg(format!("({}", tessera_protocol::now_unix()))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for id in &ids {
+            mget.arg(self.keys.token(id));
+        }
+        let raws: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(ids
+            .into_iter()
+            .zip(raws)
+            .filter_map(|(id, raw)| Some((id, codec::decode(&raw?).ok()?)))
+            .collect())
+    }
+
+    /// Removes token records (after their revocation was distributed).
+    pub async fn delete(&self, account_id: &str, token_ids: &[String]) -> Result<(), WireError> {
+        if token_ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        for id in token_ids {
+            pipe.cmd("DEL").arg(self.keys.token(id)).ignore();
+        }
+        pipe.cmd("ZREM")
+            .arg(self.keys.account_tokens(account_id))
+            .arg(token_ids)
+            .ignore();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+}
