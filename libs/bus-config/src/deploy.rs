@@ -205,7 +205,7 @@ mod tests {
     /// `tessera bus-config render` (see docker/README.md) after changing roles or subjects.
     #[test]
     fn committed_configs_are_current() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         for (target, path) in [
             (Target::Compose, "docker/compose/nats.conf"),
             (Target::Kubernetes, "docker/k8s/base/nats.conf"),

@@ -1,12 +1,26 @@
-//! The Redis token ledger: what the broker writes for every issued plugin token and what the
-//! gateway and introspection read back.
+//! The Redis token ledger: the one owner of what Redis holds for issued plugin tokens.
 //!
 //! # Layout
 //!
 //! - [`keys`]: every Redis key Tessera uses, built in one place.
+//! - [`TokenRecord`] (`record.rs`): the record of one issued token.
+//! - [`LedgerWriter`] (`writer.rs`): the broker's side: record, commit, forget, sweep,
+//!   delete; the pending set and the remembered idempotent replies.
+//! - [`LedgerReader`] (`reader.rs`): reads for introspection, revocation and the gateway.
+//! - [`connect`] (`connection.rs`): the bounded-timeout connection every process uses.
+//!
+//! Architecture invariant: no other crate names a Redis key or decodes a token record.
 
 #![forbid(unsafe_code)]
 
+mod connection;
 pub mod keys;
+mod reader;
+mod record;
+mod writer;
 
+pub use connection::connect;
 pub use keys::RedisKeys;
+pub use reader::LedgerReader;
+pub use record::TokenRecord;
+pub use writer::{Commit, IDEMPOTENCY_WINDOW, LedgerWriter};

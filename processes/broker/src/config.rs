@@ -20,7 +20,7 @@ pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
 /// How long the broker reuses an auth result for the same account token (0s: never).
 pub const ENV_AUTH_CACHE_TTL: &str = "TESSERA_AUTH_CACHE_TTL";
 /// How long a recorded token may stay uncommitted before a sweeper withdraws it (see
-/// `store::Store::commit`).
+/// `tessera_ledger::LedgerWriter::commit`).
 pub const ENV_PENDING_DEADLINE: &str = "TESSERA_BROKER_PENDING_DEADLINE";
 
 #[derive(Debug, Clone)]

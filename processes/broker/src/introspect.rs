@@ -26,7 +26,7 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
             &IntrospectResponse::default(),
         ));
     };
-    let active = match state.store.get(&claims.jti).await? {
+    let active = match state.ledger.reader().get(&claims.jti).await? {
         Some(record) => record.token_hash == token_hash(&body.token),
         None => false,
     };

@@ -34,7 +34,7 @@ use tessera_schemas::{ErrorCode, WireError, ids};
 
 use crate::State;
 use crate::distribute;
-use crate::store::{Commit, TokenRecord};
+use tessera_ledger::{Commit, TokenRecord};
 
 const MAX_IDEMPOTENCY_KEY: usize = 128;
 
@@ -168,7 +168,7 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     // long after its `exp`, and the record is what says it is not revoked.
     let ttl = Duration::from_secs(expires_at - now) + state.config.clock_leeway;
     if let Some(previous) = state
-        .store
+        .ledger
         .record(
             &token_id,
             &record,
@@ -185,13 +185,13 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     if let Err(e) =
         distribute::publish(&state, &servers, &token_id, &DistEvent::Token { token }).await
     {
-        state.store.forget(&token_id, &record).await;
+        state.ledger.forget(&token_id, &record).await;
         return Err(e);
     }
     // The commit: only a recorded and distributed token that no sweeper withdrew is handed
     // out, and only it becomes the idempotent reply (`store` module doc).
     match state
-        .store
+        .ledger
         .commit(&token_id, idem.map(|k| (k, binding.as_str(), &response)))
         .await?
     {
@@ -295,10 +295,10 @@ pub(crate) async fn withdraw(
     let msg_id = format!("withdraw.{token_id}");
     if let Err(e) = distribute::publish(state, &record.servers, &msg_id, &event).await {
         tracing::warn!(error = %e.message, token_id, "could not withdraw a token nobody received");
-        state.store.repend(token_id).await;
+        state.ledger.repend(token_id).await;
         return Err(e);
     }
-    state.store.forget(token_id, record).await;
+    state.ledger.forget(token_id, record).await;
     tessera_runtime::metrics::record_token_withdrawn();
     Ok(())
 }
@@ -311,7 +311,7 @@ pub(crate) async fn sweep(state: Arc<State>, every: Duration, shutdown: tessera_
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
-        let claimed = match state.store.sweep(100).await {
+        let claimed = match state.ledger.sweep(100).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(error = %e.message, "pending sweep skipped");

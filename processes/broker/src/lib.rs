@@ -10,7 +10,7 @@
 //! - `keys`: `keys`: the public JWKS of every broker signing key still published.
 //! - `keyring`: our signing key in the keys bucket: published before use, renewed while
 //!   used, lapsed keys removed (key rotation).
-//! - `store`: the Redis records (token records, account index, idempotency replies).
+//! - the Redis token ledger is `tessera_ledger` (records, account index, idempotent replies).
 //! - `distribute`: JetStream publishes to `dist.<server_id>`.
 //! - `dist_open`: `distribution.open.<server_id>`: a pull consumer of one plugin server's
 //!   distributions, created for it (plugin servers cannot create consumers themselves).
@@ -37,13 +37,12 @@ mod keyring;
 mod keys;
 mod revoke;
 /// Public for the fault tests, which play a replica that died mid-request.
-pub mod store;
-
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use async_nats::jetstream;
 use tessera_bus_config::provision;
+use tessera_ledger::LedgerWriter;
 use tessera_protocol::bus;
 use tessera_runtime::Shutdown;
 use tessera_runtime::audit::Auditor;
@@ -63,7 +62,7 @@ pub(crate) struct State {
     /// the hot path's two publishes per token do not queue behind requests and replies in
     /// one connection's reader and writer (measured in BENCHMARKS.md).
     pub dist_js: jetstream::Context,
-    pub store: store::Store,
+    pub ledger: LedgerWriter,
     pub routes: WatchedKv<Route>,
     pub keys: WatchedKv<tessera_protocol::signing::PublishedKey>,
     /// Until when our signing key is published (see `keyring`): we mint only within it.
@@ -121,13 +120,11 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         .await
         .map_err(|e| anyhow::anyhow!("publishing the public signing key: {e}"))?;
 
-    let store = store::Store::connect(
-        &config.redis_url,
+    let ledger = LedgerWriter::new(
+        tessera_ledger::connect(&config.redis_url, config.redis_timeout).await?,
         subjects.prefix(),
-        config.redis_timeout,
         config.pending_deadline,
-    )
-    .await?;
+    );
     let routes = WatchedKv::start(routes_kv, decode_route, shutdown.clone())
         .await
         .context("watching routes")?;
@@ -157,7 +154,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         subjects: subjects.clone(),
         nats: nats.clone(),
         dist_js,
-        store,
+        ledger,
         routes,
         keys,
         published,
@@ -222,10 +219,10 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     // Readiness (the health server's /readyz): NATS connected and Redis answering.
     let readiness = tessera_runtime::health::Readiness::global();
     readiness.register_nats("broker/nats", &shutdown, nats.clone());
-    let store = state.store.clone();
+    let ledger = state.ledger.reader().clone();
     readiness.register("broker/redis", &shutdown, move || {
-        let store = store.clone();
-        async move { store.get("readyz").await.map(drop).map_err(|e| e.message) }
+        let ledger = ledger.clone();
+        async move { ledger.get("readyz").await.map(drop).map_err(|e| e.message) }
     });
     let task = service::start(nats, spec, shutdown)
         .await

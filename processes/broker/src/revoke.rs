@@ -54,11 +54,13 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
 /// Distributes the revocation, then deletes the records. Returns the revoked token ids.
 async fn revoke(state: &State, body: &RevokeRequest) -> Result<Vec<String>, WireError> {
     let tokens = match (body.token_id.as_deref(), body.account_id.as_deref()) {
-        (Some(id), None) if !id.is_empty() => match state.store.get(id).await? {
+        (Some(id), None) if !id.is_empty() => match state.ledger.reader().get(id).await? {
             Some(record) => vec![(id.to_owned(), record)],
             None => Vec::new(),
         },
-        (None, Some(account)) if !account.is_empty() => state.store.account_tokens(account).await?,
+        (None, Some(account)) if !account.is_empty() => {
+            state.ledger.reader().account_tokens(account).await?
+        }
         _ => {
             return Err(WireError::new(
                 ErrorCode::BadRequest,
@@ -91,7 +93,7 @@ async fn revoke(state: &State, body: &RevokeRequest) -> Result<Vec<String>, Wire
             .push(id.clone());
     }
     for (account, ids) in by_account {
-        state.store.delete(account, &ids).await?;
+        state.ledger.delete(account, &ids).await?;
     }
     tracing::info!(revoked = tokens.len(), "revoked");
     Ok(tokens.into_iter().map(|(id, _)| id).collect())

@@ -43,7 +43,7 @@ pub(crate) struct State {
     /// `<prefix>.data.`, to read the plugin id off a request's subject.
     pub data_subject_prefix: String,
     pub nats: async_nats::Client,
-    pub store: replay::Store,
+    pub replay: replay::ReplayCache,
     pub apps: WatchedKv<ClientApp>,
     pub routes: WatchedKv<DataRoute>,
     pub tokens: token::Verifier,
@@ -70,8 +70,9 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<
     let apps_kv = provision::client_apps_bucket(&js, &subjects, d).await?;
     let routes_kv = provision::data_routes_bucket(&js, &subjects, d).await?;
     let keys_kv = provision::keys_bucket(&js, &subjects, d).await?;
-    let store =
-        replay::Store::connect(&config.redis_url, subjects.prefix(), config.redis_timeout).await?;
+    let replay =
+        replay::ReplayCache::connect(&config.redis_url, subjects.prefix(), config.redis_timeout)
+            .await?;
     let apps = WatchedKv::start(apps_kv, decode_app, shutdown.clone())
         .await
         .context("watching client apps")?;
@@ -92,7 +93,7 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<
         config,
         subjects: subjects.clone(),
         nats: nats.clone(),
-        store,
+        replay,
         apps,
         routes,
         tokens: token::Verifier::new(keys, leeway),
@@ -112,10 +113,10 @@ pub async fn start(config: GatewayConfig, shutdown: Shutdown) -> anyhow::Result<
     };
     let readiness = tessera_runtime::health::Readiness::global();
     readiness.register_nats("gateway/nats", &shutdown, nats.clone());
-    let store = state.store.clone();
+    let replay = state.replay.clone();
     readiness.register("gateway/redis", &shutdown, move || {
-        let store = store.clone();
-        async move { store.ping().await }
+        let replay = replay.clone();
+        async move { replay.ping().await }
     });
     let task = service::start(nats, spec, shutdown)
         .await

@@ -89,7 +89,7 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         .await;
     let token_id = claims.as_ref().ok().map(|c| c.jti.as_str());
     let checked = state
-        .store
+        .replay
         .check(
             &packet.app_id,
             &packet.nonce,

@@ -1,12 +1,12 @@
-//! A replica that dies between recording a token and committing it (issue 8: "no token is
-//! stored without being distributed or distributed without being stored"). The replica is
-//! played here with the broker's own store, so the moment of death is exact rather than
+//! A replica that dies between recording a token and committing it: no token is stored
+//! without being distributed or distributed without being stored. The replica is played
+//! here with the broker's own ledger writer, so the moment of death is exact rather than
 //! the luck of a SIGKILL: the token is recorded and distributed, never committed.
 
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use tessera_broker::store::{Commit, Store, TokenRecord};
+use tessera_ledger::{Commit, LedgerWriter as Store, TokenRecord};
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 use tessera_schemas::messages::{DIST_EVENT, DistEvent, TokenResponse};
 use tessera_schemas::{ErrorCode, codec, headers};
@@ -19,9 +19,10 @@ const DEADLINE: Duration = Duration::from_secs(1);
 const SWEPT: Duration = Duration::from_secs(15);
 
 async fn store(redis_url: &str, prefix: &str) -> Store {
-    Store::connect(redis_url, prefix, Duration::from_secs(2), DEADLINE)
+    let conn = tessera_ledger::connect(redis_url, Duration::from_secs(2))
         .await
-        .expect("connecting to Redis")
+        .expect("connecting to Redis");
+    Store::new(conn, prefix, DEADLINE)
 }
 
 /// Sweeps until something is claimed (at most [`SWEPT`]).
@@ -115,7 +116,7 @@ async fn a_token_its_replica_never_committed_is_withdrawn() {
         "the sweeper withdrew the uncommitted token from ps1"
     );
     assert_eq!(
-        dying.get(&token_id).await.unwrap(),
+        dying.reader().get(&token_id).await.unwrap(),
         None,
         "its record is gone"
     );

@@ -1,45 +1,30 @@
-//! Redis state of the broker: one record per issued token (a hash of the token, never the
-//! bearer string) with the token's TTL, a per-account index for revoke-all, and the replies to
-//! idempotent requests.
+//! Writing the ledger (the broker): one record per issued token (a hash of the token, never
+//! the bearer string) with the token's TTL, a per-account index for revoke-all, and the
+//! replies to idempotent requests.
 //!
-//! A token is *pending* from its record until its commit ([`Store::commit`], after its
+//! A token is *pending* from its record until its commit ([`LedgerWriter::commit`], after its
 //! distribution was acknowledged): its id sits in a sorted set scored by a deadline. The
 //! commit removes it, and only a replica whose commit removed it hands the token out. A
 //! replica that dies in between leaves the id behind; once overdue, any replica's sweeper
-//! claims it ([`Store::sweep`]) and withdraws the token (revocation distributed, record
+//! claims it ([`LedgerWriter::sweep`]) and withdraws the token (revocation distributed, record
 //! deleted). Whoever removes the id first wins, so a slow replica never hands out a token a
 //! sweeper withdrew, and no valid token is left recorded but undistributed.
-//!
-//! Every command is bounded by a response timeout, so a Redis outage turns into a prompt,
-//! retryable `unavailable` instead of a hung request. The connection manager reconnects by
-//! itself when Redis comes back.
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde::{Deserialize, Serialize};
-use tessera_ledger::keys::RedisKeys;
+use redis::aio::ConnectionManager;
 use tessera_schemas::messages::TokenResponse;
-use tessera_schemas::{ErrorCode, WireError, codec};
+use tessera_schemas::{WireError, codec};
+
+use crate::connection::unavailable;
+use crate::{LedgerReader, TokenRecord};
 
 /// How long an idempotency key holds its reply.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(300);
 
-/// What Redis holds for one issued token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TokenRecord {
-    pub account_id: String,
-    pub plugin_id: String,
-    pub servers: Vec<String>,
-    /// SHA-256 (hex) of the token string.
-    pub token_hash: String,
-    pub expires_at: u64,
-}
-
 #[derive(Clone)]
-pub struct Store {
-    conn: ConnectionManager,
-    keys: RedisKeys,
+pub struct LedgerWriter {
+    reader: LedgerReader,
     /// How long a token may stay pending (see the module doc).
     pending_deadline: Duration,
 }
@@ -47,7 +32,7 @@ pub struct Store {
 /// How long the pending set outlives its last addition (it empties itself in normal use).
 const PENDING_KEY_TTL: Duration = Duration::from_secs(3600);
 
-/// The outcome of [`Store::commit`].
+/// The outcome of [`LedgerWriter::commit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Commit {
     /// The token is ours to hand out.
@@ -65,31 +50,22 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Redis failures become `unavailable` on the wire; the detail stays in the log.
-fn unavailable(e: redis::RedisError) -> WireError {
-    tracing::warn!(error = %e, "redis command failed");
-    WireError::new(ErrorCode::Unavailable, "token store unavailable")
-}
-
-impl Store {
-    pub async fn connect(
-        url: &str,
-        prefix: &str,
-        timeout: Duration,
-        pending_deadline: Duration,
-    ) -> anyhow::Result<Store> {
-        let client = redis::Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
-        Ok(Store {
-            conn,
-            keys: RedisKeys::new(prefix),
+impl LedgerWriter {
+    /// `pending_deadline`: how long a token may stay pending before a sweeper may withdraw it.
+    pub fn new(conn: ConnectionManager, prefix: &str, pending_deadline: Duration) -> LedgerWriter {
+        LedgerWriter {
+            reader: LedgerReader::new(conn, prefix),
             pending_deadline,
-        })
+        }
+    }
+
+    /// The reads (the writer's connection).
+    pub fn reader(&self) -> &LedgerReader {
+        &self.reader
+    }
+
+    fn conn(&self) -> ConnectionManager {
+        self.reader.conn.clone()
     }
 
     /// Commits a recorded and distributed token: takes it out of the pending set and, for an
@@ -102,13 +78,16 @@ impl Store {
         token_id: &str,
         claim: Option<(&str, &str, &TokenResponse)>,
     ) -> Result<Commit, WireError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut pipe = redis::pipe();
-        pipe.cmd("ZREM").arg(self.keys.pending()).arg(token_id);
+        pipe.cmd("ZREM")
+            .arg(self.reader.keys.pending())
+            .arg(token_id);
         let idem_key = claim.map(|(key, binding, reply)| {
-            let idem_key = self
-                .keys
-                .idempotency(&reply.account_id, &reply.plugin_id, binding, key);
+            let idem_key =
+                self.reader
+                    .keys
+                    .idempotency(&reply.account_id, &reply.plugin_id, binding, key);
             pipe.cmd("SET")
                 .arg(&idem_key)
                 .arg(codec::encode(reply))
@@ -158,9 +137,9 @@ impl Store {
         &self,
         limit: usize,
     ) -> Result<Vec<(String, Option<TokenRecord>)>, WireError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let overdue: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.keys.pending())
+            .arg(self.reader.keys.pending())
             .arg("-inf")
             .arg(now_ms())
             .arg("LIMIT")
@@ -172,13 +151,13 @@ impl Store {
         let mut claimed = Vec::new();
         for id in overdue {
             let removed: i64 = redis::cmd("ZREM")
-                .arg(self.keys.pending())
+                .arg(self.reader.keys.pending())
                 .arg(&id)
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
             if removed == 1 {
-                let record = self.get(&id).await?;
+                let record = self.reader.get(&id).await?;
                 claimed.push((id, record));
             }
         }
@@ -188,10 +167,10 @@ impl Store {
     /// Puts a claimed token back into the pending set (its withdrawal failed; a later sweep
     /// tries again).
     pub async fn repend(&self, token_id: &str) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let deadline = now_ms() + self.pending_deadline.as_millis() as u64;
         if let Err(e) = redis::cmd("ZADD")
-            .arg(self.keys.pending())
+            .arg(self.reader.keys.pending())
             .arg(deadline)
             .arg(token_id)
             .query_async::<()>(&mut conn)
@@ -218,10 +197,11 @@ impl Store {
         idempotency_key: Option<&str>,
         binding: &str,
     ) -> Result<Option<TokenResponse>, WireError> {
-        let mut conn = self.conn.clone();
-        let account_key = self.keys.account_tokens(&record.account_id);
+        let mut conn = self.conn();
+        let account_key = self.reader.keys.account_tokens(&record.account_id);
         let idem_key = idempotency_key.map(|k| {
-            self.keys
+            self.reader
+                .keys
                 .idempotency(&record.account_id, &record.plugin_id, binding, k)
         });
         let mut pipe = redis::pipe();
@@ -229,7 +209,7 @@ impl Store {
             pipe.cmd("GET").arg(k);
         }
         pipe.cmd("SET")
-            .arg(self.keys.token(token_id))
+            .arg(self.reader.keys.token(token_id))
             .arg(codec::encode(record))
             .arg("PX")
             .arg(ttl.as_millis() as u64)
@@ -252,12 +232,12 @@ impl Store {
             .ignore()
             // Pending until committed (see the module doc).
             .cmd("ZADD")
-            .arg(self.keys.pending())
+            .arg(self.reader.keys.pending())
             .arg(now_ms() + self.pending_deadline.as_millis() as u64)
             .arg(token_id)
             .ignore()
             .cmd("PEXPIRE")
-            .arg(self.keys.pending())
+            .arg(self.reader.keys.pending())
             .arg(PENDING_KEY_TTL.as_millis() as u64)
             .ignore();
         let Some(idem_key) = idem_key else {
@@ -271,7 +251,7 @@ impl Store {
             return Ok(None);
         };
         let live: bool = redis::cmd("EXISTS")
-            .arg(self.keys.token(&previous.token_id))
+            .arg(self.reader.keys.token(&previous.token_id))
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -287,20 +267,20 @@ impl Store {
         Ok(None)
     }
 
-    /// Undoes [`Store::record`] after a failed distribution, so no token is stored without
+    /// Undoes [`LedgerWriter::record`] after a failed distribution, so no token is stored without
     /// being distributed. Best effort: if this fails, the sweeper withdraws it.
     pub async fn forget(&self, token_id: &str, record: &TokenRecord) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let result = redis::pipe()
             .cmd("DEL")
-            .arg(self.keys.token(token_id))
+            .arg(self.reader.keys.token(token_id))
             .ignore()
             .cmd("ZREM")
-            .arg(self.keys.account_tokens(&record.account_id))
+            .arg(self.reader.keys.account_tokens(&record.account_id))
             .arg(token_id)
             .ignore()
             .cmd("ZREM")
-            .arg(self.keys.pending())
+            .arg(self.reader.keys.pending())
             .arg(token_id)
             .ignore()
             .query_async::<()>(&mut conn)
@@ -310,56 +290,18 @@ impl Store {
         }
     }
 
-    pub async fn get(&self, token_id: &str) -> Result<Option<TokenRecord>, WireError> {
-        let mut conn = self.conn.clone();
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
-            .arg(self.keys.token(token_id))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(raw.and_then(|b| codec::decode(&b).ok()))
-    }
-
-    /// Live tokens of an account, with their records.
-    pub async fn account_tokens(
-        &self,
-        account_id: &str,
-    ) -> Result<Vec<(String, TokenRecord)>, WireError> {
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.keys.account_tokens(account_id))
-            .arg(format!("({}", tessera_protocol::now_unix()))
-            .arg("+inf")
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut mget = redis::cmd("MGET");
-        for id in &ids {
-            mget.arg(self.keys.token(id));
-        }
-        let raws: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await.map_err(unavailable)?;
-        Ok(ids
-            .into_iter()
-            .zip(raws)
-            .filter_map(|(id, raw)| Some((id, codec::decode(&raw?).ok()?)))
-            .collect())
-    }
-
     /// Removes token records (after their revocation was distributed).
     pub async fn delete(&self, account_id: &str, token_ids: &[String]) -> Result<(), WireError> {
         if token_ids.is_empty() {
             return Ok(());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut pipe = redis::pipe();
         for id in token_ids {
-            pipe.cmd("DEL").arg(self.keys.token(id)).ignore();
+            pipe.cmd("DEL").arg(self.reader.keys.token(id)).ignore();
         }
         pipe.cmd("ZREM")
-            .arg(self.keys.account_tokens(account_id))
+            .arg(self.reader.keys.account_tokens(account_id))
             .arg(token_ids)
             .ignore();
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)

@@ -1,0 +1,121 @@
+//! Reading the ledger: is a token still recorded (issued and not revoked), and an account's
+//! live tokens. The broker's introspection and revocation and the gateway read through this;
+//! only [`LedgerWriter`](crate::LedgerWriter) writes.
+
+use redis::aio::ConnectionManager;
+use tessera_schemas::{WireError, codec};
+
+use crate::connection::unavailable;
+use crate::{RedisKeys, TokenRecord};
+
+#[derive(Clone)]
+pub struct LedgerReader {
+    pub(crate) conn: ConnectionManager,
+    pub(crate) keys: RedisKeys,
+}
+
+impl LedgerReader {
+    pub fn new(conn: ConnectionManager, prefix: &str) -> LedgerReader {
+        LedgerReader {
+            conn,
+            keys: RedisKeys::new(prefix),
+        }
+    }
+
+    pub fn keys(&self) -> &RedisKeys {
+        &self.keys
+    }
+
+    /// The record of `token_id`, if it is still recorded.
+    pub async fn get(&self, token_id: &str) -> Result<Option<TokenRecord>, WireError> {
+        let mut conn = self.conn.clone();
+        let raw: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.keys.token(token_id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(decode(raw))
+    }
+
+    /// Runs `pipe` (the caller's commands on this connection, e.g. the gateway's nonce claim).
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        pipe: redis::Pipeline,
+    ) -> Result<T, WireError> {
+        let mut conn = self.conn.clone();
+        pipe.query_async(&mut conn).await.map_err(unavailable)
+    }
+
+    /// Runs `pipe` (the caller's commands) with a read of `token_id`'s record appended, in
+    /// one round trip: the gateway claims a nonce and reads the record together.
+    pub async fn query_with_record<T: redis::FromRedisValue>(
+        &self,
+        mut pipe: redis::Pipeline,
+        token_id: &str,
+    ) -> Result<(T, Option<TokenRecord>), WireError> {
+        let mut conn = self.conn.clone();
+        pipe.cmd("GET").arg(self.keys.token(token_id));
+        // The pipeline's replies come as one flat tuple: the caller's, then the record.
+        let mut replies: Vec<redis::Value> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let raw = replies.pop();
+        let theirs = T::from_redis_value(redis::Value::Array(replies)).map_err(bad_reply)?;
+        let raw: Option<Vec<u8>> = match raw {
+            Some(v) => redis::from_redis_value(v).map_err(bad_reply)?,
+            None => None,
+        };
+        Ok((theirs, decode(raw)))
+    }
+
+    /// Live tokens of an account, with their records.
+    pub async fn account_tokens(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<(String, TokenRecord)>, WireError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.account_tokens(account_id))
+            .arg(format!("({}", tessera_protocol::now_unix()))
+            .arg("+inf")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for id in &ids {
+            mget.arg(self.keys.token(id));
+        }
+        let raws: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(ids
+            .into_iter()
+            .zip(raws)
+            .filter_map(|(id, raw)| Some((id, decode(raw)?)))
+            .collect())
+    }
+
+    /// A cheap command for readiness.
+    pub async fn ping(&self) -> Result<(), String> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A reply of an unexpected shape (a programming error or a foreign server): `unavailable`.
+fn bad_reply(e: impl std::fmt::Display) -> WireError {
+    tracing::warn!(error = %e, "unexpected redis reply");
+    WireError::new(
+        tessera_schemas::ErrorCode::Unavailable,
+        "token ledger unavailable",
+    )
+}
+
+/// A record that does not decode is treated as absent (it cannot vouch for a token).
+fn decode(raw: Option<Vec<u8>>) -> Option<TokenRecord> {
+    raw.and_then(|b| codec::decode(&b).ok())
+}
