@@ -4,6 +4,7 @@
 //! testcontainers), so eighteen of them cost eighteen links and eighteen copies on disk.
 //! Run one subject with a filter: `cargo test -p tessera-tests --test e2e flow::`.
 
+mod architecture_map;
 mod assets;
 mod audit;
 mod auth_packages;
