@@ -1,5 +1,5 @@
 //! `tessera assets ...` (plugin static assets) and `tessera plugins ...` (plugin keys and
-//! sealed data): issue 5, part 1.
+//! sealed data).
 
 use std::io::{Read as _, Write as _};
 use std::path::{Path, PathBuf};

@@ -15,7 +15,7 @@ use crate::{Cli, Command};
 pub enum WorkerName {
     Broker,
     Auth,
-    /// Signed data-access packets (seed 002).
+    /// Signed data-access packets.
     Gateway,
 }
 

@@ -124,7 +124,6 @@ enum Command {
     #[command(subcommand)]
     BusConfig(deploy::BusConfigCmd),
 
-    // --- issue 5, part 1: plugin static assets, plugin keys and sealed data -------------
     /// Plugin static assets: publish a directory (admin), fetch the verified bundle into a
     /// cache, get one file, list the signed manifest.
     #[command(subcommand)]
@@ -133,7 +132,6 @@ enum Command {
     #[command(subcommand)]
     Plugins(assets::PluginsCmd),
 
-    // --- issue 8 ------------------------------------------------------------------------
     /// The audit stream: issuances, revocations, login decisions, package changes (admin).
     #[command(subcommand)]
     Audit(audit::AuditCmd),

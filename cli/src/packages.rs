@@ -1,4 +1,4 @@
-//! `tessera apps`, `tessera packages`, `tessera nodes` and `tessera login --app` (seed 003).
+//! `tessera apps`, `tessera packages`, `tessera nodes` and `tessera login --app`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -179,7 +179,7 @@ pub async fn data_routes_bucket(
     kv_bucket(js, s.data_routes_bucket(), 5, d).await
 }
 
-// --- plugin static assets and plugin keys (issue 5, part 1) ----------------------------
+// --- plugin static assets and plugin keys ------------------------------------------------
 
 /// The assets object store: content-addressed blobs and every signed manifest. Created by
 /// the broker at start and by the admin before a publish, whichever comes first.
@@ -210,7 +210,7 @@ pub async fn plugin_keys_bucket(
     kv_bucket(js, s.plugin_keys_bucket(), 5, d).await
 }
 
-// --- third-party apps and auth packages (issue 4) --------------------------------------
+// --- third-party apps and auth packages --------------------------------------------------
 
 /// App id -> third-party app config (JSON). Written by admin, watched by auth nodes.
 pub async fn apps_bucket(
@@ -285,7 +285,7 @@ pub async fn package_staging_store(
     object_store(js, s.package_staging_store(), STAGING_MAX_AGE, d).await
 }
 
-// --- audit (issue 8) -------------------------------------------------------------------
+// --- audit -------------------------------------------------------------------------------
 
 /// The audit stream: every audit event on `P.audit.>`, kept for `max_age` and at most
 /// `max_bytes` (oldest dropped first). Created by the broker and the auth worker at start,

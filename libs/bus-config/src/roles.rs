@@ -24,7 +24,7 @@ pub enum Role {
     Auth,
     /// Operators: users, routes, revocation, plugin-server credentials.
     Admin,
-    /// The gateway worker (signed data-access packets, seed 002).
+    /// The gateway worker (signed data-access packets).
     Gateway,
 }
 
@@ -138,7 +138,7 @@ fn kv_stream(bucket: &str) -> String {
     format!("KV_{bucket}")
 }
 
-// --- plugin static assets and plugin keys (issue 5, part 1) ----------------------------
+// --- plugin static assets and plugin keys ------------------------------------------------
 
 /// The stream behind object store `bucket`.
 fn obj_stream(bucket: &str) -> String {
@@ -168,7 +168,7 @@ fn js_read(stream: &str, consume: bool) -> Vec<String> {
 }
 
 /// What each role may do with assets and plugin keys, kept apart from the rest so the
-/// permissions of issue 5 read in one place. Returns (publish, subscribe) additions.
+/// asset and plugin-key permissions read in one place. Returns (publish, subscribe) additions.
 fn assets_permissions(role: Role, s: &Subjects) -> (Vec<String>, Vec<String>) {
     let assets = s.assets_bucket();
     let objects = format!("$O.{assets}.>");
@@ -227,7 +227,7 @@ impl Permissions {
         p
     }
 
-    /// Permissions of the token flow (seed 000) and accounts.
+    /// Permissions of the token flow and accounts.
     fn core(role: Role, s: &Subjects) -> Permissions {
         match role {
             // Whatever the client apps' account imports (the workers' client services,

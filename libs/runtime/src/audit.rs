@@ -1,4 +1,4 @@
-//! The audit trail (issue 8): how a worker appends [`AuditEvent`]s to the audit stream
+//! The audit trail: how a worker appends [`AuditEvent`]s to the audit stream
 //! without slowing the request that caused them.
 //!
 //! A handler builds an event ([`Auditor::event`]) and hands it over with [`Auditor::emit`],

@@ -1,4 +1,4 @@
-//! Plugin static assets (the "data cache layer" of seed 002) and sealed sensitive data.
+//! Plugin static assets (the "data cache layer") and sealed sensitive data.
 //!
 //! - Assets: files are stored content-addressed in the object store
 //!   [`crate::Subjects::assets_bucket`] under [`blob_name`]; the broker signs a manifest

@@ -1,4 +1,4 @@
-//! The audit stream (issue 8): one [`AuditEvent`] per issuance, revocation, login decision
+//! The audit stream: one [`AuditEvent`] per issuance, revocation, login decision
 //! and package change, published by the workers on `P.audit.<kind>` into the JetStream
 //! stream `<PREFIX>_AUDIT` (bounded by age and size).
 //!

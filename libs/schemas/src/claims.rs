@@ -8,7 +8,7 @@ pub const PLUGIN_TOKEN_ISSUER: &str = "tessera-broker";
 /// `aud` of account tokens issued by our auth worker.
 pub const ACCOUNT_TOKEN_AUDIENCE: &str = "tessera";
 
-/// Claims of a plugin token (seed 000 step 3: bound to one plugin and one account).
+/// Claims of a plugin token (bound to one plugin and one account).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginClaims {
     pub iss: String,

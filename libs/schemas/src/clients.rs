@@ -1,5 +1,5 @@
 //! How a client app connects to the bus, so that no connection can read another's replies
-//! (issue 8, "a client cannot subscribe to other clients' replies").
+//!.
 //!
 //! Every client app connects as user [`CLIENT_USER`] with the client password, plus an
 //! *inbox key* of its own: 32 random bytes made at connect, base64url, sent as the CONNECT's

@@ -1,4 +1,4 @@
-//! Signed data-access packets (seed 002): a client app asks the gateway for a plugin's
+//! Signed data-access packets: a client app asks the gateway for a plugin's
 //! dynamic data on `data.<plugin_id>`.
 //!
 //! The packet carries the operation address, the verification info and a protocol
@@ -36,7 +36,7 @@ pub const CLIENT_SECRET_LEN: usize = 32;
 pub const MAX_TOKEN_LEN: usize = 8192;
 
 /// Who the request is for, as the client app saw it: checked by the gateway after the
-/// signature (seed 002 step 4).
+/// signature.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     #[serde(deserialize_with = "strict::text")]

@@ -7,18 +7,18 @@
 //! - [`headers`]: header names (schema, request id, trace context, micro error headers).
 //! - [`messages`]: the request and reply bodies, one struct per message, plus the
 //!   distribution events that flow to plugin servers.
-//! - [`data`]: signed data-access packets (seed 002), their canonical signing string, the
+//! - [`data`]: signed data-access packets, their canonical signing string, the
 //!   data routes and client apps the gateway reads.
 //! - [`packages`]: third-party app configs, package manifests and index records, and the
-//!   bodies of the package-upload, update-broadcast and node subjects (seed 003).
+//!   bodies of the package-upload, update-broadcast and node subjects.
 //! - [`claims`]: JWT claim sets for plugin tokens and account tokens.
 //! - [`error`]: the closed [`ErrorCode`] enum and the [`WireError`] body.
 //! - [`codec`]: MessagePack encode/decode with a size limit, the map check and the
 //!   schema-version check; [`strict`]: the field decoders that hold request fields to
 //!   their wire types (`str`, `bin`, maps).
 //! - [`assets`]: plugin static assets (object-store layout, signed manifests), plugin keys
-//!   and sealed boxes (issue 5, part 1).
-//! - [`audit`]: the audit event (issue 8): who, what, when and outcome, never a secret.
+//!   and sealed boxes.
+//! - [`audit`]: the audit event: who, what, when and outcome, never a secret.
 //! - [`plugin_servers`]: per-plugin-server bus credentials: user names and the stored
 //!   record (a hash of the secret).
 //! - [`clients`]: how a client app connects: its user name and its own inbox, bound to a

@@ -1,4 +1,4 @@
-//! Third-party apps and authentication packages (seed 003): the app configuration stored in
+//! Third-party apps and authentication packages: the app configuration stored in
 //! the apps bucket, the package manifest and what it signs, the package index record, and the
 //! bodies of the package and node subjects.
 //!

@@ -9,7 +9,7 @@ pub const DEFAULT_PREFIX: &str = "tessera";
 /// Queue group shared by all replicas of a worker: NATS hands each request to one of them.
 pub const QUEUE_BROKER: &str = "tessera-broker";
 pub const QUEUE_AUTH: &str = "tessera-auth";
-/// Queue group of the gateway replicas (signed data-access packets, seed 002).
+/// Queue group of the gateway replicas (signed data-access packets).
 pub const QUEUE_GATEWAY: &str = "tessera-gateway";
 /// Queue group of the auth-callout responders (one per auth node; nats-server asks once).
 pub const QUEUE_CALLOUT: &str = "tessera-callout";
@@ -46,13 +46,13 @@ impl Subjects {
         format!("{}.{}", self.prefix, rest)
     }
 
-    // --- request/reply services -------------------------------------------------------
+    // --- request/reply services ----------------------------------------------------------
 
     /// Client -> auth: local (and later third-party) login.
     pub fn auth_login(&self) -> String {
         self.sub("auth.login")
     }
-    /// Broker -> auth: the auth result for an account token (seed 000 step 2).
+    /// Broker -> auth: the auth result for an account token.
     pub fn auth_verify(&self) -> String {
         self.sub("auth.verify")
     }
@@ -93,7 +93,7 @@ impl Subjects {
         self.sub("keys")
     }
 
-    // --- distribution -----------------------------------------------------------------
+    // --- distribution --------------------------------------------------------------------
 
     /// JetStream subject carrying tokens and revocations for one plugin server id.
     pub fn dist(&self, server_id: &str) -> String {
@@ -122,7 +122,7 @@ impl Subjects {
         self.sub("js")
     }
 
-    // --- plugin-server services ---------------------------------------------------------
+    // --- plugin-server services ----------------------------------------------------------
 
     /// A plugin's service request to one operation of one plugin server.
     pub fn svc(&self, server_id: &str, operation: &str) -> String {
@@ -141,7 +141,7 @@ impl Subjects {
         format!("{}-svc-{server_id}", self.prefix)
     }
 
-    // --- JetStream names (streams and buckets allow only [A-Za-z0-9_-]) ----------------
+    // --- JetStream names (streams and buckets allow only [A-Za-z0-9_-]) ------------------
 
     fn js_name(&self, what: &str) -> String {
         format!("{}_{}", self.prefix.replace('.', "_"), what).to_ascii_uppercase()
@@ -162,7 +162,7 @@ impl Subjects {
     pub fn users_bucket(&self) -> String {
         self.js_name("USERS")
     }
-    // --- data access (seed 002, gateway) ------------------------------------------------
+    // --- data access ---------------------------------------------------------------------
 
     /// Client app -> gateway: a signed data-access packet for one plugin.
     pub fn data(&self, plugin_id: &str) -> String {
@@ -181,7 +181,7 @@ impl Subjects {
         self.js_name("DATA_ROUTES")
     }
 
-    // --- plugin static assets and plugin keys (issue 5, part 1) ------------------------
+    // --- plugin static assets and plugin keys --------------------------------------------
 
     /// Admin -> broker: sign and publish a plugin's asset manifest.
     pub fn assets_publish(&self) -> String {
@@ -225,7 +225,7 @@ impl Subjects {
     pub fn package_staging_store(&self) -> String {
         self.js_name("PACKAGE_STAGING")
     }
-    // --- audit (issue 8) ------------------------------------------------------------------
+    // --- audit ---------------------------------------------------------------------------
 
     /// JetStream subject of one audit event kind (`P.audit.token.issued`); only the workers
     /// that decide publish here (broker: token kinds; auth: login, user and package kinds).

@@ -1,5 +1,5 @@
 //! The NATS auth callout: how client apps and plugin servers get onto the bus, each with
-//! permissions of its own (issue 8, "Bus permissions").
+//! permissions of its own.
 //!
 //! nats.conf (rendered by bus-config) lists the static role users (workers, admin) as
 //! `auth_users` and sends every other connection's credentials to `$SYS.REQ.USER.AUTH`. The

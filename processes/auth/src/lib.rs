@@ -1,5 +1,5 @@
-//! The auth worker: the account server of seed 000 and the standard authentication
-//! interface of seed 003.
+//! The auth worker: the account server (logins, account tokens, auth results) and the
+//! standard authentication interface for third-party apps (auth packages).
 //!
 //! # Layout
 //!
@@ -129,7 +129,7 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     // Watch the index first: an upload landing during the first pass leaves a wake-up that
     // the sync task (started below) acts on, instead of waiting for the timer.
     packages::sync::spawn_index_watch(packages.clone(), shutdown.clone()).await?;
-    // Node join (seed 003 step 6): install every stored package before serving.
+    // Node join: install every stored package before serving.
     match packages.reconcile().await {
         Ok(n) => tracing::info!(node = %packages.node_id, installed = n, "packages installed"),
         Err(e) => anyhow::bail!("installing the stored packages: {e:#}"),

@@ -95,7 +95,7 @@ async fn decide(state: &State, body: &LoginRequest) -> Result<LoginResponse, Wir
             }
         }
     }
-    // No app, or a disabled one: local accounts (seed 003 step 2). The
+    // No app, or a disabled one: local accounts. The
     // credentials may come as fields or, from a client written for the app, as params.
     let username = local_username(body);
     let password = body

@@ -1,4 +1,4 @@
-//! `assets.publish` and `plugins.key` (seed 002: the data cache layer and sealed data).
+//! `assets.publish` and `plugins.key` (the data cache layer and sealed data).
 //!
 //! Publishing: the admin has already uploaded every blob (`blob/<sha256>`) to the assets
 //! object store; the broker checks each is there with the claimed size and digest (from the

@@ -1,4 +1,4 @@
-//! The broker worker: the business server of seed 000.
+//! The broker worker: the business server that issues, distributes and revokes plugin tokens.
 //!
 //! # Layout
 //!
@@ -67,7 +67,7 @@ pub(crate) struct State {
     pub keys: WatchedKv<tessera_protocol::signing::PublishedKey>,
     /// Until when our signing key is published (see `keyring`): we mint only within it.
     pub published: Arc<keyring::Published>,
-    // Issue 5, part 1: assets and plugin keys.
+    // Assets and plugin keys.
     pub assets: jetstream::object_store::ObjectStore,
     pub asset_versions: jetstream::kv::Store,
     pub plugin_keys: WatchedKv<tessera_schemas::assets::PluginKeyRecord>,

@@ -1,4 +1,4 @@
-//! The gateway worker: signed data-access packets (seed 002 steps 3 and 4).
+//! The gateway worker: signed data-access packets.
 //!
 //! # Layout
 //!

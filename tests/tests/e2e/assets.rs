@@ -1,4 +1,4 @@
-//! Plugin static assets (seed 002 step 1) on real servers: publish a directory, download
+//! Plugin static assets on real servers: publish a directory, download
 //! the signed bundle into a cache, change one file, publish again: only that file moves
 //! (in the SDK's counts and in the object store); a corrupted blob or a forged manifest is
 //! refused and the cache keeps its good copy; bad publishes get typed errors.

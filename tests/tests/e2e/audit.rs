@@ -1,4 +1,4 @@
-//! The audit stream (issue 8): every issuance, revocation, login decision and package change
+//! The audit stream: every issuance, revocation, login decision and package change
 //! is an event on `<PREFIX>_AUDIT` with who, what, when and outcome, and never a secret.
 //! Real nats-server, real Redis, the real broker and auth workers; the events are published
 //! in the background, so every check waits for them with a bound.

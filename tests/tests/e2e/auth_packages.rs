@@ -1,4 +1,4 @@
-//! Third-party logins through auth packages across several auth nodes (seed 003): upload,
+//! Third-party logins through auth packages across several auth nodes: upload,
 //! update broadcast, a node that missed it, node join, the consistency check against a
 //! tampered file, and the fall-back to local accounts. Real nats-server, real Redis, real
 //! Extism, and a real HTTP third party (`StubIdp`).

@@ -1,4 +1,4 @@
-//! The auth-package sandbox and the upload checks (seed 003 steps 3-4): a package that loops
+//! The auth-package sandbox and the upload checks: a package that loops
 //! or allocates without bound is cut off and the node stays healthy; a package reaching for
 //! a host the app does not allow is refused; an upload with a bad signature, an untrusted
 //! key, a wrong digest or a module that is not a package is rejected with nothing stored.

@@ -1,4 +1,4 @@
-//! Signed data-access packets through the gateway (seed 002): every check's typed error,
+//! Signed data-access packets through the gateway: every check's typed error,
 //! the replay cache shared by two replicas, and the happy path to a plugin server's data.
 //! Real nats-server, real redis-server, in-process workers.
 

@@ -1,4 +1,4 @@
-//! Faults of a broker replica under load (issue 8, "Faults"): SIGKILL one of two replicas,
+//! Faults of a broker replica under load: SIGKILL one of two replicas,
 //! SIGTERM one of two. The replica that is signalled runs in a process of its own
 //! (`tessera-test-broker`, the same settings, signal handling and drain as `tessera worker
 //! broker`); the other runs in the test. Servers are local processes.

@@ -1,4 +1,4 @@
-//! Faults of the servers and plugin servers (issue 8, "Faults"): Redis restarted under
+//! Faults of the servers and plugin servers: Redis restarted under
 //! load, nats-server killed and restarted, a plugin server down while tokens are issued and
 //! revoked. Servers are local processes (restarted on the same port; NATS with the same
 //! JetStream store). Broker replicas killed or stopped: `faults.rs`.

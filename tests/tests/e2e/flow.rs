@@ -1,4 +1,4 @@
-//! The happy path of seed 000, end to end: through the SDK, through raw NATS and
+//! The happy path of the token flow, end to end: through the SDK, through raw NATS and
 //! MessagePack (the documented contract), with a stock JWT library, with idempotency keys and
 //! with an external identity provider.
 
@@ -27,7 +27,7 @@ fn code(e: &Error) -> Option<ErrorCode> {
     }
 }
 
-/// Seed 000 through the SDK: user, login, route, two plugin servers, token, echo on both.
+/// The token flow through the SDK: user, login, route, two plugin servers, token, echo on both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_flow_issues_distributes_and_serves_tokens() {
     let ttl = Duration::from_secs(120);
@@ -88,7 +88,7 @@ async fn sdk_flow_issues_distributes_and_serves_tokens() {
     drop(ps3);
 }
 
-// --- the wire contract, with nothing but async-nats and rmp-serde -------------------------
+// --- the wire contract, with nothing but async-nats and rmp-serde ------------------------
 
 #[derive(Debug, Deserialize)]
 struct UsersAdded {

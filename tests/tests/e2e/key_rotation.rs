@@ -1,4 +1,4 @@
-//! Broker key rotation end to end (issue 8), with short lifetimes so it takes seconds: a new
+//! Broker key rotation end to end, with short lifetimes so it takes seconds: a new
 //! key is published before it signs; while replicas with the old and the new key run side by
 //! side both kinds of token are served; the old key stays published until every token it
 //! signed has expired (token TTL + leeway), then lapses and is removed, and from then on a

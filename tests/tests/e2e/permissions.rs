@@ -14,10 +14,10 @@ use tessera_tests::{Backend, Role, Stack, assert_eventually};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// Per-plugin-server credentials (issue 8).
+/// Per-plugin-server credentials.
 mod plugin_servers;
 
-/// Each client connection's own inbox (issue 8).
+/// Each client connection's own inbox.
 mod clients;
 
 /// The matrix: every kind of connection against the subjects that matter.
@@ -378,7 +378,7 @@ async fn client_reads_assets_but_cannot_write_them() {
     assert_eq!(err.code(), ErrorCode::NotFound, "no key was registered");
 }
 
-/// The audit stream (issue 8): only the workers write it, only the admin reads it. A client,
+/// The audit stream: only the workers write it, only the admin reads it. A client,
 /// a plugin server and the gateway can neither publish an event, subscribe to the audit
 /// subjects, nor reach the stream's API (info, consumers, direct gets); the admin reads the
 /// events but cannot forge, purge or delete one.

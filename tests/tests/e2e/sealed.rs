@@ -1,4 +1,4 @@
-//! Sealed sensitive data (seed 002 step 2) on real servers: the admin registers a plugin's
+//! Sealed sensitive data on real servers: the admin registers a plugin's
 //! public key, a client app seals data to it through the broker's `plugins.key`, and only
 //! the plugin's private key (for that plugin id) opens it.
 

@@ -1,4 +1,4 @@
-//! Token attacks (issue 8), against real servers and in-process workers: each forged or
+//! Token attacks, against real servers and in-process workers: each forged or
 //! misused token is refused by the plugin server (over the bus, through an operation call),
 //! the gateway (in a signed data-access packet) and the auth worker (as an account token, via
 //! `token.request`) with a typed error naming its reason, and counted in
@@ -30,7 +30,7 @@ fn local() -> StackBuilder {
     Stack::builder().backend(Backend::Local)
 }
 
-// --- forging ---------------------------------------------------------------------------
+// --- forging -----------------------------------------------------------------------------
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -138,7 +138,7 @@ async fn distribute(stack: &Stack, server: &str, token: &str) {
     .unwrap();
 }
 
-// --- asserting -----------------------------------------------------------------------
+// --- asserting ---------------------------------------------------------------------------
 
 /// `call` fails with `code`, its message names `[reason]`, and the counter
 /// `{verifier, reason}` went up.
@@ -177,7 +177,7 @@ async fn packet(
     client.send_packet(plugin, &p).await.map(drop)
 }
 
-// --- tests ---------------------------------------------------------------------------
+// --- tests -------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_server_refuses_forged_and_misused_tokens() {

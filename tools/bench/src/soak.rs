@@ -1,5 +1,5 @@
 //! `tessera-bench --soak DURATION`: issuance held at 64 in flight, with the figures that show
-//! whether the load is held (issue 8, "Load held"): errors, memory of each process, Redis
+//! whether the load is held: errors, memory of each process, Redis
 //! key count and whether every key expires, and the distribution stream's size and the age
 //! of its oldest message against the stream's max age; at the end, the audit stream's size.
 //!

@@ -1,4 +1,4 @@
-//! Who may touch the audit stream (issue 8), kept apart so the rule reads in one place:
+//! Who may touch the audit stream, kept apart so the rule reads in one place:
 //! each worker publishes only the audit kinds it decides (broker: tokens; auth: logins,
 //! accounts, packages) and may create, update and inspect the stream it provisions, but not
 //! read, purge or delete its events; the admin reads it (an ordered consumer, for

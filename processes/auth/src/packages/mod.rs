@@ -1,4 +1,4 @@
-//! Authentication packages on one auth node (seed 003 steps 3-7).
+//! Authentication packages on one auth node.
 //!
 //! - `manifest`: trusted publisher, Ed25519 signature, SHA-256 digest.
 //! - `store`: the shared store (object store + index bucket) and files under the plugin path.
@@ -119,7 +119,7 @@ impl Packages {
             .cloned()
     }
 
-    /// The consistency check (seed 003 step 7), then the app's warm runtime.
+    /// The consistency check, then the app's warm runtime.
     ///
     /// In memory: the watched index record against the installed build (name, version,
     /// digest) and the app's version pin; on disk: one `stat` of the installed file. On any

@@ -1,4 +1,4 @@
-//! Keeping a node's installed packages equal to the store (seed 003 steps 5 and 6).
+//! Keeping a node's installed packages equal to the store.
 //!
 //! One task does every install, one pass at a time. A pass reads the package index from the
 //! store itself (the source of truth, not the watched view) and, for each package whose

@@ -1,4 +1,4 @@
-//! `auth.packages.upload` (seed 003 step 4), served by whichever auth node the queue group
+//! `auth.packages.upload`, served by whichever auth node the queue group
 //! picks.
 //!
 //! Packages exceed the bus's 64 KiB message limit, so the admin first puts the `.wasm` into

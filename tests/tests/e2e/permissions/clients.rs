@@ -1,4 +1,4 @@
-//! Client apps' replies (issue 8, "a client cannot subscribe to other clients' replies"):
+//! Client apps' replies:
 //! every client connection reads its replies under an inbox bound to a key only it holds,
 //! and may subscribe to nothing else. nats-server enforces it with the permissions the auth
 //! callout gives each connection.

@@ -1,4 +1,4 @@
-//! Per-plugin-server credentials (issue 8, "Bus permissions"): a plugin server identity
+//! Per-plugin-server credentials: a plugin server identity
 //! reads only its own `dist.<id>`, serves only `svc.<id>.*`, cannot mint, revoke or
 //! publish distributions; wrong, unknown and removed credentials are refused at connect.
 
