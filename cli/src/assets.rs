@@ -13,8 +13,9 @@ use tessera_bus_config::Role;
 use tessera_sdk::assets::Progress;
 use tessera_sdk::sealed::{self, PluginSecretKey};
 
-use crate::commands::{connect, print_json};
+use crate::connect::connect;
 use crate::env::Settings;
+use crate::output::print_json;
 
 #[derive(Subcommand)]
 pub enum AssetsCmd {

@@ -8,7 +8,7 @@ use tessera_bus_config::Role;
 use tessera_schemas::audit::{AuditActor, AuditEvent, AuditTarget};
 use tessera_sdk::audit::{AuditEntry, AuditQuery};
 
-use crate::commands::connect;
+use crate::connect::connect;
 use crate::env::Settings;
 
 #[derive(Subcommand)]

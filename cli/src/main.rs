@@ -5,13 +5,19 @@
 
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod assets;
 mod audit;
-mod commands;
+mod connect;
+mod data;
 mod deploy;
 mod env;
+mod output;
 mod packages;
 mod plugin_servers;
+mod routes;
+mod tokens;
+mod workers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,7 +50,7 @@ enum Command {
     /// Run one worker (settings from the environment).
     Worker {
         #[arg(value_enum)]
-        name: commands::WorkerName,
+        name: workers::WorkerName,
     },
     /// Run the demo plugin server: an `echo` operation serving every plugin routed to it,
     /// with the id's own credentials (TESSERA_PLUGIN_SERVER_URL, from `plugin-servers add`).
@@ -57,7 +63,7 @@ enum Command {
     CheckConfig,
     /// Local accounts (admin).
     #[command(subcommand)]
-    Users(commands::UsersCmd),
+    Users(accounts::UsersCmd),
     /// Log in with a local account, or through a third-party app (`--app APP --param
     /// username=ann ...`); prints the account token.
     Login {
@@ -78,13 +84,13 @@ enum Command {
     },
     /// Plugin tokens.
     #[command(subcommand)]
-    Token(commands::TokenCmd),
+    Token(tokens::TokenCmd),
     /// Plugin servers' bus credentials: add (prints them once), list, remove (admin).
     #[command(subcommand)]
     PluginServers(plugin_servers::PluginServersCmd),
     /// Plugin routes: which plugin servers serve a plugin (admin).
     #[command(subcommand)]
-    Routes(commands::RoutesCmd),
+    Routes(routes::RoutesCmd),
     /// Third-party app configs in the shared store (admin).
     #[command(subcommand)]
     Apps(packages::AppsCmd),
@@ -114,12 +120,12 @@ enum Command {
     Keys,
     /// Client apps allowed to send signed data-access packets (admin).
     #[command(subcommand)]
-    ClientApps(commands::ClientAppsCmd),
+    ClientApps(data::ClientAppsCmd),
     /// Data routes: which plugin-server operation serves a plugin's operation address (admin).
     #[command(subcommand)]
-    DataRoutes(commands::DataRoutesCmd),
+    DataRoutes(data::DataRoutesCmd),
     /// Send a signed data-access packet through the gateway; prints the plugin server's reply.
-    Data(commands::DataArgs),
+    Data(data::DataArgs),
     /// The bus configuration of a deployed cluster (Docker Compose, Kubernetes).
     #[command(subcommand)]
     BusConfig(deploy::BusConfigCmd),
@@ -154,7 +160,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli)) {
+    match runtime.block_on(dispatch(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -167,5 +173,47 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    // Renders files only: no settings needed.
+    if let Command::BusConfig(cmd) = cli.command {
+        return deploy::run(cmd);
+    }
+    let settings = env::Settings::load(cli.env_file.as_deref())?;
+    let s = &settings;
+    match cli.command {
+        Command::BusConfig(_) => unreachable!("handled above"),
+        Command::Worker { name } => workers::run_worker(s, name).await,
+        Command::PluginServer { id } => workers::run_plugin_server(s, &id).await,
+        Command::CheckConfig => workers::check_config(s),
+        Command::Users(cmd) => accounts::users(s, cmd).await,
+        Command::Login {
+            username,
+            app,
+            params,
+            password_stdin,
+            json,
+        } => accounts::login(s, username, app, &params, password_stdin, json).await,
+        Command::Token(cmd) => tokens::run(s, cmd).await,
+        Command::Call {
+            server,
+            operation,
+            token,
+            data,
+        } => tokens::call(s, &server, &operation, &token, data).await,
+        Command::Keys => tokens::keys(s).await,
+        Command::PluginServers(cmd) => plugin_servers::run(s, cmd).await,
+        Command::Routes(cmd) => routes::run(s, cmd).await,
+        Command::Apps(cmd) => packages::apps(s, cmd).await,
+        Command::Packages(cmd) => packages::packages(s, cmd).await,
+        Command::Nodes { expect, json } => packages::nodes(s, expect, json).await,
+        Command::Audit(cmd) => audit::run(s, cmd).await,
+        Command::ClientApps(cmd) => data::client_apps(s, cmd).await,
+        Command::DataRoutes(cmd) => data::data_routes(s, cmd).await,
+        Command::Data(args) => data::request(s, args).await,
+        Command::Assets(cmd) => assets::assets(s, cmd).await,
+        Command::Plugins(cmd) => assets::plugins(s, cmd).await,
     }
 }

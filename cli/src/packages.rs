@@ -10,7 +10,7 @@ use tessera_bus_config::Role;
 use tessera_schemas::packages::{AppConfig, PackageManifest};
 use tessera_sdk::packages::{PublisherKey, sign};
 
-use crate::commands::connect;
+use crate::connect::connect;
 use crate::env::Settings;
 
 #[derive(Subcommand)]

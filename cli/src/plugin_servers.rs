@@ -5,7 +5,7 @@ use clap::Subcommand;
 use tessera_bus_config::Role;
 use tessera_bus_config::roles::PLUGIN_SERVER_URL_ENV;
 
-use crate::commands::connect;
+use crate::connect::connect;
 use crate::env::Settings;
 
 #[derive(Subcommand)]

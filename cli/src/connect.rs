@@ -1,0 +1,21 @@
+//! The connection every client and operator command makes: the URL of its role from the
+//! settings, as a [`Client`].
+
+use tessera_bus_config::Role;
+use tessera_sdk::Client;
+
+use crate::env::Settings;
+
+/// Connects with the URL of `role` from the settings.
+pub async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
+    let url = settings.require(role.url_env())?;
+    let subjects = tessera_runtime::config::prefix(settings)?;
+    let nats =
+        tessera_protocol::bus::connect(&url, "tessera-cli", std::time::Duration::from_secs(5))
+            .await?;
+    // An admin command run before the workers creates the buckets it writes: with the
+    // cluster's replicas (`TESSERA_JS_REPLICAS`), as the workers would.
+    let replicas = tessera_runtime::config::parsed(settings, "TESSERA_JS_REPLICAS", 1usize)?;
+    Ok(Client::new(nats, subjects)
+        .with_durability(tessera_bus_config::provision::Durability { replicas }))
+}
