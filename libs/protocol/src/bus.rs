@@ -75,6 +75,23 @@ pub fn with_client_inbox(opts: ConnectOptions, user: Option<&str>) -> ConnectOpt
     opts.token(key).custom_inbox_prefix(inbox)
 }
 
+/// Logs one connection event under the connection's name, at a level that says whether
+/// anyone should look: async-nats alone logs "event: client error: nats: IO error" with no
+/// name, a dozen times on a shutdown, and nobody can tell which connection it was.
+pub fn log_event(name: &str, event: &async_nats::Event) {
+    use async_nats::Event;
+    match event {
+        Event::Connected => tracing::debug!(connection = name, "NATS connected"),
+        Event::Draining | Event::Closed => tracing::debug!(connection = name, %event, "NATS"),
+        Event::Disconnected | Event::LameDuckMode => {
+            tracing::warn!(connection = name, %event, "NATS")
+        }
+        Event::SlowConsumer(_) | Event::ServerError(_) | Event::ClientError(_) => {
+            tracing::warn!(connection = name, %event, "NATS")
+        }
+    }
+}
+
 /// [`connect`], with `customize` applied to the options of every attempt (e.g. a plugin
 /// server's own inbox prefix).
 pub async fn connect_with(
@@ -113,8 +130,13 @@ pub async fn connect_with(
         if let Some((user, pass)) = &credentials {
             opts = opts.user_and_password(user.clone(), pass.clone());
         }
+        let named = name.to_owned();
         let opts = opts
             .name(name)
+            .event_callback(move |event| {
+                log_event(&named, &event);
+                std::future::ready(())
+            })
             .connection_timeout(Duration::from_secs(2))
             .request_timeout(Some(Duration::from_secs(5)))
             .max_reconnects(None);

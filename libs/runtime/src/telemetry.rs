@@ -10,7 +10,11 @@ pub const ENV_LOG_FORMAT: &str = "TESSERA_LOG_FORMAT";
 /// Installs the global subscriber once; later calls are no-ops (tests call it freely).
 /// `default` applies when `RUST_LOG` is unset (servers: `info`; one-shot commands: `warn`).
 pub fn init(default: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // async-nats logs every connection event at info without the connection's name
+    // ("event: disconnected"); `tessera_protocol::bus::log_event` logs them with it, so the
+    // library's own lines are kept to warnings unless RUST_LOG asks for more.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},async_nats=warn")));
     let json = std::env::var(ENV_LOG_FORMAT).is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
