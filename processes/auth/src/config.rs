@@ -43,7 +43,7 @@ pub const ENV_LOGIN_QUEUE: &str = "TESSERA_AUTH_LOGIN_QUEUE";
 
 pub use crate::callout::{ClientPassword, IssuerSeed};
 /// The auth callout's issuer seed (an account nkey seed, `SA...`): with it, this node also
-/// admits plugin servers with their own credentials (`tessera_callout`). Its public key is
+/// admits plugin servers with their own credentials (`crate::callout`). Its public key is
 /// the `issuer` of nats.conf's `auth_callout`.
 pub use tessera_bus_config::CALLOUT_ISSUER_SEED_ENV as ENV_CALLOUT_ISSUER_SEED;
 

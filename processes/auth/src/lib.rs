@@ -11,7 +11,7 @@
 //! - `limits`: what a flood of logins may take: per connection, per username, at once.
 //! - `apps`: third-party app configs and their secrets, watched from KV.
 //! - `packages`: authentication packages (Extism), their install, sync, upload and status.
-//! - the auth callout (`tessera_callout`, a crate of its own): plugin servers' bus
+//! - the auth callout ([`callout`]): plugin servers' bus
 //!   credentials, answered here when `TESSERA_CALLOUT_ISSUER_SEED` is set.
 //!
 //! Login decisions, accounts added, package uploads and each node's installs and removals
