@@ -15,10 +15,7 @@ use tessera_tests::{Stack, assert_eventually};
 const PASSWORD: &str = "correct horse battery";
 
 fn code<T: std::fmt::Debug>(r: &Result<T, Error>) -> Option<ErrorCode> {
-    match r {
-        Err(Error::Rejected(e)) => Some(e.code),
-        _ => None,
-    }
+    r.as_ref().err().and_then(Error::wire).map(|w| w.code)
 }
 
 /// 64 tasks on 8 connections send wrong passwords as fast as they are answered (bounded:
@@ -172,7 +169,8 @@ async fn logins_are_limited_per_connection_and_per_username() {
         assert_eq!(code(&r), Some(ErrorCode::Unauthenticated), "{i}: {r:?}");
     }
     match conn.login("nobody9", "wrong password!").await {
-        Err(Error::Rejected(e)) => {
+        Err(e) if e.wire().is_some() => {
+            let e = e.wire().unwrap();
             assert_eq!(e.code, ErrorCode::RateLimited, "{e:?}");
             assert!(e.retryable);
             assert!(e.retry_after_ms.is_some_and(|ms| ms > 0), "{e:?}");

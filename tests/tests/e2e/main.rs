@@ -19,6 +19,7 @@ mod distribution;
 mod faults;
 mod faults_servers;
 mod flow;
+mod forbidden;
 mod idempotency;
 mod key_rotation;
 mod login_limits;
