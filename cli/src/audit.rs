@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use clap::{Args, Subcommand};
 use tessera_bus_config::Role;
 use tessera_schemas::audit::{AuditActor, AuditEvent, AuditTarget};
-use tessera_sdk::audit::{AuditEntry, AuditQuery};
+use tessera_sdk::operator::audit::{AuditEntry, AuditQuery};
 
 use crate::connect::connect;
 use crate::env::Settings;

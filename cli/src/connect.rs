@@ -10,12 +10,12 @@ use crate::env::Settings;
 pub async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
     let url = settings.require(role.url_env())?;
     let subjects = tessera_runtime::config::prefix(settings)?;
-    let nats =
-        tessera_protocol::bus::connect(&url, "tessera-cli", std::time::Duration::from_secs(5))
-            .await?;
+    // The SDK's connection: a command the role may not run fails at once as forbidden.
+    let client = Client::connect_named(&url, "tessera-cli").await?;
     // An admin command run before the workers creates the buckets it writes: with the
     // cluster's replicas (`TESSERA_JS_REPLICAS`), as the workers would.
     let replicas = tessera_runtime::config::parsed(settings, "TESSERA_JS_REPLICAS", 1usize)?;
-    Ok(Client::new(nats, subjects)
+    Ok(client
+        .with_subjects(subjects)
         .with_durability(tessera_bus_config::provision::Durability { replicas }))
 }

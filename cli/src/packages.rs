@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use tessera_bus_config::Role;
 use tessera_schemas::packages::{AppConfig, PackageManifest};
-use tessera_sdk::packages::{PublisherKey, sign};
+use tessera_sdk::operator::packages::{PublisherKey, sign};
 
 use crate::connect::connect;
 use crate::env::Settings;

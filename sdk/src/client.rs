@@ -1,51 +1,32 @@
-//! The client SDK: everything a client app or an operator sends on the bus.
+//! The client: one NATS connection and what every face shares (the request path, the
+//! broker's keys, introspection). The app face's calls are in `calls.rs`, the operator's
+//! in `operator/`.
 //!
 //! Which calls succeed depends on the credentials in the URL: a client-role connection can
 //! log in, request tokens, fetch keys and call plugin servers; admin calls need the admin
-//! role (bus permissions refuse them otherwise, which shows up as [`Error::Unavailable`]
-//! after the request timeout: nats-server drops a refused publish without a reply, and
-//! reports the permissions violation only to the connection's event callback).
+//! role. nats-server drops a publish the role does not allow; a connection the SDK made
+//! ([`Client::connect`]) hears of it and fails the call at once as
+//! [`crate::ErrorKind::Forbidden`]. A connection made elsewhere ([`Client::new`]) cannot:
+//! there the call times out as [`crate::ErrorKind::Unavailable`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream;
 use bytes::Bytes;
-use futures::TryStreamExt;
 use jsonwebtoken::jwk::JwkSet;
 use serde::{Serialize, de::DeserializeOwned};
-use tessera_bus_config::provision::Durability;
-use tessera_protocol::rpc;
-use tessera_schemas::messages::{
-    AUTH_LOGIN, EchoReply, IntrospectRequest, IntrospectResponse, LoginRequest, LoginResponse,
-    RevokeRequest, RevokeResponse, Route, TOKEN_INTROSPECT, TOKEN_REQUEST, TOKEN_REVOKE,
-    TokenRequest, TokenResponse, USERS_ADD, UsersAddRequest, UsersAddResponse,
-};
-use tessera_schemas::{Schema, Subjects, codec, headers, ids};
+use tessera_protocol::rpc::{self, RpcError};
+use tessera_schemas::Schema;
+use tessera_schemas::Subjects;
+use tessera_schemas::messages::{IntrospectRequest, IntrospectResponse, TOKEN_INTROSPECT};
 
 use crate::Error;
+use crate::connection::Refusals;
 
-/// How many times [`Client::request_token`] tries a request that failed retryably.
-const TOKEN_ATTEMPTS: u32 = 3;
-
-/// What a plugin token is to be bound to ([`Client::request_token_bound`]). Only the fields
-/// the plugin's route binds are used; a bound field left `None` is refused (`bad_request`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Binding {
-    /// The end user's device id (1-128 of `A-Z a-z 0-9 - _ . :`).
-    pub device_id: Option<String>,
-    /// The end user's IP address (IPv4 or IPv6).
-    pub user_ip: Option<String>,
-}
-
-/// A plugin's token-binding policy ([`Client::set_route_with`]). Default: unbound.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RoutePolicy {
-    /// Tokens are bound to the device id given when they are requested.
-    pub bind_device: bool,
-    /// Tokens are bound to the user IP given when they are requested.
-    pub bind_ip: bool,
-}
+/// The name [`Client::connect`] gives its connection (the server's monitoring and the
+/// SDK's logs show it).
+pub const DEFAULT_CONNECTION_NAME: &str = "tessera-client";
 
 /// A connection to Tessera. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -53,46 +34,51 @@ pub struct Client {
     nats: async_nats::Client,
     subjects: Subjects,
     timeout: Duration,
+    /// The publishes the server refused, when the SDK made the connection (and so installed
+    /// the event callback that hears of them).
+    refusals: Option<Arc<Refusals>>,
     /// Replicas of a bucket or store this client creates (admin commands run before the
     /// workers create what they write); the workers raise an existing one to theirs anyway.
-    durability: Durability,
-}
-
-/// A bucket's or store's trouble, as the SDK reports it: the bus side is unavailable.
-pub(crate) fn kv_error(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(e.to_string())
-}
-
-/// Every key of a KV bucket, sorted (the admin listings).
-pub(crate) async fn kv_keys(kv: &async_nats::jetstream::kv::Store) -> Result<Vec<String>, Error> {
-    let mut keys: Vec<String> = kv
-        .keys()
-        .await
-        .map_err(kv_error)?
-        .try_collect()
-        .await
-        .map_err(kv_error)?;
-    keys.sort();
-    Ok(keys)
+    #[cfg(feature = "operator")]
+    pub(crate) durability: tessera_bus_config::provision::Durability,
 }
 
 impl Client {
-    /// Connects with the default subject prefix.
+    /// Connects with the default subject prefix, as [`DEFAULT_CONNECTION_NAME`].
     pub async fn connect(url: &str) -> Result<Client, Error> {
-        let nats = tessera_protocol::bus::connect(url, "tessera-client", Duration::from_secs(5))
-            .await
-            .map_err(|e| Error::Connect(e.to_string()))?;
-        Ok(Client::new(nats, Subjects::default()))
+        Client::connect_named(url, DEFAULT_CONNECTION_NAME).await
     }
 
-    /// Wraps an existing NATS connection.
+    /// Connects with the default subject prefix under the connection name `name` (shown by
+    /// the server's monitoring; the SDK logs the connection's events under it).
+    pub async fn connect_named(url: &str, name: &str) -> Result<Client, Error> {
+        let (nats, refusals) =
+            crate::connection::connect(url, name, Duration::from_secs(5), |o| o).await?;
+        Ok(Client::new(nats, Subjects::default()).with_refusals(refusals))
+    }
+
+    /// Wraps an existing NATS connection. Its refused publishes are not seen (the SDK did
+    /// not install its event callback): a call the bus refuses times out as unavailable.
     pub fn new(nats: async_nats::Client, subjects: Subjects) -> Client {
         Client {
             nats,
             subjects,
             timeout: Duration::from_secs(5),
-            durability: Durability::default(),
+            refusals: None,
+            #[cfg(feature = "operator")]
+            durability: Default::default(),
         }
+    }
+
+    pub(crate) fn with_refusals(mut self, refusals: Arc<Refusals>) -> Client {
+        self.refusals = Some(refusals);
+        self
+    }
+
+    /// The same connection with another subject prefix.
+    pub fn with_subjects(mut self, subjects: Subjects) -> Client {
+        self.subjects = subjects;
+        self
     }
 
     /// Per-request timeout (default 5 s).
@@ -101,25 +87,9 @@ impl Client {
         self
     }
 
-    /// Replicas for any bucket or store this client creates (`TESSERA_JS_REPLICAS`; default
-    /// 1). Only admin commands create any, when no worker has yet.
-    pub fn with_durability(mut self, durability: Durability) -> Client {
-        self.durability = durability;
-        self
-    }
-
-    pub(crate) fn durability(&self) -> Durability {
-        self.durability
-    }
-
     /// The per-request timeout.
     pub fn timeout(&self) -> Duration {
         self.timeout
-    }
-
-    /// A JetStream context on this client's connection (object stores and buckets).
-    pub(crate) fn js(&self) -> async_nats::jetstream::Context {
-        async_nats::jetstream::new(self.nats.clone())
     }
 
     pub fn nats(&self) -> &async_nats::Client {
@@ -130,95 +100,67 @@ impl Client {
         &self.subjects
     }
 
+    /// Runs a request on `subject`: a publish the bus refuses is [`crate::ErrorKind::Forbidden`]
+    /// (when this client made its connection), anything else as the request ended.
+    async fn guarded<T>(
+        &self,
+        subject: &str,
+        request: impl std::future::Future<Output = Result<T, RpcError>>,
+    ) -> Result<T, Error> {
+        match &self.refusals {
+            Some(refusals) => refusals.guard(subject, request).await,
+            None => Ok(request.await?),
+        }
+    }
+
     pub(crate) async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         subject: String,
         schema: Schema,
         body: &Req,
     ) -> Result<Resp, Error> {
-        Ok(rpc::request(&self.nats, subject, schema, body, self.timeout).await?)
-    }
-
-    /// Logs in with a local account; returns the account token.
-    pub async fn login(&self, username: &str, password: &str) -> Result<LoginResponse, Error> {
-        let req = LoginRequest {
-            username: Some(username.into()),
-            password: Some(password.into()),
-            ..Default::default()
-        };
-        self.call(self.subjects.auth_login(), AUTH_LOGIN, &req)
+        self.call_with_timeout(subject, schema, body, self.timeout)
             .await
     }
 
-    /// Asks the broker for a plugin token. A timed-out or `unavailable` request is retried
-    /// with the same idempotency key (one is generated when none is given), so a retry never
-    /// mints a second token.
-    pub async fn request_token(
+    pub(crate) async fn call_with_timeout<Req: Serialize, Resp: DeserializeOwned>(
         &self,
-        account_token: &str,
-        plugin_id: &str,
-        idempotency_key: Option<&str>,
-    ) -> Result<TokenResponse, Error> {
-        self.request_token_bound(
-            account_token,
-            plugin_id,
-            idempotency_key,
-            Binding::default(),
+        subject: String,
+        schema: Schema,
+        body: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, Error> {
+        self.guarded(
+            &subject.clone(),
+            rpc::request(&self.nats, subject, schema, body, timeout),
         )
         .await
     }
 
-    /// [`Client::request_token`] for a plugin whose route binds tokens to the end user's
-    /// device and/or IP: the token is only accepted (by the gateway) on packets whose
-    /// verification info carries the same values.
-    pub async fn request_token_bound(
+    /// A request with raw headers and body; error replies are already typed.
+    pub(crate) async fn request_raw(
         &self,
-        account_token: &str,
-        plugin_id: &str,
-        idempotency_key: Option<&str>,
-        binding: Binding,
-    ) -> Result<TokenResponse, Error> {
-        ids::check("plugin_id", plugin_id)?;
-        let key = idempotency_key.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let req = TokenRequest {
-            account_token: account_token.to_owned(),
-            plugin_id: plugin_id.to_owned(),
-            idempotency_key: Some(key),
-            device_id: binding.device_id,
-            user_ip: binding.user_ip,
-        };
-        let mut attempt = 1;
-        loop {
-            match self
-                .call(self.subjects.token_request(), TOKEN_REQUEST, &req)
-                .await
-            {
-                Err(e) if e.is_retryable() && attempt < TOKEN_ATTEMPTS => {
-                    tracing::debug!(attempt, error = %e, "token request failed; retrying with the same idempotency key");
-                    tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        subject: String,
+        headers: HeaderMap,
+        payload: Bytes,
+    ) -> Result<async_nats::Message, Error> {
+        self.guarded(
+            &subject.clone(),
+            rpc::request_raw(&self.nats, subject, headers, payload, self.timeout),
+        )
+        .await
     }
 
     /// The raw `keys` reply (a JWKS in JSON), read two ways below.
     async fn keys_reply(&self) -> Result<async_nats::Message, Error> {
-        Ok(rpc::request_raw(
-            &self.nats,
-            self.subjects.keys(),
-            HeaderMap::new(),
-            Bytes::new(),
-            self.timeout,
-        )
-        .await?)
+        self.request_raw(self.subjects.keys(), HeaderMap::new(), Bytes::new())
+            .await
     }
 
     /// The broker's public keys (RFC 7517 JWKS).
     pub async fn keys(&self) -> Result<JwkSet, Error> {
         let msg = self.keys_reply().await?;
-        serde_json::from_slice(&msg.payload).map_err(|e| Error::BadReply(e.to_string()))
+        serde_json::from_slice(&msg.payload).map_err(Error::bad_reply)
     }
 
     /// The broker's public keys with the time until which each may be used (its `exp`
@@ -231,53 +173,12 @@ impl Client {
         struct Set {
             keys: Vec<serde_json::Value>,
         }
-        let set: Set =
-            serde_json::from_slice(&msg.payload).map_err(|e| Error::BadReply(e.to_string()))?;
+        let set: Set = serde_json::from_slice(&msg.payload).map_err(Error::bad_reply)?;
         Ok(set
             .keys
             .into_iter()
             .filter_map(|v| tessera_protocol::signing::PublishedKey::from_value(v).ok())
             .collect())
-    }
-
-    /// Calls `operation` on plugin server `server_id` with a plugin token; returns the raw
-    /// reply body.
-    pub async fn call_raw(
-        &self,
-        server_id: &str,
-        operation: &str,
-        plugin_token: &str,
-        body: Bytes,
-    ) -> Result<Bytes, Error> {
-        ids::check("server id", server_id)?;
-        ids::check("operation", operation)?;
-        let mut h = HeaderMap::new();
-        h.insert(
-            headers::AUTHORIZATION,
-            format!("{}{plugin_token}", headers::BEARER_PREFIX).as_str(),
-        );
-        let msg = rpc::request_raw(
-            &self.nats,
-            self.subjects.svc(server_id, operation),
-            h,
-            body,
-            self.timeout,
-        )
-        .await?;
-        Ok(msg.payload)
-    }
-
-    /// Calls the demo plugin server's `echo` operation.
-    pub async fn echo(
-        &self,
-        server_id: &str,
-        plugin_token: &str,
-        body: Vec<u8>,
-    ) -> Result<EchoReply, Error> {
-        let raw = self
-            .call_raw(server_id, "echo", plugin_token, body.into())
-            .await?;
-        codec::decode(&raw).map_err(|e| Error::BadReply(e.to_string()))
     }
 
     /// Is this plugin token live? (Plugin-server or admin role.)
@@ -290,114 +191,5 @@ impl Client {
             },
         )
         .await
-    }
-
-    // --- admin ------------------------------------------------------------------------
-
-    /// Creates a local account (admin role).
-    pub async fn add_user(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<UsersAddResponse, Error> {
-        ids::check("username", username)?;
-        self.call(
-            self.subjects.users_add(),
-            USERS_ADD,
-            &UsersAddRequest {
-                username: username.into(),
-                password: password.into(),
-            },
-        )
-        .await
-    }
-
-    /// Revokes one token (admin role).
-    pub async fn revoke_token(&self, token_id: &str) -> Result<RevokeResponse, Error> {
-        let req = RevokeRequest {
-            token_id: Some(token_id.into()),
-            account_id: None,
-        };
-        self.call(self.subjects.token_revoke(), TOKEN_REVOKE, &req)
-            .await
-    }
-
-    /// Revokes every live token of an account (admin role).
-    pub async fn revoke_account(&self, account_id: &str) -> Result<RevokeResponse, Error> {
-        let req = RevokeRequest {
-            token_id: None,
-            account_id: Some(account_id.into()),
-        };
-        self.call(self.subjects.token_revoke(), TOKEN_REVOKE, &req)
-            .await
-    }
-
-    async fn routes_bucket(&self) -> Result<jetstream::kv::Store, Error> {
-        let js = jetstream::new(self.nats.clone());
-        // The broker creates the bucket; create it here too so routes can be set first.
-        tessera_bus_config::provision::routes_bucket(&js, &self.subjects, self.durability())
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))
-    }
-
-    /// Routes a plugin to its plugin servers (admin role), with unbound tokens.
-    pub async fn set_route(&self, plugin_id: &str, servers: &[String]) -> Result<(), Error> {
-        self.set_route_with(plugin_id, servers, RoutePolicy::default())
-            .await
-    }
-
-    /// Routes a plugin to its plugin servers with a token-binding policy (admin role).
-    pub async fn set_route_with(
-        &self,
-        plugin_id: &str,
-        servers: &[String],
-        policy: RoutePolicy,
-    ) -> Result<(), Error> {
-        ids::check("plugin_id", plugin_id)?;
-        if servers.is_empty() {
-            return Err(Error::InvalidInput(
-                "give at least one plugin server id".into(),
-            ));
-        }
-        for s in servers {
-            ids::check("server id", s)?;
-        }
-        let kv = self.routes_bucket().await?;
-        let route = Route {
-            servers: servers.to_vec(),
-            bind_device: policy.bind_device,
-            bind_ip: policy.bind_ip,
-        };
-        kv.put(plugin_id, codec::encode(&route).into())
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
-        Ok(())
-    }
-
-    /// Removes a plugin's route (admin role).
-    pub async fn delete_route(&self, plugin_id: &str) -> Result<(), Error> {
-        ids::check("plugin_id", plugin_id)?;
-        let kv = self.routes_bucket().await?;
-        kv.delete(plugin_id)
-            .await
-            .map_err(|e| Error::Unavailable(e.to_string()))
-    }
-
-    /// Every route, sorted by plugin id (admin role).
-    pub async fn routes(&self) -> Result<Vec<(String, Route)>, Error> {
-        let kv = self.routes_bucket().await?;
-        let keys = kv_keys(&kv).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let value = kv
-                .get(&key)
-                .await
-                .map_err(|e| Error::Unavailable(e.to_string()))?;
-            if let Some(Ok(route)) = value.map(|b| codec::decode::<Route>(&b)) {
-                out.push((key, route));
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out)
     }
 }

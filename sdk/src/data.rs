@@ -1,6 +1,7 @@
-//! Data access (seed 002): a client app signs a data-access packet for a plugin and sends it
-//! to the gateway on `data.<plugin_id>`; the gateway checks it and answers with the plugin
-//! server's data. Also the admin side: client apps and data routes.
+//! Data access: a client app signs a data-access packet for a plugin and sends it to the
+//! gateway on `data.<plugin_id>`; the gateway checks it and answers with the plugin server's
+//! data. (Registering client apps and data routes is the operator's:
+//! `operator::data_routes`.)
 //!
 //! ```no_run
 //! # async fn demo(client: tessera_sdk::Client, plugin_token: String) -> Result<(), tessera_sdk::Error> {
@@ -21,14 +22,12 @@ use async_nats::HeaderMap;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
-use tessera_protocol::{data_sign, rpc};
+use tessera_protocol::data_sign;
 use tessera_schemas::data::{
-    CLIENT_SECRET_LEN, ClientApp, DATA_REQUEST, DataRequest, DataRoute, PACKET_VERSION,
-    Verification, data_route_key,
+    CLIENT_SECRET_LEN, DATA_REQUEST, DataRequest, PACKET_VERSION, Verification,
 };
 use tessera_schemas::{codec, headers, ids};
 
-use crate::client::kv_error;
 use crate::{Client, Error};
 
 /// A client app's id and signing secret.
@@ -52,9 +51,11 @@ impl ClientAppCredentials {
         ids::check("app_id", app_id)?;
         let secret = URL_SAFE_NO_PAD
             .decode(secret.trim().trim_end_matches('='))
-            .map_err(|e| Error::InvalidInput(format!("secret is not base64url: {e}")))?;
+            .map_err(|e| {
+                Error::invalid_input(format!("secret is not base64url: {e}")).with_source(e)
+            })?;
         if secret.len() != CLIENT_SECRET_LEN {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "secret is {} bytes, not {CLIENT_SECRET_LEN}",
                 secret.len()
             )));
@@ -187,14 +188,13 @@ impl Client {
         ids::check("plugin_id", plugin_id)?;
         let mut h = HeaderMap::new();
         h.insert(headers::SCHEMA, DATA_REQUEST.header_value().as_str());
-        let msg = rpc::request_raw(
-            self.nats(),
-            self.subjects().data(plugin_id),
-            h,
-            codec::encode(packet).into(),
-            self.timeout(),
-        )
-        .await?;
+        let msg = self
+            .request_raw(
+                self.subjects().data(plugin_id),
+                h,
+                codec::encode(packet).into(),
+            )
+            .await?;
         let schema = msg
             .headers
             .as_ref()
@@ -204,126 +204,5 @@ impl Client {
             schema,
             body: msg.payload,
         })
-    }
-
-    // --- admin ------------------------------------------------------------------------
-
-    async fn data_bucket(&self, apps: bool) -> Result<async_nats::jetstream::kv::Store, Error> {
-        let js = async_nats::jetstream::new(self.nats().clone());
-        let (s, d) = (self.subjects(), self.durability());
-        // The gateway creates the buckets too; creating them here lets an operator register
-        // apps and routes before any gateway has started.
-        let r = if apps {
-            tessera_bus_config::provision::client_apps_bucket(&js, s, d).await
-        } else {
-            tessera_bus_config::provision::data_routes_bucket(&js, s, d).await
-        };
-        r.map_err(kv_error)
-    }
-
-    /// Registers a client app with a fresh 32-byte secret (admin role). The secret is
-    /// returned once; an app id that exists already is `conflict`.
-    pub async fn add_client_app(&self, app_id: &str) -> Result<ClientAppCredentials, Error> {
-        ids::check("app_id", app_id)?;
-        let mut secret = vec![0u8; CLIENT_SECRET_LEN];
-        aws_lc_rs::rand::fill(&mut secret).expect("system randomness");
-        let value = ClientApp {
-            secret: secret.clone(),
-            created_at: tessera_protocol::now_unix(),
-        };
-        let kv = self.data_bucket(true).await?;
-        kv.create(app_id, codec::encode(&value).into())
-            .await
-            .map_err(|e| match e.kind() {
-                async_nats::jetstream::kv::CreateErrorKind::AlreadyExists => {
-                    Error::Rejected(tessera_schemas::WireError::new(
-                        tessera_schemas::ErrorCode::Conflict,
-                        format!("client app {app_id} exists already"),
-                    ))
-                }
-                _ => kv_error(e),
-            })?;
-        Ok(ClientAppCredentials {
-            app_id: app_id.to_owned(),
-            secret,
-        })
-    }
-
-    /// Removes a client app (admin role): its packets are refused from then on.
-    pub async fn delete_client_app(&self, app_id: &str) -> Result<(), Error> {
-        ids::check("app_id", app_id)?;
-        self.data_bucket(true)
-            .await?
-            .delete(app_id)
-            .await
-            .map_err(kv_error)
-    }
-
-    /// Every client app id, sorted (admin role). Secrets are never listed.
-    pub async fn client_apps(&self) -> Result<Vec<String>, Error> {
-        let kv = self.data_bucket(true).await?;
-        let keys = crate::client::kv_keys(&kv).await?;
-        Ok(keys)
-    }
-
-    /// Routes the operation address `operation` of `plugin_id` to
-    /// `svc.<server_id>.<server_operation>` (admin role).
-    pub async fn set_data_route(
-        &self,
-        plugin_id: &str,
-        operation: &str,
-        server_id: &str,
-        server_operation: &str,
-    ) -> Result<(), Error> {
-        ids::check("plugin_id", plugin_id)?;
-        ids::check("operation", operation)?;
-        ids::check("server id", server_id)?;
-        ids::check("server operation", server_operation)?;
-        let route = DataRoute {
-            server_id: server_id.into(),
-            server_operation: server_operation.into(),
-        };
-        self.data_bucket(false)
-            .await?
-            .put(
-                data_route_key(plugin_id, operation),
-                codec::encode(&route).into(),
-            )
-            .await
-            .map_err(kv_error)?;
-        Ok(())
-    }
-
-    /// Removes a data route (admin role).
-    pub async fn delete_data_route(&self, plugin_id: &str, operation: &str) -> Result<(), Error> {
-        ids::check("plugin_id", plugin_id)?;
-        ids::check("operation", operation)?;
-        self.data_bucket(false)
-            .await?
-            .delete(data_route_key(plugin_id, operation))
-            .await
-            .map_err(kv_error)
-    }
-
-    /// Every data route as `(plugin_id, operation, route)`, sorted (admin role).
-    pub async fn data_routes(&self) -> Result<Vec<(String, String, DataRoute)>, Error> {
-        let kv = self.data_bucket(false).await?;
-        let keys = crate::client::kv_keys(&kv).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            let Some((plugin, op)) = key.split_once('.') else {
-                continue;
-            };
-            if let Some(Ok(route)) = kv
-                .get(&key)
-                .await
-                .map_err(kv_error)?
-                .map(|b| codec::decode::<DataRoute>(&b))
-            {
-                out.push((plugin.to_owned(), op.to_owned(), route));
-            }
-        }
-        out.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-        Ok(out)
     }
 }

@@ -1,53 +1,83 @@
-//! Tessera SDKs.
+//! Tessera SDKs, one crate with three faces chosen by Cargo feature.
 //!
-//! # Layout
+//! # Faces
 //!
-//! - [`client`]: [`Client`], for client apps and operators: log in, request plugin tokens,
-//!   call plugin-server operations; admin calls (users, routes, revocation).
-//! - [`plugin_server`]: [`PluginServer`], for plugin servers: consume the tokens distributed
-//!   to a server id, keep them in a [`TokenStore`], and serve `svc.<server_id>.<operation>`
-//!   requests only for tokens that were distributed to it.
-//! - [`plugin_servers`]: per-plugin-server bus credentials: register, list, remove (admin)
-//!   and [`plugin_servers::connect`] as one.
-//! - [`data`]: data access (seed 002): sign a data-access packet and send it to the
-//!   gateway ([`Client::data_request`]); register client apps and data routes (admin).
-//! - [`packages`]: third-party logins ([`Client::login_app`]), publisher keys and package
-//!   signing, package upload, app configs, and `auth.nodes.status` (admin).
-//! - [`audit`]: read the audit stream (admin): the last events, by kind, following new ones.
-//! - [`error`]: [`Error`], with [`Error::code`] to match on.
-//! - [`assets`] (issue 5, part 1): publish a plugin's static files, download its signed,
-//!   verified bundle into a local cache, fetch single files on demand;
-//!   [`sealed`]: seal sensitive data to a plugin's registered key (HPKE), and open it;
-//!   `plugin_keys.rs`: register and look up plugin keys.
+//! - `app` (default): what a client app links. [`Client`]: log in, request plugin tokens,
+//!   call plugin servers ([`Client::call_raw`]); [`data`]: sign a data-access packet and
+//!   send it to the gateway; [`assets`]: download a plugin's signed, verified bundle into a
+//!   local cache and fetch single files; [`sealed`]: seal sensitive data to a plugin's
+//!   registered key (HPKE).
+//! - `operator` (includes `app`): the admin calls, in [`operator`]: users, routes,
+//!   revocation, plugin-server credentials, client apps and data routes, third-party apps and
+//!   packages, node status, asset publishing, plugin keys, the audit stream.
+//! - `plugin-server`: [`plugin_server`]: [`PluginServer`] and its builder (which makes the
+//!   server's two connections, [`PluginServerBuilder::connect`]), the [`TokenStore`] and the
+//!   distribution consumer; [`Reply`], [`Shutdown`], [`WireError`] and [`ErrorCode`] are
+//!   re-exported so a plugin-server author needs no other Tessera crate.
+//!
+//! Only the faces that need them pull the heavier crates: `operator` the bus configuration
+//! (bucket provisioning, plugin-server secrets), `plugin-server` the worker runtime (its
+//! request loop and drain); an app links neither.
+//!
+//! Why the operator calls are `impl Client` blocks and not a type of their own: what a
+//! connection may do is decided by the credentials it connected with, not by a Rust type.
+//! The same [`Client`] (one connection, one timeout, one subject prefix) serves an operator's
+//! admin calls and the app calls it also makes (the CLI logs in and requests tokens on the
+//! admin connection); a wrapper type would repeat the connection plumbing and still not
+//! stop an app from connecting with admin credentials. The feature keeps the admin calls
+//! (and what they link) out of an app's build; the bus keeps them out of an app's reach,
+//! and a refused call is [`ErrorKind::Forbidden`].
+//!
+//! # Errors
+//!
+//! [`Error`] has an [`ErrorKind`] to match on, [`Error::code`] (the wire [`ErrorCode`]) and
+//! the cause as its [`std::error::Error::source`]. A connection the SDK made logs its events
+//! under its name and turns a publish the bus refused into [`ErrorKind::Forbidden`] at once
+//! (see `connection.rs`).
 //!
 //! # Example
 //!
 //! ```no_run
+//! # #[cfg(feature = "app")]
 //! # async fn demo() -> Result<(), tessera_sdk::Error> {
 //! let client = tessera_sdk::Client::connect("nats://client:secret@127.0.0.1:4222").await?;
 //! let login = client.login("ann", "correct horse battery").await?;
 //! let token = client.request_token(&login.account_token, "weather", None).await?;
-//! let reply = client.echo("ps1", &token.token, b"hello".to_vec()).await?;
-//! assert_eq!(reply.plugin_id, "weather");
+//! let reply = client.call_raw("ps1", "echo", &token.token, "hello".into()).await?;
+//! # drop(reply);
 //! # Ok(()) }
 //! ```
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "app")]
 pub mod assets;
-pub mod audit;
+#[cfg(feature = "app")]
+mod calls;
 pub mod client;
+mod connection;
+#[cfg(feature = "app")]
 pub mod data;
 pub mod error;
-pub mod packages;
+#[cfg(feature = "operator")]
+pub mod operator;
+#[cfg(feature = "app")]
 mod plugin_keys;
+#[cfg(feature = "plugin-server")]
 pub mod plugin_server;
-pub mod plugin_servers;
+#[cfg(feature = "app")]
 pub mod sealed;
 
-pub use client::{Binding, Client, RoutePolicy};
-pub use error::Error;
+#[cfg(feature = "app")]
+pub use calls::Binding;
+pub use client::Client;
+pub use error::{Error, ErrorKind};
+#[cfg(feature = "operator")]
+pub use operator::RoutePolicy;
+#[cfg(feature = "plugin-server")]
 pub use plugin_server::{
-    PluginScope, PluginServer, PluginServerBuilder, ServiceRequest, TokenInfo, TokenStore,
+    PluginScope, PluginServer, PluginServerBuilder, Reply, ServiceRequest, Shutdown, TokenInfo,
+    TokenStore,
 };
 pub use tessera_schemas as schemas;
+pub use tessera_schemas::{ErrorCode, WireError};

@@ -102,7 +102,9 @@ impl Load {
                                 token,
                                 retried: false,
                             },
-                            Err(tessera_sdk::Error::Rejected(w)) => Outcome::Typed(w.code),
+                            Err(e) if e.kind() == tessera_sdk::ErrorKind::Rejected => {
+                                Outcome::Typed(e.code())
+                            }
                             Err(e) => Outcome::Untyped(e.to_string()),
                         };
                         out.push(o);

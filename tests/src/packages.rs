@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use tessera_schemas::packages::{AppConfig, NodeStatus, PackageUploadResponse};
-use tessera_sdk::packages::sign;
+use tessera_sdk::operator::packages::sign;
 
 use crate::Stack;
 

@@ -14,8 +14,8 @@ use tessera_protocol::signing::SigningKey;
 use tessera_runtime::Shutdown;
 use tessera_schemas::Subjects;
 use tessera_schemas::messages::LoginResponse;
-use tessera_sdk::packages::PublisherKey;
-use tessera_sdk::plugin_servers::PluginServerSecret;
+use tessera_sdk::operator::PluginServerSecret;
+use tessera_sdk::operator::packages::PublisherKey;
 use tessera_sdk::{Client, PluginServer, PluginServerBuilder, TokenStore};
 
 use crate::{ServerErrors, Servers};
@@ -387,7 +387,7 @@ impl Stack {
     /// inbox prefix, as the SDK connects.
     pub async fn plugin_server_nats(&self, id: &str) -> async_nats::Client {
         let url = self.plugin_server_url(id).await;
-        tessera_sdk::plugin_servers::connect(&url, self.subjects(), id)
+        tessera_sdk::plugin_server::connect(&url, self.subjects(), id)
             .await
             .unwrap_or_else(|e| panic!("connecting as plugin server {id}: {e}"))
     }
@@ -396,7 +396,7 @@ impl Stack {
     /// the SDK connects it.
     pub async fn plugin_server_dist_nats(&self, id: &str) -> async_nats::Client {
         let url = self.plugin_server_url(id).await;
-        tessera_sdk::plugin_servers::connect_distribution(&url, self.subjects(), id)
+        tessera_sdk::plugin_server::connect_distribution(&url, self.subjects(), id)
             .await
             .unwrap_or_else(|e| panic!("connecting plugin server {id}'s distribution: {e}"))
     }
@@ -446,10 +446,10 @@ impl Stack {
     /// admin client the first time), and waits until it has applied every distribution
     /// already in the stream.
     pub async fn plugin_server(&self, id: &str) -> PluginServerHandle {
-        let nats = self.plugin_server_nats(id).await;
-        let dist = self.plugin_server_dist_nats(id).await;
-        let builder = PluginServerBuilder::new(nats, self.subjects().clone(), id)
-            .distribution(dist)
+        let url = self.plugin_server_url(id).await;
+        let builder = PluginServerBuilder::connect(&url, self.subjects().clone(), id)
+            .await
+            .unwrap_or_else(|e| panic!("connecting as plugin server {id}: {e}"))
             .grace(GRACE)
             .clock_leeway(self.config.clock_leeway);
         let shutdown = Shutdown::new();

@@ -2,20 +2,18 @@
 //! integration-test harness both serve exactly this.
 //!
 //! ```no_run
-//! # async fn demo(nats: async_nats::Client) -> Result<(), tessera_sdk::Error> {
-//! use tessera_sdk::PluginServerBuilder;
-//! let shutdown = tessera_runtime::Shutdown::new();
-//! let builder = PluginServerBuilder::new(nats, Default::default(), "ps1");
+//! # async fn demo(url: &str) -> Result<(), tessera_sdk::Error> {
+//! use tessera_sdk::{PluginServerBuilder, Shutdown};
+//! let shutdown = Shutdown::new();
+//! let builder = PluginServerBuilder::connect(url, Default::default(), "ps1").await?;
 //! let server = tessera_plugin_server::with_echo(builder, "ps1")
 //!     .start(shutdown.clone())
 //!     .await?;
 //! # Ok(()) }
 //! ```
 
-use tessera_runtime::service::Reply;
 use tessera_schemas::messages::{ECHO, EchoReply};
-
-use tessera_sdk::{PluginScope, PluginServerBuilder};
+use tessera_sdk::{PluginScope, PluginServerBuilder, Reply};
 
 /// Name of the echo operation (`svc.<server_id>.echo`).
 pub const ECHO_OPERATION: &str = "echo";

@@ -26,16 +26,13 @@ pub async fn run(settings: &dyn Source, id: &str, shutdown: Shutdown) -> anyhow:
         )
     })?;
     let subjects = tessera_runtime::config::prefix(settings)?;
-    let nats = tessera_sdk::plugin_servers::connect(&url, &subjects, id).await?;
+    let builder = PluginServerBuilder::connect(&url, subjects, id).await?;
     tessera_runtime::health::Readiness::global().register_nats(
         "plugin-server/nats",
         &shutdown,
-        nats.clone(),
+        builder.nats().clone(),
     );
-    let dist = tessera_sdk::plugin_servers::connect_distribution(&url, &subjects, id).await?;
-    let builder = PluginServerBuilder::new(nats, subjects, id)
-        .distribution(dist)
-        .clock_leeway(tessera_runtime::config::clock_leeway(settings)?);
+    let builder = builder.clock_leeway(tessera_runtime::config::clock_leeway(settings)?);
     let server = with_echo(builder, id).start(shutdown).await?;
     eprintln!("plugin server {id} serving; Ctrl-C stops it");
     server.join().await;

@@ -14,7 +14,7 @@ use tessera_schemas::assets::AssetFile;
 use tokio::io::AsyncReadExt as _;
 
 use super::{OnProgress, Progress, VerifiedManifest, hex};
-use crate::{Client, Error};
+use crate::{Client, Error, ErrorKind};
 
 const MANIFEST_FILE: &str = "manifest.jws";
 const FILES_DIR: &str = "files";
@@ -36,7 +36,7 @@ pub struct BundleReport {
 }
 
 fn io(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Io(format!("{what} {}: {e}", path.display()))
+    Error::context(ErrorKind::Io, format!("{what} {}", path.display()), e)
 }
 
 /// SHA-256 of a cached file, or `None` if it is missing or unreadable.

@@ -14,15 +14,16 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
 use bytes::Bytes;
 
-use crate::Error;
+use crate::{Error, ErrorKind};
 
 /// JetStream's header with a direct get answer's stream sequence.
 const SEQUENCE: &str = "Nats-Sequence";
 /// A KV delete or purge marker's header.
 const KV_OPERATION: &str = "KV-Operation";
 
-fn unavailable(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(e.to_string())
+/// The store answered something the SDK cannot use: unavailable, as a broken store is.
+fn unavailable(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::Unavailable, message)
 }
 
 /// One direct get; `None` when the stream has no such message.
@@ -31,7 +32,10 @@ async fn get(
     subject: String,
     body: Bytes,
 ) -> Result<Option<async_nats::Message>, Error> {
-    let msg = nats.request(subject, body).await.map_err(unavailable)?;
+    let msg = nats
+        .request(subject, body)
+        .await
+        .map_err(Error::unavailable)?;
     match msg.status {
         None | Some(StatusCode::OK) => Ok(Some(msg)),
         Some(StatusCode::NOT_FOUND) => Ok(None),
@@ -85,7 +89,7 @@ impl Object {
             return Ok(None);
         };
         let info: ObjectInfo = serde_json::from_slice(&msg.payload)
-            .map_err(|e| unavailable(format!("unreadable object info: {e}")))?;
+            .map_err(|e| Error::context(ErrorKind::Unavailable, "unreadable object info", e))?;
         if info.deleted {
             return Ok(None);
         }

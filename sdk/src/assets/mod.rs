@@ -10,7 +10,8 @@
 //!    checked against the manifest before anything in the cache changes;
 //! 3. fetches anything else (images) on demand, verified ([`Client::fetch_asset`]).
 //!
-//! Operators publish a directory with [`Client::publish_assets`] (`publish.rs`).
+//! Operators publish a directory with `Client::publish_assets` (feature `operator`,
+//! `operator/assets_publish.rs`).
 //!
 //! ```no_run
 //! # async fn demo(client: tessera_sdk::Client) -> Result<(), tessera_sdk::Error> {
@@ -25,20 +26,17 @@
 mod cache;
 mod direct;
 mod manifest;
-mod publish;
 
 use std::path::PathBuf;
 
-use async_nats::jetstream;
 use aws_lc_rs::digest;
 use bytes::Bytes;
 use tessera_schemas::assets::{AssetFile, ManifestClaims, blob_name};
 use tessera_schemas::{ErrorCode, WireError, ids};
 
 pub use cache::BundleReport;
-pub use publish::{PublishReport, content_type_for};
 
-use crate::{Client, Error};
+use crate::{Client, Error, ErrorKind};
 
 /// What a long publish or download reports as it goes (to drive a progress bar).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +71,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(digest::digest(&digest::SHA256, bytes).as_ref())
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
@@ -81,20 +79,8 @@ fn hex(bytes: &[u8]) -> String {
     })
 }
 
-/// The SHA-256 the object store recorded for an object (`SHA-256=<base64url>`), as hex.
-fn object_digest_hex(info: &jetstream::object_store::ObjectInfo) -> Option<String> {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-    let b64 = info.digest.as_deref()?.strip_prefix("SHA-256=")?;
-    let bytes = URL_SAFE
-        .decode(b64)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
-        .ok()?;
-    Some(hex(&bytes))
-}
-
-fn unavailable(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(e.to_string())
+fn bad_manifest(plugin_id: &str, message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::BadManifest, message).about(plugin_id)
 }
 
 /// Verifies a signed manifest against a JWKS: EdDSA with a known `kid`, our issuer and
@@ -104,11 +90,8 @@ pub fn verify_manifest(
     keys: &jsonwebtoken::jwk::JwkSet,
     plugin_id: &str,
 ) -> Result<VerifiedManifest, Error> {
-    let claims =
-        manifest::check_manifest(jws, keys, plugin_id).map_err(|message| Error::BadManifest {
-            plugin_id: plugin_id.to_owned(),
-            message,
-        })?;
+    let claims = manifest::check_manifest(jws, keys, plugin_id)
+        .map_err(|message| bad_manifest(plugin_id, message))?;
     Ok(VerifiedManifest {
         claims,
         jws: jws.to_owned(),
@@ -121,7 +104,7 @@ impl Client {
     pub async fn asset_manifest(&self, plugin_id: &str) -> Result<VerifiedManifest, Error> {
         ids::check("plugin_id", plugin_id)?;
         let not_found = || {
-            Error::Rejected(WireError::new(
+            Error::rejected(WireError::new(
                 ErrorCode::NotFound,
                 format!("no assets published for plugin {plugin_id:?}"),
             ))
@@ -134,10 +117,7 @@ impl Client {
         )
         .await?
         .ok_or_else(not_found)?;
-        let jws = std::str::from_utf8(&jws).map_err(|_| Error::BadManifest {
-            plugin_id: plugin_id.to_owned(),
-            message: "not UTF-8".into(),
-        })?;
+        let jws = std::str::from_utf8(&jws).map_err(|_| bad_manifest(plugin_id, "not UTF-8"))?;
         let keys = self.keys().await?;
         verify_manifest(jws, &keys, plugin_id)
     }
@@ -157,7 +137,7 @@ impl Client {
         progress: OnProgress<'_>,
     ) -> Result<Bytes, Error> {
         let file = manifest.file(path).ok_or_else(|| {
-            Error::Rejected(WireError::new(
+            Error::rejected(WireError::new(
                 ErrorCode::NotFound,
                 format!(
                     "{path:?} is not in version {} of {:?}",
@@ -181,10 +161,7 @@ impl Client {
         out: &mut (impl tokio::io::AsyncWrite + Unpin),
     ) -> Result<(), Error> {
         use tokio::io::AsyncWriteExt as _;
-        let corrupted = |why: String| Error::Corrupted {
-            path: file.path.clone(),
-            message: why,
-        };
+        let corrupted = |why: String| Error::new(ErrorKind::Corrupted, why).about(&file.path);
         let mut object = direct::Object::open(
             self.nats(),
             &self.subjects().js_api_import(),
@@ -213,7 +190,7 @@ impl Client {
             ctx.update(&chunk);
             out.write_all(&chunk)
                 .await
-                .map_err(|e| Error::Io(e.to_string()))?;
+                .map_err(|e| Error::caused(ErrorKind::Io, e))?;
             progress(Progress::Bytes(chunk.len() as u64));
         }
         let actual = hex(ctx.finish().as_ref());
@@ -223,7 +200,9 @@ impl Client {
                 file.size, file.sha256
             )));
         }
-        out.flush().await.map_err(|e| Error::Io(e.to_string()))?;
+        out.flush()
+            .await
+            .map_err(|e| Error::caused(ErrorKind::Io, e))?;
         progress(Progress::FileDone(&file.path));
         Ok(())
     }
@@ -272,7 +251,7 @@ mod tests {
         let refused = |jws: &str, plugin: &str| {
             matches!(
                 verify_manifest(jws, &keys, plugin),
-                Err(Error::BadManifest { .. })
+                Err(e) if e.kind() == ErrorKind::BadManifest
             )
         };
         assert!(refused(&jws, "other"), "another plugin");
@@ -293,13 +272,5 @@ mod tests {
             refused(&other.sign(&claims("index.html")).unwrap(), "weather"),
             "unknown key"
         );
-    }
-
-    #[test]
-    fn content_types_by_extension() {
-        assert_eq!(content_type_for("a/index.HTML"), "text/html");
-        assert_eq!(content_type_for("app.mjs"), "text/javascript");
-        assert_eq!(content_type_for("logo.png"), "image/png");
-        assert_eq!(content_type_for("README"), "application/octet-stream");
     }
 }

@@ -1,4 +1,4 @@
-//! The plugin-server SDK (seed 000 steps 5-6).
+//! The plugin-server face (feature `plugin-server`).
 //!
 //! A plugin server with id `S`:
 //!
@@ -17,10 +17,12 @@
 //! # Layout
 //!
 //! - this file: the builder, the running server and the request path;
+//! - `connect`: the plugin server's two connections, with its own credentials;
 //! - `store`: [`TokenStore`], the tokens one server holds, and [`AuthError`];
 //! - `verify`: the signature check against the broker's published keys;
 //! - `consume`: the consumer of `dist.S` and how events are applied.
 
+mod connect;
 mod consume;
 mod store;
 mod verify;
@@ -30,14 +32,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_protocol::now_unix;
-use tessera_runtime::Shutdown;
-use tessera_runtime::service::{self, Endpoint, Incoming, Reply, handler};
+use tessera_runtime::service::{self, Endpoint, Incoming, handler};
 use tessera_schemas::{ErrorCode, Subjects, WireError, codec, headers, ids};
 use tokio::sync::watch;
 
+pub use connect::{
+    connect, connect_distribution, connect_distribution_with_wait, connect_with_wait,
+};
 pub use store::{AuthError, TokenInfo, TokenStore};
+pub use tessera_runtime::Shutdown;
+pub use tessera_runtime::service::Reply;
 use verify::{Verifier, VerifyError};
 
+use crate::connection::Refusals;
 use crate::{Client, Error};
 
 /// Which plugins' tokens an operation accepts.
@@ -83,11 +90,12 @@ struct Operation {
 /// Builds a [`PluginServer`].
 ///
 /// ```no_run
-/// # async fn demo(nats: async_nats::Client) -> Result<(), tessera_sdk::Error> {
-/// use tessera_sdk::{PluginScope, PluginServerBuilder};
-/// use tessera_runtime::service::Reply;
-/// let shutdown = tessera_runtime::Shutdown::new();
-/// let server = PluginServerBuilder::new(nats, Default::default(), "ps1")
+/// # async fn demo(url: &str) -> Result<(), tessera_sdk::Error> {
+/// use tessera_sdk::{PluginScope, PluginServerBuilder, Reply, Shutdown};
+/// let shutdown = Shutdown::new();
+/// // `url` holds the id's credentials, as `tessera plugin-servers add ps1` printed them.
+/// let server = PluginServerBuilder::connect(url, Default::default(), "ps1")
+///     .await?
 ///     .operation("hello", PluginScope::only(["weather"]), |req| async move {
 ///         Ok(Reply { headers: Default::default(), payload: format!("hi {}", req.token.account_id).into() })
 ///     })
@@ -100,6 +108,8 @@ pub struct PluginServerBuilder {
     nats: async_nats::Client,
     /// Where distributions are read (default: `nats`).
     distribution: Option<async_nats::Client>,
+    /// The serving connection's refused publishes, when the SDK made it.
+    refusals: Option<Arc<Refusals>>,
     subjects: Subjects,
     server_id: String,
     operations: HashMap<String, Operation>,
@@ -109,10 +119,14 @@ pub struct PluginServerBuilder {
 }
 
 impl PluginServerBuilder {
+    /// A builder on connections made elsewhere: `nats` serves (and reads distributions
+    /// unless [`PluginServerBuilder::distribution`] gives another connection). With a
+    /// plugin server id's own credentials, [`PluginServerBuilder::connect`] makes both.
     pub fn new(nats: async_nats::Client, subjects: Subjects, server_id: impl Into<String>) -> Self {
         PluginServerBuilder {
             nats,
             distribution: None,
+            refusals: None,
             subjects,
             server_id: server_id.into(),
             operations: HashMap::new(),
@@ -135,14 +149,19 @@ impl PluginServerBuilder {
     }
 
     /// Reads distributions on this connection instead of the serving one: with
-    /// per-plugin-server credentials it must be the one
-    /// [`crate::plugin_servers::connect_distribution`] made (the serving connection may not
+    /// per-plugin-server credentials it must be the one [`connect_distribution`] made (the serving connection may not
     /// read distributions, and the distribution connection may not respond).
     pub fn distribution(mut self, nats: async_nats::Client) -> Self {
         self.distribution = Some(nats);
         self
     }
 
+    /// The serving connection (e.g. to report its health).
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.nats
+    }
+
+    /// How long a shutdown waits for requests in flight (default 10 s).
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = grace;
         self
@@ -161,7 +180,10 @@ impl PluginServerBuilder {
         for name in self.operations.keys() {
             ids::check("operation", name)?;
         }
-        let client = Client::new(self.nats.clone(), self.subjects.clone());
+        let mut client = Client::new(self.nats.clone(), self.subjects.clone());
+        if let Some(refusals) = self.refusals.clone() {
+            client = client.with_refusals(refusals);
+        }
         let store = Arc::new(TokenStore::with_leeway(self.leeway));
         let verifier = Arc::new(Verifier::new(
             client.clone(),
@@ -205,7 +227,7 @@ impl PluginServerBuilder {
         };
         let service = service::start(self.nats, spec, shutdown)
             .await
-            .map_err(|e| Error::Unavailable(e.to_string()))?;
+            .map_err(|e| Error::new(crate::ErrorKind::Unavailable, e.to_string()).with_source(e))?;
         Ok(PluginServer {
             store,
             caught_up,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tessera_auth::ExternalIssuer;
 use tessera_protocol::signing::SigningKey;
-use tessera_sdk::packages::PublisherKey;
+use tessera_sdk::operator::packages::PublisherKey;
 
 use super::Stack;
 use crate::{Backend, Servers};

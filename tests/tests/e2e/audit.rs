@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use tessera_schemas::ErrorCode;
 use tessera_schemas::audit::{AuditEvent, AuditKind, AuditOutcome, AuditRole};
-use tessera_sdk::audit::AuditQuery;
-use tessera_sdk::packages::sign;
+use tessera_sdk::operator::audit::AuditQuery;
+use tessera_sdk::operator::packages::sign;
 use tessera_tests::packages::dist_wasm;
 use tessera_tests::{Backend, Role, Stack, assert_eventually};
 

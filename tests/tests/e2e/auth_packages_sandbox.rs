@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use futures::TryStreamExt;
 use tessera_devstack::idp::StubIdp;
 use tessera_schemas::ErrorCode;
-use tessera_sdk::packages::{PublisherKey, sign};
+use tessera_sdk::operator::packages::{PublisherKey, sign};
 use tessera_tests::packages::{dist_wasm, local_app};
 use tessera_tests::{Backend, Role, Stack};
 

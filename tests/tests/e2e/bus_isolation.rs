@@ -14,8 +14,7 @@ use tessera_schemas::messages::{
 };
 use tessera_schemas::plugin_servers::PluginServerRecord;
 use tessera_schemas::{Schema, codec, headers};
-use tessera_sdk::Error;
-use tessera_sdk::audit::AuditQuery;
+use tessera_sdk::operator::audit::AuditQuery;
 use tessera_tests::metrics::requests_answered;
 use tessera_tests::{Role, Stack, assert_eventually};
 
@@ -296,7 +295,7 @@ async fn a_plugin_server_cannot_answer_onto_worker_subjects() {
     // Control round trips through the auth worker and the broker after the forgeries.
     let refused = client.login("mallory", PASSWORD).await;
     assert!(
-        matches!(refused, Err(Error::Rejected(ref e)) if e.code == tessera_schemas::ErrorCode::Unauthenticated),
+        matches!(refused, Err(ref e) if e.wire().is_some_and(|w| w.code == tessera_schemas::ErrorCode::Unauthenticated)),
         "no user was created: {refused:?}"
     );
     witness.assert_unchanged(&stack).await;

@@ -113,7 +113,10 @@ fn ip(i: &str) -> Binding {
 /// A refused request's code and message.
 fn rejected(r: Result<String, Error>) -> (ErrorCode, String) {
     match r {
-        Err(Error::Rejected(w)) => (w.code, w.message),
+        Err(e) if e.wire().is_some() => {
+            let w = e.wire().unwrap();
+            (w.code, w.message.clone())
+        }
         other => panic!("expected a typed refusal, got {other:?}"),
     }
 }

@@ -18,7 +18,7 @@ use tessera_tests::{EVENTUALLY, Role, Stack, assert_eventually};
 const PASSWORD: &str = "correct horse battery";
 
 fn is_code<T: std::fmt::Debug>(r: &Result<T, Error>, code: ErrorCode) -> bool {
-    matches!(r, Err(Error::Rejected(w)) if w.code == code)
+    matches!(r, Err(e) if e.wire().is_some_and(|w| w.code == code))
 }
 
 async fn echo_ok(client: &Client, server: &str, token: &TokenResponse) -> bool {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tessera_protocol::rpc::RpcError;
 use tessera_schemas::ErrorCode;
 use tessera_schemas::messages::TokenResponse;
-use tessera_sdk::{Client, Error};
+use tessera_sdk::Client;
 use tessera_tests::load::{self, Load, Outcome, Target};
 use tessera_tests::{Backend, Role, Stack, assert_eventually};
 
@@ -252,7 +252,7 @@ async fn plugin_server_down_comes_back_with_live_tokens_only() {
         assert!(ps1.tokens().is_revoked(&t.token_id));
         assert!(matches!(
             client.echo("ps1", &t.token, b"x".to_vec()).await,
-            Err(Error::Rejected(w)) if w.code == ErrorCode::Unauthenticated
+            Err(e) if e.wire().is_some_and(|w| w.code == ErrorCode::Unauthenticated)
         ));
     }
     assert_eq!(ps1.tokens().len(), live.len());

@@ -21,10 +21,7 @@ use tessera_tests::{Backend, Role, Stack, assert_eventually};
 const PASSWORD: &str = "correct horse battery";
 
 fn code(e: &Error) -> Option<ErrorCode> {
-    match e {
-        Error::Rejected(w) => Some(w.code),
-        _ => None,
-    }
+    e.wire().map(|w| w.code)
 }
 
 /// The token flow through the SDK: user, login, route, two plugin servers, token, echo on both.

@@ -15,10 +15,7 @@ use tessera_tests::{Stack, assert_eventually};
 const PASSWORD: &str = "correct horse battery";
 
 fn code<T: std::fmt::Debug>(r: &Result<T, Error>) -> Option<ErrorCode> {
-    match r {
-        Err(Error::Rejected(e)) => Some(e.code),
-        _ => None,
-    }
+    r.as_ref().err().and_then(Error::wire).map(|w| w.code)
 }
 
 /// 64 tasks on 8 connections send wrong passwords as fast as they are answered (bounded:
@@ -178,7 +175,7 @@ async fn logins_are_limited_per_connection_and_per_username() {
     let limited: Vec<_> = results
         .iter()
         .filter_map(|r| match r {
-            Err(Error::Rejected(e)) if e.code == ErrorCode::RateLimited => Some(e),
+            Err(e) => e.wire().filter(|w| w.code == ErrorCode::RateLimited),
             _ => None,
         })
         .collect();

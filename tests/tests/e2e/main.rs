@@ -20,6 +20,7 @@ mod distribution;
 mod faults;
 mod faults_servers;
 mod flow;
+mod forbidden;
 mod idempotency;
 mod key_rotation;
 mod login_limits;

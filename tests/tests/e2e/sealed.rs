@@ -4,7 +4,7 @@
 
 use tessera_schemas::ErrorCode;
 use tessera_schemas::assets::SEAL_SUITE;
-use tessera_sdk::Error;
+use tessera_sdk::ErrorKind;
 use tessera_sdk::sealed::{self, PluginSecretKey, SealError};
 use tessera_tests::{Stack, assert_eventually};
 
@@ -94,12 +94,16 @@ async fn unknown_plugins_and_bad_keys_get_typed_errors() {
     let err = client.seal_for_plugin("nobody", SECRET).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::NotFound, "{err}");
     let err = client.plugin_key("bad.id").await.unwrap_err();
-    assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
 
     for bad in ["", "AAAA", "not base64 at all!", &"A".repeat(44)] {
         let err = admin.register_plugin_key("weather", bad).await.unwrap_err();
         assert!(
-            matches!(err, Error::Sealed(SealError::BadKey(_))),
+            err.kind() == ErrorKind::Sealed
+                && matches!(
+                    std::error::Error::source(&err).and_then(|s| s.downcast_ref::<SealError>()),
+                    Some(SealError::BadKey(_))
+                ),
             "{bad:?}: {err:?}"
         );
         assert_eq!(err.code(), ErrorCode::BadRequest);

@@ -12,7 +12,7 @@ use std::time::Duration;
 use tessera_devstack::idp::StubIdp;
 use tessera_schemas::packages::AppConfig;
 use tessera_sdk::Client;
-use tessera_sdk::packages::sign;
+use tessera_sdk::operator::packages::sign;
 
 use super::measure::{Figures, closed_loop};
 use tessera_devstack::stack::DevStack;

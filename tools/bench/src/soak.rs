@@ -66,7 +66,10 @@ where
     let until = std::time::Instant::now() + READY;
     loop {
         match f().await {
-            Err(tessera_sdk::Error::Unavailable(_)) if std::time::Instant::now() < until => {
+            Err(e)
+                if e.kind() == tessera_sdk::ErrorKind::Unavailable
+                    && std::time::Instant::now() < until =>
+            {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             other => return other,

@@ -250,8 +250,8 @@ impl DevStack {
         self.data.join("keys/publisher.key")
     }
 
-    pub fn publisher_key(&self) -> anyhow::Result<tessera_sdk::packages::PublisherKey> {
-        use tessera_sdk::packages::PublisherKey;
+    pub fn publisher_key(&self) -> anyhow::Result<tessera_sdk::operator::packages::PublisherKey> {
+        use tessera_sdk::operator::packages::PublisherKey;
         let path = self.publisher_key_file();
         if let Ok(text) = std::fs::read_to_string(&path) {
             return Ok(PublisherKey::from_file_text(&text)?);
@@ -380,11 +380,8 @@ impl DevStack {
             .await
             .with_context(|| format!("registering plugin server {id}"))?;
         let url = secret.url(&[format!("{}:{}", self.nats.host(), self.nats.port())]);
-        let nats = tessera_sdk::plugin_servers::connect(&url, &self.subjects, id).await?;
-        let dist =
-            tessera_sdk::plugin_servers::connect_distribution(&url, &self.subjects, id).await?;
+        let builder = PluginServerBuilder::connect(&url, self.subjects.clone(), id).await?;
         self.plugin_server_urls.push((id.to_owned(), url));
-        let builder = PluginServerBuilder::new(nats, self.subjects.clone(), id).distribution(dist);
         let worker = tessera_plugin_server::with_echo(builder, id)
             .start(shutdown.clone())
             .await?;

@@ -3,7 +3,7 @@
 //!
 //! ```no_run
 //! # async fn demo(admin: tessera_sdk::Client) -> Result<(), tessera_sdk::Error> {
-//! use tessera_sdk::audit::AuditQuery;
+//! use tessera_sdk::operator::audit::AuditQuery;
 //! let query = AuditQuery { last: Some(20), kind: Some("login".into()), follow: false };
 //! for entry in admin.audit_events(&query).await? {
 //!     println!("{} {:?}", entry.seq, entry.event.map(|e| e.kind));
@@ -19,7 +19,7 @@ use futures::StreamExt;
 use tessera_schemas::audit::{AUDIT_EVENT, AuditEvent, AuditKind};
 use tessera_schemas::{codec, headers, ids};
 
-use crate::{Client, Error};
+use crate::{Client, Error, ErrorKind};
 
 /// Silence after which a follower re-creates its consumer from the next sequence (an
 /// async-nats ordered pull consumer can stall; the plugin-server SDK does the same).
@@ -74,10 +74,14 @@ impl Client {
             .get_stream(self.subjects().audit_stream())
             .await
             .map_err(|e| {
-                Error::Unavailable(format!(
-                    "audit stream {}: {e} (it is created when a broker or auth worker starts)",
-                    self.subjects().audit_stream()
-                ))
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "audit stream {}: {e} (it is created when a broker or auth worker starts)",
+                        self.subjects().audit_stream()
+                    ),
+                )
+                .with_source(e)
             })?;
         let (mut next_seq, mut skip) = match query.last {
             Some(n) => start_for_last(&stream, &filter, n).await?,
@@ -88,7 +92,7 @@ impl Client {
             let pending = consumer
                 .info()
                 .await
-                .map_err(|e| Error::Unavailable(format!("audit consumer: {e}")))?
+                .map_err(|e| Error::context(ErrorKind::Unavailable, "audit consumer", e))?
                 .num_pending;
             if pending == 0 && !query.follow {
                 return Ok(());
@@ -96,14 +100,16 @@ impl Client {
             let mut messages = consumer
                 .messages()
                 .await
-                .map_err(|e| Error::Unavailable(format!("audit consumer: {e}")))?;
+                .map_err(|e| Error::context(ErrorKind::Unavailable, "audit consumer", e))?;
             loop {
                 let Ok(next) = tokio::time::timeout(STALL, messages.next()).await else {
                     break; // silence: resume from next_seq with a fresh consumer
                 };
                 let msg = match next {
                     Some(Ok(m)) => m,
-                    Some(Err(e)) => return Err(Error::Unavailable(format!("audit stream: {e}"))),
+                    Some(Err(e)) => {
+                        return Err(Error::context(ErrorKind::Unavailable, "audit stream", e));
+                    }
                     None => break,
                 };
                 let (seq, left) = msg
@@ -154,7 +160,7 @@ fn filter_subject(client: &Client, kind: Option<&str>) -> Result<String, Error> 
         return Ok(format!("{}.{kind}.>", s.audit_all().trim_end_matches(".>")));
     }
     let known: Vec<&str> = AuditKind::ALL.iter().map(|k| k.as_str()).collect();
-    Err(Error::InvalidInput(format!(
+    Err(Error::invalid_input(format!(
         "unknown audit kind {kind:?}: use one of {} or a group (token, login, user, package)",
         known.join(", ")
     )))
@@ -176,7 +182,7 @@ async fn ordered(
             ..Default::default()
         })
         .await
-        .map_err(|e| Error::Unavailable(format!("audit consumer: {e}")))
+        .map_err(|e| Error::context(ErrorKind::Unavailable, "audit consumer", e))
 }
 
 /// Where to start so that the last `n` matching events are read: widen a window back from
@@ -191,7 +197,7 @@ async fn start_for_last(
     let state = stream
         .info()
         .await
-        .map_err(|e| Error::Unavailable(format!("audit stream: {e}")))?
+        .map_err(|e| Error::context(ErrorKind::Unavailable, "audit stream", e))?
         .state
         .clone();
     let (first, last) = (state.first_sequence.max(1), state.last_sequence);
@@ -207,7 +213,7 @@ async fn start_for_last(
         let pending = consumer
             .info()
             .await
-            .map_err(|e| Error::Unavailable(format!("audit consumer: {e}")))?
+            .map_err(|e| Error::context(ErrorKind::Unavailable, "audit consumer", e))?
             .num_pending;
         // Counting is all this consumer was for; the server would drop it when idle anyway.
         let name = consumer.cached_info().name.clone();

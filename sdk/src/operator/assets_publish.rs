@@ -15,8 +15,8 @@ use tessera_schemas::assets::{
 use tessera_schemas::{codec, ids};
 use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
 
-use super::{OnProgress, Progress, hex, unavailable};
-use crate::{Client, Error};
+use crate::assets::{OnProgress, Progress, hex};
+use crate::{Client, Error, ErrorKind};
 
 /// Blob lookups in flight while deciding what to upload.
 const LOOKUP_CONCURRENCY: usize = 16;
@@ -64,13 +64,25 @@ pub fn content_type_for(path: &str) -> &'static str {
     }
 }
 
+/// The SHA-256 the object store recorded for an object (`SHA-256=<base64url>`), as hex.
+fn object_digest_hex(info: &async_nats::jetstream::object_store::ObjectInfo) -> Option<String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+    let b64 = info.digest.as_deref()?.strip_prefix("SHA-256=")?;
+    let bytes = URL_SAFE
+        .decode(b64)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(b64))
+        .ok()?;
+    Some(hex(&bytes))
+}
+
 /// Every regular file under `dir` (symbolic links are not followed), sorted, as
 /// (`/`-separated relative path, absolute path).
 fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     let meta = std::fs::metadata(dir)
-        .map_err(|e| Error::InvalidInput(format!("{}: {e}", dir.display())))?;
+        .map_err(|e| Error::context(ErrorKind::InvalidInput, dir.display(), e))?;
     if !meta.is_dir() {
-        return Err(Error::InvalidInput(format!(
+        return Err(Error::invalid_input(format!(
             "{} is not a directory",
             dir.display()
         )));
@@ -80,18 +92,18 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
     while let Some(rel) = stack.pop() {
         let abs = dir.join(&rel);
         let entries =
-            std::fs::read_dir(&abs).map_err(|e| Error::Io(format!("{}: {e}", abs.display())))?;
+            std::fs::read_dir(&abs).map_err(|e| Error::context(ErrorKind::Io, abs.display(), e))?;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::Io(format!("{}: {e}", abs.display())))?;
+            let entry = entry.map_err(|e| Error::context(ErrorKind::Io, abs.display(), e))?;
             let rel = rel.join(entry.file_name());
             let kind = entry
                 .file_type()
-                .map_err(|e| Error::Io(format!("{}: {e}", rel.display())))?;
+                .map_err(|e| Error::context(ErrorKind::Io, rel.display(), e))?;
             if kind.is_dir() {
                 stack.push(rel);
             } else if kind.is_file() {
                 let name = rel.to_str().ok_or_else(|| {
-                    Error::InvalidInput(format!("{}: not a UTF-8 file name", rel.display()))
+                    Error::invalid_input(format!("{}: not a UTF-8 file name", rel.display()))
                 })?;
                 out.push((name.replace(std::path::MAIN_SEPARATOR, "/"), dir.join(&rel)));
             }
@@ -102,7 +114,7 @@ fn walk(dir: &Path) -> Result<Vec<(String, PathBuf)>, Error> {
 }
 
 async fn hash_file(path: &Path) -> Result<(String, u64), Error> {
-    let io = |e: std::io::Error| Error::Io(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| Error::context(ErrorKind::Io, path.display(), e);
     let mut f = tokio::fs::File::open(path).await.map_err(io)?;
     let mut ctx = digest::Context::new(&digest::SHA256);
     let mut buf = vec![0u8; 64 * 1024];
@@ -153,7 +165,7 @@ impl Client {
         ids::check("plugin_id", plugin_id)?;
         let found = walk(dir)?;
         if found.is_empty() {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "{}: no files to publish",
                 dir.display()
             )));
@@ -170,14 +182,14 @@ impl Client {
                 size,
             });
         }
-        check_files(&files).map_err(Error::InvalidInput)?;
+        check_files(&files).map_err(Error::invalid_input)?;
         let request = AssetsPublishRequest {
             plugin_id: plugin_id.to_owned(),
             files,
         };
         let encoded = codec::encode(&request).len();
         if encoded > codec::MAX_MESSAGE_BYTES {
-            return Err(Error::InvalidInput(format!(
+            return Err(Error::invalid_input(format!(
                 "the file list takes {encoded} bytes, over the {} byte request limit: fewer files or shorter paths",
                 codec::MAX_MESSAGE_BYTES
             )));
@@ -190,7 +202,7 @@ impl Client {
             self.durability(),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(Error::unavailable)?;
         let sizes: BTreeMap<&str, u64> = request
             .files
             .iter()
@@ -207,7 +219,7 @@ impl Client {
                     let have = store.info(blob_name(&sha)).await.is_ok_and(|i| {
                         !i.deleted
                             && i.size as u64 == size
-                            && super::object_digest_hex(&i).as_deref() == Some(sha.as_str())
+                            && object_digest_hex(&i).as_deref() == Some(sha.as_str())
                     });
                     (sha, have)
                 }
@@ -231,7 +243,7 @@ impl Client {
             let path = &sources[sha.as_str()];
             let file = tokio::fs::File::open(path)
                 .await
-                .map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+                .map_err(|e| Error::context(ErrorKind::Io, path.display(), e))?;
             let mut reader = Counting {
                 inner: file,
                 progress,
@@ -239,7 +251,7 @@ impl Client {
             store
                 .put(blob_name(sha).as_str(), &mut reader)
                 .await
-                .map_err(unavailable)?;
+                .map_err(Error::unavailable)?;
             progress(Progress::FileDone(sha));
         }
 
@@ -255,5 +267,18 @@ impl Client {
             bytes_stored,
             skipped: sizes.len() - missing.len(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_type_for;
+
+    #[test]
+    fn content_types_by_extension() {
+        assert_eq!(content_type_for("a/index.HTML"), "text/html");
+        assert_eq!(content_type_for("app.mjs"), "text/javascript");
+        assert_eq!(content_type_for("logo.png"), "image/png");
+        assert_eq!(content_type_for("README"), "application/octet-stream");
     }
 }

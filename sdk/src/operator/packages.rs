@@ -1,9 +1,10 @@
-//! Third-party apps and authentication packages, from the operator's and the client's side:
-//! logging in through an app, signing and uploading packages, app configs, node status.
+//! Third-party apps and authentication packages, the operator's side: signing and uploading
+//! packages, app configs, node status. (Logging in through an app is the app face's:
+//! [`Client::login_app`].)
 //!
 //! ```no_run
 //! # async fn demo(admin: tessera_sdk::Client) -> Result<(), tessera_sdk::Error> {
-//! use tessera_sdk::packages::{PublisherKey, sign};
+//! use tessera_sdk::operator::packages::{PublisherKey, sign};
 //! let key = PublisherKey::generate();
 //! let wasm = std::fs::read("http-password.wasm").unwrap();
 //! let manifest = sign(&key, &wasm, "http-password", "1.0.0")?;
@@ -12,7 +13,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream;
@@ -21,14 +21,13 @@ use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures::StreamExt;
-use tessera_schemas::messages::{AUTH_LOGIN, LoginRequest, LoginResponse};
 use tessera_schemas::packages::{
     AppConfig, INTERFACE_VERSION, NodeStatus, PACKAGES_UPLOAD, PackageManifest, PackageRecord,
     PackageUploadRequest, PackageUploadResponse,
 };
 use tessera_schemas::{codec, ids};
 
-use crate::{Client, Error};
+use crate::{Client, Error, ErrorKind};
 
 /// An Ed25519 package-publisher key (PKCS#8).
 pub struct PublisherKey {
@@ -45,7 +44,7 @@ impl PublisherKey {
 
     pub fn from_pkcs8(pkcs8: &[u8]) -> Result<PublisherKey, Error> {
         let pair = Ed25519KeyPair::from_pkcs8(pkcs8)
-            .map_err(|e| Error::InvalidInput(format!("not an Ed25519 PKCS#8 key: {e}")))?;
+            .map_err(|e| Error::context(ErrorKind::InvalidInput, "not an Ed25519 PKCS#8 key", e))?;
         Ok(PublisherKey {
             pkcs8: pkcs8.to_vec(),
             pair,
@@ -60,7 +59,7 @@ impl PublisherKey {
     pub fn from_file_text(text: &str) -> Result<PublisherKey, Error> {
         let der = URL_SAFE_NO_PAD
             .decode(text.trim())
-            .map_err(|e| Error::InvalidInput(format!("key file is not base64url: {e}")))?;
+            .map_err(|e| Error::context(ErrorKind::InvalidInput, "key file is not base64url", e))?;
         PublisherKey::from_pkcs8(&der)
     }
 
@@ -91,38 +90,12 @@ pub fn sign(
         publisher_key: key.public_key(),
         signature: String::new(),
     };
-    m.validate().map_err(Error::InvalidInput)?;
+    m.validate().map_err(Error::invalid_input)?;
     m.signature = URL_SAFE_NO_PAD.encode(key.pair.sign(&m.signed_bytes()).as_ref());
     Ok(m)
 }
 
-fn unavailable(e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(e.to_string())
-}
-
 impl Client {
-    /// Logs in through a third-party app (or, if the app is disabled, a local account from
-    /// `params` `username`/`password`).
-    pub async fn login_app(
-        &self,
-        app_id: &str,
-        params: BTreeMap<String, String>,
-    ) -> Result<LoginResponse, Error> {
-        let req = LoginRequest {
-            app_id: Some(app_id.to_owned()),
-            params,
-            ..Default::default()
-        };
-        Ok(tessera_protocol::rpc::request(
-            self.nats(),
-            self.subjects().auth_login(),
-            AUTH_LOGIN,
-            &req,
-            self.timeout(),
-        )
-        .await?)
-    }
-
     /// Uploads a package through any auth node (admin role): the bytes go to the staging
     /// object store, the manifest in the request; the node verifies, stores and installs.
     pub async fn upload_package(
@@ -135,26 +108,31 @@ impl Client {
             .js()
             .get_object_store(subjects.package_staging_store())
             .await
-            .map_err(|e| unavailable(format!("staging store (is an auth node running?): {e}")))?;
+            .map_err(|e| {
+                Error::context(
+                    ErrorKind::Unavailable,
+                    "staging store (is an auth node running?)",
+                    e,
+                )
+            })?;
         let name = uuid::Uuid::new_v4().simple().to_string();
         staging
             .put(name.as_str(), &mut &wasm[..])
             .await
-            .map_err(unavailable)?;
+            .map_err(Error::unavailable)?;
         let req = PackageUploadRequest {
             manifest: manifest.clone(),
             staging: name,
         };
         // Verifying and compiling a package takes longer than an ordinary request.
         let timeout = self.timeout().max(Duration::from_secs(30));
-        Ok(tessera_protocol::rpc::request(
-            self.nats(),
+        self.call_with_timeout(
             subjects.auth_packages_upload(),
             PACKAGES_UPLOAD,
             &req,
             timeout,
         )
-        .await?)
+        .await
     }
 
     /// The package index (admin role).
@@ -163,11 +141,11 @@ impl Client {
             .js()
             .get_key_value(self.subjects().package_index_bucket())
             .await
-            .map_err(unavailable)?;
-        let keys = crate::client::kv_keys(&kv).await?;
+            .map_err(Error::unavailable)?;
+        let keys = super::kv_keys(&kv).await?;
         let mut out = Vec::new();
         for k in keys {
-            if let Some(b) = kv.get(&k).await.map_err(unavailable)?
+            if let Some(b) = kv.get(&k).await.map_err(Error::unavailable)?
                 && let Ok(r) = codec::decode::<PackageRecord>(&b)
             {
                 out.push(r);
@@ -180,7 +158,7 @@ impl Client {
     async fn apps_kv(&self) -> Result<jetstream::kv::Store, Error> {
         tessera_bus_config::provision::apps_bucket(&self.js(), self.subjects(), self.durability())
             .await
-            .map_err(unavailable)
+            .map_err(Error::unavailable)
     }
 
     /// Stores an app config (admin role). A `client_secret` goes to the app-secrets bucket
@@ -197,31 +175,32 @@ impl Client {
                 self.durability(),
             )
             .await
-            .map_err(unavailable)?;
+            .map_err(Error::unavailable)?;
             ids::check("app_id", &app.app_id)?;
             secrets
                 .put(&app.app_id, secret.as_bytes().to_vec().into())
                 .await
-                .map_err(unavailable)?;
+                .map_err(Error::unavailable)?;
             app.secret_ref = Some(format!("kv:{}", app.app_id));
         }
-        app.validate().map_err(Error::InvalidInput)?;
-        let json = serde_json::to_vec(&app).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        app.validate().map_err(Error::invalid_input)?;
+        let json =
+            serde_json::to_vec(&app).map_err(|e| Error::caused(ErrorKind::InvalidInput, e))?;
         self.apps_kv()
             .await?
             .put(&app.app_id, json.into())
             .await
-            .map_err(unavailable)?;
+            .map_err(Error::unavailable)?;
         Ok(())
     }
 
     /// Every app config (admin role). Secrets are never in them.
     pub async fn apps(&self) -> Result<Vec<AppConfig>, Error> {
         let kv = self.apps_kv().await?;
-        let keys = crate::client::kv_keys(&kv).await?;
+        let keys = super::kv_keys(&kv).await?;
         let mut out = Vec::new();
         for k in keys {
-            if let Some(b) = kv.get(&k).await.map_err(unavailable)?
+            if let Some(b) = kv.get(&k).await.map_err(Error::unavailable)?
                 && let Ok(app) = serde_json::from_slice::<AppConfig>(&b)
             {
                 out.push(app);
@@ -235,21 +214,21 @@ impl Client {
     pub async fn set_app_enabled(&self, app_id: &str, enabled: bool) -> Result<(), Error> {
         ids::check("app_id", app_id)?;
         let kv = self.apps_kv().await?;
-        let entry = kv.entry(app_id).await.map_err(unavailable)?;
+        let entry = kv.entry(app_id).await.map_err(Error::unavailable)?;
         let Some(entry) = entry.filter(|e| e.operation == jetstream::kv::Operation::Put) else {
-            return Err(Error::Rejected(tessera_schemas::WireError::new(
+            return Err(Error::rejected(tessera_schemas::WireError::new(
                 tessera_schemas::ErrorCode::NotFound,
                 format!("no app {app_id:?}"),
             )));
         };
-        let mut app: AppConfig =
-            serde_json::from_slice(&entry.value).map_err(|e| Error::BadReply(e.to_string()))?;
+        let mut app: AppConfig = serde_json::from_slice(&entry.value).map_err(Error::bad_reply)?;
         app.enabled = enabled;
-        let json = serde_json::to_vec(&app).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        let json =
+            serde_json::to_vec(&app).map_err(|e| Error::caused(ErrorKind::InvalidInput, e))?;
         // Compare-and-set on the revision read, so a concurrent `put` is not overwritten.
         kv.update(app_id, json.into(), entry.revision)
             .await
-            .map_err(unavailable)?;
+            .map_err(Error::unavailable)?;
         Ok(())
     }
 
@@ -264,15 +243,18 @@ impl Client {
     ) -> Result<Vec<NodeStatus>, Error> {
         let nats = self.nats();
         let inbox = nats.new_inbox();
-        let mut replies = nats.subscribe(inbox.clone()).await.map_err(unavailable)?;
+        let mut replies = nats
+            .subscribe(inbox.clone())
+            .await
+            .map_err(Error::unavailable)?;
         nats.publish_with_reply(
             self.subjects().auth_nodes_status(),
             inbox,
             Vec::new().into(),
         )
         .await
-        .map_err(unavailable)?;
-        nats.flush().await.map_err(unavailable)?;
+        .map_err(Error::unavailable)?;
+        nats.flush().await.map_err(Error::unavailable)?;
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut out: Vec<NodeStatus> = Vec::new();
         loop {
@@ -288,7 +270,7 @@ impl Client {
             match tokio::time::timeout_at(wait, replies.next()).await {
                 Ok(Some(msg)) => match codec::decode::<NodeStatus>(&msg.payload) {
                     Ok(s) => out.push(s),
-                    Err(e) => return Err(Error::BadReply(e.to_string())),
+                    Err(e) => return Err(Error::bad_reply(e)),
                 },
                 Ok(None) | Err(_) => break,
             }
