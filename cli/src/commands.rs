@@ -6,6 +6,7 @@ use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
 use tessera_bus_config::Role;
 use tessera_runtime::Shutdown;
+use tessera_runtime::config::registry;
 use tessera_sdk::{Binding, Client, RoutePolicy};
 
 use crate::env::Settings;
@@ -15,7 +16,7 @@ use crate::{Cli, Command};
 pub enum WorkerName {
     Broker,
     Auth,
-    /// Signed data-access packets (seed 002).
+    /// Signed data-access packets.
     Gateway,
 }
 
@@ -36,7 +37,7 @@ pub enum TokenCmd {
     Request {
         plugin_id: String,
         /// The account token (default: $TESSERA_ACCOUNT_TOKEN).
-        #[arg(long, env = "TESSERA_ACCOUNT_TOKEN", hide_env_values = true)]
+        #[arg(long, env = registry::ACCOUNT_TOKEN.name, hide_env_values = true)]
         account_token: String,
         /// Same key, same account, same plugin within 5 minutes: the same token.
         #[arg(long)]
@@ -116,14 +117,15 @@ pub enum DataRoutesCmd {
 
 /// Connects with the URL of `role` from the settings.
 pub(crate) async fn connect(settings: &Settings, role: Role) -> anyhow::Result<Client> {
-    let url = settings.require(role.url_env())?;
+    let url = settings.require(crate::env::url_setting(role))?;
     let subjects = tessera_runtime::config::prefix(settings)?;
     let nats =
         tessera_protocol::bus::connect(&url, "tessera-cli", std::time::Duration::from_secs(5))
             .await?;
     // An admin command run before the workers creates the buckets it writes: with the
     // cluster's replicas (`TESSERA_JS_REPLICAS`), as the workers would.
-    let replicas = tessera_runtime::config::parsed(settings, "TESSERA_JS_REPLICAS", 1usize)?;
+    let replicas =
+        tessera_runtime::config::read(settings, tessera_runtime::config::worker::js_replicas_of)?;
     Ok(Client::new(nats, subjects)
         .with_durability(tessera_bus_config::provision::Durability { replicas }))
 }
@@ -202,7 +204,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::PluginServers(cmd) => crate::plugin_servers::run(&settings, cmd).await,
-        Command::CheckConfig => check_config(&settings),
+        Command::CheckConfig { list } => crate::check_config::run(&settings, list),
         Command::Users(UsersCmd::Add {
             username,
             password_stdin,
@@ -340,13 +342,13 @@ pub struct DataArgs {
     plugin_id: String,
     operation: String,
     /// The client app id (default: $TESSERA_APP_ID).
-    #[arg(long, env = "TESSERA_APP_ID")]
+    #[arg(long, env = registry::APP_ID.name)]
     app_id: String,
     /// The client app's secret (default: $TESSERA_APP_SECRET).
-    #[arg(long, env = "TESSERA_APP_SECRET", hide_env_values = true)]
+    #[arg(long, env = registry::APP_SECRET.name, hide_env_values = true)]
     app_secret: String,
     /// The plugin token (default: $TESSERA_PLUGIN_TOKEN).
-    #[arg(long, env = "TESSERA_PLUGIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = registry::PLUGIN_TOKEN.name, hide_env_values = true)]
     token: String,
     #[arg(long, default_value = "")]
     query: String,
@@ -490,76 +492,30 @@ pub(crate) async fn start_health(settings: &Settings) -> anyhow::Result<Shutdown
     Ok(stop)
 }
 
+/// A worker's settings, read (and refused, all bad ones at once) before anything starts.
+enum WorkerConfig {
+    Broker(tessera_broker::BrokerConfig),
+    Auth(tessera_auth::AuthConfig),
+    Gateway(tessera_gateway::GatewayConfig),
+}
+
 async fn run_worker(settings: &Settings, name: WorkerName) -> anyhow::Result<()> {
+    let config = match name {
+        WorkerName::Broker => {
+            WorkerConfig::Broker(tessera_broker::BrokerConfig::from_env(settings)?)
+        }
+        WorkerName::Auth => WorkerConfig::Auth(tessera_auth::AuthConfig::from_env(settings)?),
+        WorkerName::Gateway => {
+            WorkerConfig::Gateway(tessera_gateway::GatewayConfig::from_env(settings)?)
+        }
+    };
     let shutdown = tessera_runtime::signal::shutdown_on_signal();
     let health = start_health(settings).await?;
-    let result = match name {
-        WorkerName::Broker => {
-            tessera_broker::run(tessera_broker::BrokerConfig::from_env(settings)?, shutdown).await
-        }
-        WorkerName::Auth => {
-            tessera_auth::run(tessera_auth::AuthConfig::from_env(settings)?, shutdown).await
-        }
-        WorkerName::Gateway => {
-            tessera_gateway::run(
-                tessera_gateway::GatewayConfig::from_env(settings)?,
-                shutdown,
-            )
-            .await
-        }
+    let result = match config {
+        WorkerConfig::Broker(c) => tessera_broker::run(c, shutdown).await,
+        WorkerConfig::Auth(c) => tessera_auth::run(c, shutdown).await,
+        WorkerConfig::Gateway(c) => tessera_gateway::run(c, shutdown).await,
     };
     health.cancel();
     result
-}
-
-fn check_config(settings: &Settings) -> anyhow::Result<()> {
-    if let Some(p) = &settings.file_path {
-        println!("env file: {}", p.display());
-    }
-    if let Some(addr) = tessera_runtime::health::addr_from_env(settings)? {
-        let limits = tessera_runtime::health::Limits::from_env(settings)?;
-        println!(
-            "health: http://{addr}/healthz /readyz /metrics (at most {} connections, request head within {:?})",
-            limits.max_connections, limits.read_timeout
-        );
-    }
-    let b = tessera_broker::BrokerConfig::from_env(settings)?;
-    println!(
-        "broker: nats {} redis {} prefix {} key {} token ttl {:?} auth cache {:?}",
-        tessera_protocol::bus::redact(&b.nats_url),
-        tessera_protocol::bus::redact(&b.redis_url),
-        b.subjects.prefix(),
-        b.signing_key.kid(),
-        b.token_ttl,
-        b.auth_cache_ttl
-    );
-    let a = tessera_auth::AuthConfig::from_env(settings)?;
-    println!(
-        "auth:   nats {} issuer {} key {} external issuers {} callout {} (client apps {})",
-        tessera_protocol::bus::redact(&a.nats_url),
-        a.issuer,
-        a.signing_key.kid(),
-        a.external_issuers.len(),
-        a.callout_issuer
-            .as_ref()
-            .map_or("off".to_owned(), |seed| format!(
-                "issuer {}",
-                seed.public_key()
-            )),
-        if a.callout_issuer.is_some() && a.client_password.is_some() {
-            "admitted"
-        } else {
-            "not admitted"
-        }
-    );
-    let g = tessera_gateway::GatewayConfig::from_env(settings)?;
-    println!(
-        "gateway: nats {} redis {} skew {:?} forward timeout {:?}",
-        tessera_protocol::bus::redact(&g.nats_url),
-        tessera_protocol::bus::redact(&g.redis_url),
-        g.skew,
-        g.forward_timeout
-    );
-    println!("ok");
-    Ok(())
 }

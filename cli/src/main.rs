@@ -7,6 +7,7 @@
 
 mod assets;
 mod audit;
+mod check_config;
 mod commands;
 mod deploy;
 mod env;
@@ -33,7 +34,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     /// Read settings (NATS_URL, TESSERA_ADMIN_URL, ...) from this KEY=VALUE file.
-    #[arg(long, global = true, env = "TESSERA_ENV_FILE")]
+    #[arg(long, global = true, env = tessera_runtime::config::registry::ENV_FILE.name)]
     env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -53,8 +54,13 @@ enum Command {
         #[arg(long)]
         id: String,
     },
-    /// Validate the worker settings from the environment and print them (exit 64 if bad).
-    CheckConfig,
+    /// Validate the worker settings from the environment and print them (exit 64 if bad,
+    /// listing every bad one). Reads only: a missing key file is reported, never created.
+    CheckConfig {
+        /// Print every setting a Tessera process reads (a Markdown table) instead.
+        #[arg(long)]
+        list: bool,
+    },
     /// Local accounts (admin).
     #[command(subcommand)]
     Users(commands::UsersCmd),
@@ -104,7 +110,7 @@ enum Command {
         server: String,
         operation: String,
         /// The plugin token (default: $TESSERA_PLUGIN_TOKEN).
-        #[arg(long, env = "TESSERA_PLUGIN_TOKEN", hide_env_values = true)]
+        #[arg(long, env = tessera_runtime::config::registry::PLUGIN_TOKEN.name, hide_env_values = true)]
         token: String,
         /// Request body.
         #[arg(long, default_value = "")]
