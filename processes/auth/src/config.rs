@@ -187,3 +187,42 @@ pub fn parse_trusted_keys(text: &str) -> Result<Vec<[u8; 32]>, String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tessera_runtime::config::registry::{DEV_EPHEMERAL_KEYS, NATS_URL};
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_come_from_the_registry_and_every_bad_setting_is_reported() {
+        let ok = env(&[(NATS_URL.name, "nats://x"), (DEV_EPHEMERAL_KEYS.name, "1")]);
+        let c = AuthConfig::from_env(&ok).unwrap();
+        assert_eq!(c.issuer, "tessera-auth");
+        assert_eq!(c.account_token_ttl, Duration::from_secs(3600));
+        assert_eq!(c.login_limits.queue, 64);
+
+        let mut bad = env(&[(NATS_URL.name, "nats://x")]);
+        bad.insert(LOGIN_QUEUE.name.into(), "many".into());
+        bad.insert(PACKAGE_TRUSTED_KEYS.name.into(), "not-a-key".into());
+        bad.insert(AUTH_NODE_ID.name.into(), "a node".into());
+        assert_eq!(
+            AuthConfig::from_env(&bad).unwrap_err().keys(),
+            [
+                AUTH_KEY_FILE.name,
+                PACKAGE_TRUSTED_KEYS.name,
+                AUTH_NODE_ID.name,
+                LOGIN_QUEUE.name,
+            ]
+        );
+    }
+}
