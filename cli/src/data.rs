@@ -3,6 +3,7 @@
 
 use clap::Subcommand;
 use tessera_bus_config::Role;
+use tessera_runtime::config::registry;
 
 use crate::connect::connect;
 use crate::env::Settings;
@@ -99,13 +100,13 @@ pub struct DataArgs {
     plugin_id: String,
     operation: String,
     /// The client app id (default: $TESSERA_APP_ID).
-    #[arg(long, env = "TESSERA_APP_ID")]
+    #[arg(long, env = registry::APP_ID.name)]
     app_id: String,
     /// The client app's secret (default: $TESSERA_APP_SECRET).
-    #[arg(long, env = "TESSERA_APP_SECRET", hide_env_values = true)]
+    #[arg(long, env = registry::APP_SECRET.name, hide_env_values = true)]
     app_secret: String,
     /// The plugin token (default: $TESSERA_PLUGIN_TOKEN).
-    #[arg(long, env = "TESSERA_PLUGIN_TOKEN", hide_env_values = true)]
+    #[arg(long, env = registry::PLUGIN_TOKEN.name, hide_env_values = true)]
     token: String,
     #[arg(long, default_value = "")]
     query: String,

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use tessera_bus_config::Role;
+use tessera_runtime::config::registry::{self, Setting};
 use tessera_runtime::config::{ProcessEnv, Source};
 use tessera_runtime::env_file::{self, DEFAULT_DATA_DIR, ENV_FILE_NAME};
 
@@ -44,9 +46,21 @@ impl Settings {
     }
 
     /// A required setting, with a hint at where it usually comes from.
-    pub fn require(&self, key: &str) -> anyhow::Result<String> {
-        self.get(key).with_context(|| {
-            format!("{key} is not set: start a stack with `tessera-dev up` (it writes {DEFAULT_DATA_DIR}/{ENV_FILE_NAME}) or pass --env-file")
+    pub fn require(&self, setting: &Setting) -> anyhow::Result<String> {
+        self.get(setting.name).with_context(|| {
+            format!("{setting} is not set: start a stack with `tessera-dev up` (it writes {DEFAULT_DATA_DIR}/{ENV_FILE_NAME}) or pass --env-file")
         })
+    }
+}
+
+/// The setting that carries `role`'s NATS URL (its name is `role.url_env()`, which the
+/// bus configuration renders into env files; a test holds the two together).
+pub fn url_setting(role: Role) -> &'static Setting {
+    match role {
+        Role::Client => &registry::NATS_URL,
+        Role::Broker => &registry::BROKER_URL,
+        Role::Auth => &registry::AUTH_URL,
+        Role::Admin => &registry::ADMIN_URL,
+        Role::Gateway => &registry::GATEWAY_URL,
     }
 }

@@ -8,6 +8,7 @@
 mod accounts;
 mod assets;
 mod audit;
+mod check_config;
 mod connect;
 mod data;
 mod deploy;
@@ -39,7 +40,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     /// Read settings (NATS_URL, TESSERA_ADMIN_URL, ...) from this KEY=VALUE file.
-    #[arg(long, global = true, env = "TESSERA_ENV_FILE")]
+    #[arg(long, global = true, env = tessera_runtime::config::registry::ENV_FILE.name)]
     env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
@@ -59,8 +60,13 @@ enum Command {
         #[arg(long)]
         id: String,
     },
-    /// Validate the worker settings from the environment and print them (exit 64 if bad).
-    CheckConfig,
+    /// Validate the worker settings from the environment and print them (exit 64 if bad,
+    /// listing every bad one). Reads only: a missing key file is reported, never created.
+    CheckConfig {
+        /// Print every setting a Tessera process reads (a Markdown table) instead.
+        #[arg(long)]
+        list: bool,
+    },
     /// Local accounts (admin).
     #[command(subcommand)]
     Users(accounts::UsersCmd),
@@ -110,7 +116,7 @@ enum Command {
         server: String,
         operation: String,
         /// The plugin token (default: $TESSERA_PLUGIN_TOKEN).
-        #[arg(long, env = "TESSERA_PLUGIN_TOKEN", hide_env_values = true)]
+        #[arg(long, env = tessera_runtime::config::registry::PLUGIN_TOKEN.name, hide_env_values = true)]
         token: String,
         /// Request body.
         #[arg(long, default_value = "")]
@@ -187,7 +193,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::BusConfig(_) => unreachable!("handled above"),
         Command::Worker { name } => workers::run_worker(s, name).await,
         Command::PluginServer { id } => workers::run_plugin_server(s, &id).await,
-        Command::CheckConfig => workers::check_config(s),
+        Command::CheckConfig { list } => check_config::run(s, list),
         Command::Users(cmd) => accounts::users(s, cmd).await,
         Command::Login {
             username,

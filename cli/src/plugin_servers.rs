@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 use tessera_bus_config::Role;
-use tessera_bus_config::roles::PLUGIN_SERVER_URL_ENV;
+use tessera_runtime::config::registry::PLUGIN_SERVER_URL;
 
 use crate::connect::connect;
 use crate::env::Settings;
@@ -42,20 +42,20 @@ pub async fn run(settings: &Settings, cmd: PluginServersCmd) -> anyhow::Result<(
             env,
         } => {
             let hosts = if hosts.is_empty() {
-                hosts_of(&settings.require(Role::Admin.url_env())?)
+                hosts_of(&settings.require(crate::env::url_setting(Role::Admin))?)
             } else {
                 hosts
             };
             let secret = client.add_plugin_server(&id, rotate).await?;
             let url = secret.url(&hosts);
             if env {
-                println!("{PLUGIN_SERVER_URL_ENV}={url}");
+                println!("{PLUGIN_SERVER_URL}={url}");
             } else {
                 println!("{url}");
             }
             eprintln!(
                 "plugin server {id} registered; keep the URL above (run it with \
-                 {PLUGIN_SERVER_URL_ENV}=<url> tessera plugin-server --id {id}): \
+                 {PLUGIN_SERVER_URL}=<url> tessera plugin-server --id {id}): \
                  its secret is not shown again"
             );
             Ok(())

@@ -3,6 +3,7 @@
 use anyhow::bail;
 use clap::Subcommand;
 use tessera_bus_config::Role;
+use tessera_runtime::config::registry;
 use tessera_sdk::Binding;
 
 use crate::connect::connect;
@@ -15,7 +16,7 @@ pub enum TokenCmd {
     Request {
         plugin_id: String,
         /// The account token (default: $TESSERA_ACCOUNT_TOKEN).
-        #[arg(long, env = "TESSERA_ACCOUNT_TOKEN", hide_env_values = true)]
+        #[arg(long, env = registry::ACCOUNT_TOKEN.name, hide_env_values = true)]
         account_token: String,
         /// Same key, same account, same plugin within 5 minutes: the same token.
         #[arg(long)]

@@ -10,6 +10,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tessera_bus_config::Role;
+use tessera_runtime::config::registry;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -35,28 +36,22 @@ impl ChildBroker {
         cmd.env_clear()
             .env(Role::Broker.url_env(), stack.url(Role::Broker))
             .env(
-                tessera_broker::config::ENV_REDIS_URL,
+                registry::REDIS_URL.name,
                 stack
                     .servers()
                     .redis_url_as(tessera_bus_config::redis_acl::RedisUser::Broker),
             )
-            .env(tessera_broker::config::ENV_KEY_FILE, &key_file)
+            .env(registry::BROKER_KEY_FILE.name, &key_file)
+            .env(registry::GRACE.name, format!("{}ms", grace.as_millis()))
             .env(
-                tessera_broker::config::ENV_GRACE,
-                format!("{}ms", grace.as_millis()),
-            )
-            .env(
-                tessera_broker::config::ENV_TOKEN_TTL,
+                registry::TOKEN_TTL.name,
                 format!("{}s", stack.token_ttl().as_secs()),
             )
             .env(
-                tessera_broker::config::ENV_PENDING_DEADLINE,
+                registry::PENDING_DEADLINE.name,
                 format!("{}ms", stack.pending_deadline().as_millis()),
             )
-            .env(
-                tessera_runtime::config::ENV_PREFIX,
-                stack.subjects().prefix(),
-            )
+            .env(registry::PREFIX.name, stack.subjects().prefix())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

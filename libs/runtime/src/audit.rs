@@ -25,14 +25,8 @@ use tessera_schemas::audit::{AUDIT_EVENT, AuditEvent, AuditKind, AuditOutcome};
 use tessera_schemas::{Subjects, WireError, codec, headers};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::config::{self, ConfigError, Source};
-
-/// Retention of the audit stream (default 30 days).
-pub const ENV_AUDIT_MAX_AGE: &str = "TESSERA_AUDIT_MAX_AGE";
-/// Size bound of the audit stream in bytes (default 1 GiB); the oldest events go first.
-pub const ENV_AUDIT_MAX_BYTES: &str = "TESSERA_AUDIT_MAX_BYTES";
-/// Events a worker may hold before it drops new ones (default 8192).
-pub const ENV_AUDIT_QUEUE: &str = "TESSERA_AUDIT_QUEUE";
+use crate::config::Reader;
+use crate::config::registry::{AUDIT_MAX_AGE, AUDIT_MAX_BYTES, AUDIT_QUEUE};
 
 /// Publishes awaiting their ack at once; beyond that the task stops taking from the queue.
 const MAX_PENDING_ACKS: usize = 256;
@@ -48,36 +42,34 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         AuditConfig {
-            max_age: Duration::from_secs(30 * 24 * 3600),
-            max_bytes: 1024 * 1024 * 1024,
-            queue: 8192,
+            max_age: AUDIT_MAX_AGE.default_duration(),
+            max_bytes: AUDIT_MAX_BYTES.default_parsed(),
+            queue: AUDIT_QUEUE.default_parsed(),
         }
     }
 }
 
 impl AuditConfig {
-    pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
-        let d = AuditConfig::default();
+    pub fn read(r: &mut Reader) -> Self {
         let c = AuditConfig {
-            max_age: config::duration(src, ENV_AUDIT_MAX_AGE, d.max_age)?,
-            max_bytes: config::parsed(src, ENV_AUDIT_MAX_BYTES, d.max_bytes)?,
-            queue: config::parsed(src, ENV_AUDIT_QUEUE, d.queue)?,
+            max_age: r.duration(&AUDIT_MAX_AGE),
+            max_bytes: r.parsed(&AUDIT_MAX_BYTES),
+            queue: r.parsed(&AUDIT_QUEUE),
         };
         // JetStream's de-duplication window must not exceed the retention; a minute is the
         // least that still makes sense for an audit trail.
-        if c.max_age < Duration::from_secs(60) {
-            return Err(ConfigError::new(ENV_AUDIT_MAX_AGE, "must be at least 60s"));
-        }
-        if c.max_bytes < 1024 * 1024 {
-            return Err(ConfigError::new(
-                ENV_AUDIT_MAX_BYTES,
-                "must be at least 1048576 (1 MiB)",
-            ));
-        }
-        if c.queue == 0 {
-            return Err(ConfigError::new(ENV_AUDIT_QUEUE, "must be at least 1"));
-        }
-        Ok(c)
+        r.check(
+            &AUDIT_MAX_AGE,
+            c.max_age >= Duration::from_secs(60),
+            "must be at least 60s",
+        );
+        r.check(
+            &AUDIT_MAX_BYTES,
+            c.max_bytes >= 1024 * 1024,
+            "must be at least 1048576 (1 MiB)",
+        );
+        r.check(&AUDIT_QUEUE, c.queue >= 1, "must be at least 1");
+        c
     }
 }
 
@@ -242,26 +234,28 @@ mod tests {
 
     #[test]
     fn settings_are_validated_and_named() {
+        let read = |env: &std::collections::HashMap<String, String>| {
+            crate::config::read(env, AuditConfig::read)
+        };
         let mut env = std::collections::HashMap::new();
-        assert_eq!(AuditConfig::from_env(&env).unwrap(), AuditConfig::default());
-        env.insert(ENV_AUDIT_MAX_AGE.to_owned(), "10s".to_owned());
+        assert_eq!(read(&env).unwrap(), AuditConfig::default());
         assert_eq!(
-            AuditConfig::from_env(&env).unwrap_err().key,
-            ENV_AUDIT_MAX_AGE
+            AuditConfig::default().max_age,
+            Duration::from_secs(30 * 24 * 3600)
         );
-        env.insert(ENV_AUDIT_MAX_AGE.to_owned(), "7d".to_owned());
+        env.insert(AUDIT_MAX_AGE.name.to_owned(), "10s".to_owned());
+        assert_eq!(read(&env).unwrap_err().keys(), [AUDIT_MAX_AGE.name]);
+        env.insert(AUDIT_MAX_AGE.name.to_owned(), "7d".to_owned());
+        assert_eq!(read(&env).unwrap_err().keys(), [AUDIT_MAX_AGE.name]);
+        // Both bad: both reported.
+        env.insert(AUDIT_MAX_BYTES.name.to_owned(), "10".to_owned());
         assert_eq!(
-            AuditConfig::from_env(&env).unwrap_err().key,
-            ENV_AUDIT_MAX_AGE
+            read(&env).unwrap_err().keys(),
+            [AUDIT_MAX_AGE.name, AUDIT_MAX_BYTES.name]
         );
-        env.insert(ENV_AUDIT_MAX_AGE.to_owned(), "48h".to_owned());
-        env.insert(ENV_AUDIT_MAX_BYTES.to_owned(), "10".to_owned());
-        assert_eq!(
-            AuditConfig::from_env(&env).unwrap_err().key,
-            ENV_AUDIT_MAX_BYTES
-        );
-        env.remove(ENV_AUDIT_MAX_BYTES);
-        let c = AuditConfig::from_env(&env).unwrap();
+        env.insert(AUDIT_MAX_AGE.name.to_owned(), "48h".to_owned());
+        env.remove(AUDIT_MAX_BYTES.name);
+        let c = read(&env).unwrap();
         assert_eq!(c.max_age, Duration::from_secs(48 * 3600));
     }
 }

@@ -33,16 +33,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use crate::Shutdown;
-use crate::config::{ConfigError, Source};
+use crate::config::registry::{HEALTH_ADDR, HEALTH_MAX_CONNECTIONS, HEALTH_READ_TIMEOUT};
+use crate::config::{ConfigError, Reader, Source};
 
 mod http;
 
-/// `host:port` of the health server; unset: no health server.
-pub const ENV_HEALTH_ADDR: &str = "TESSERA_HEALTH_ADDR";
-/// Connections the health server serves at once (default 64).
-pub const ENV_HEALTH_MAX_CONNECTIONS: &str = "TESSERA_HEALTH_MAX_CONNECTIONS";
-/// Time from accept to a complete request head (default 1 s).
-pub const ENV_HEALTH_READ_TIMEOUT: &str = "TESSERA_HEALTH_READ_TIMEOUT";
 /// Bound on one readiness check.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bound on writing an answer (the readiness checks run before it starts): a peer that
@@ -149,16 +144,23 @@ impl Readiness {
     }
 }
 
-/// The address from `TESSERA_HEALTH_ADDR`, if set.
-pub fn addr_from_env(src: &dyn Source) -> Result<Option<SocketAddr>, ConfigError> {
-    match src.get(ENV_HEALTH_ADDR) {
-        None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|e| {
-            ConfigError::new(
-                ENV_HEALTH_ADDR,
-                format!("{v:?}: {e} (expected host:port, e.g. 0.0.0.0:8080)"),
-            )
-        }),
+/// The health server's settings: where it listens (`None`: off) and its [`Limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HealthSettings {
+    pub addr: Option<SocketAddr>,
+    pub limits: Limits,
+}
+
+impl HealthSettings {
+    pub fn read(r: &mut Reader) -> HealthSettings {
+        let addr = r.optional(&HEALTH_ADDR, |v| {
+            v.parse::<SocketAddr>()
+                .map_err(|e| format!("{v:?}: {e} (expected host:port, e.g. 0.0.0.0:8080)"))
+        });
+        HealthSettings {
+            addr,
+            limits: Limits::read(r),
+        }
     }
 }
 
@@ -175,9 +177,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        // The registry's defaults, so servers started in-process (tests) match.
         Limits {
-            max_connections: 64,
-            read_timeout: Duration::from_secs(1),
+            max_connections: HEALTH_MAX_CONNECTIONS.default_parsed(),
+            read_timeout: HEALTH_READ_TIMEOUT.default_duration(),
         }
     }
 }
@@ -185,27 +188,23 @@ impl Default for Limits {
 impl Limits {
     /// From `TESSERA_HEALTH_MAX_CONNECTIONS` (1-4096) and `TESSERA_HEALTH_READ_TIMEOUT`
     /// (10 ms-60 s), defaults when unset.
-    pub fn from_env(src: &dyn Source) -> Result<Limits, ConfigError> {
-        let d = Limits::default();
-        let max_connections =
-            crate::config::parsed(src, ENV_HEALTH_MAX_CONNECTIONS, d.max_connections)?;
-        if !(1..=4096).contains(&max_connections) {
-            return Err(ConfigError::new(
-                ENV_HEALTH_MAX_CONNECTIONS,
-                "must be between 1 and 4096",
-            ));
-        }
-        let read_timeout = crate::config::duration(src, ENV_HEALTH_READ_TIMEOUT, d.read_timeout)?;
-        if read_timeout < Duration::from_millis(10) || read_timeout > Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                ENV_HEALTH_READ_TIMEOUT,
-                "must be between 10ms and 60s",
-            ));
-        }
-        Ok(Limits {
+    pub fn read(r: &mut Reader) -> Limits {
+        let max_connections: usize = r.parsed(&HEALTH_MAX_CONNECTIONS);
+        r.check(
+            &HEALTH_MAX_CONNECTIONS,
+            (1..=4096).contains(&max_connections),
+            "must be between 1 and 4096",
+        );
+        let read_timeout = r.duration(&HEALTH_READ_TIMEOUT);
+        r.check(
+            &HEALTH_READ_TIMEOUT,
+            read_timeout >= Duration::from_millis(10) && read_timeout <= Duration::from_secs(60),
+            "must be between 10ms and 60s",
+        );
+        Limits {
             max_connections,
             read_timeout,
-        })
+        }
     }
 }
 
@@ -301,8 +300,8 @@ pub async fn serve_from_env(
     src: &dyn Source,
     shutdown: Shutdown,
 ) -> Result<Option<HealthServer>, HealthError> {
-    let limits = Limits::from_env(src)?;
-    match addr_from_env(src)? {
+    let HealthSettings { addr, limits } = crate::config::read(src, HealthSettings::read)?;
+    match addr {
         None => Ok(None),
         Some(addr) => Ok(Some(
             serve(addr, limits, Readiness::global().clone(), shutdown)

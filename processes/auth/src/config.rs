@@ -5,54 +5,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tessera_bus_config::Role;
 use tessera_bus_config::provision::Durability;
 use tessera_protocol::signing::SigningKey;
 use tessera_runtime::audit::AuditConfig;
-use tessera_runtime::config::{self, ConfigError, Source};
+use tessera_runtime::config::registry::{
+    ACCOUNT_TOKEN_TTL, AUTH_ISSUER, AUTH_ISSUERS_FILE, AUTH_KEY_FILE, AUTH_NODE_ID,
+    AUTH_PACKAGE_POOL, AUTH_PLUGIN_PATH, AUTH_RECONCILE_INTERVAL, AUTH_URL, CALLOUT_ISSUER_SEED,
+    CLIENT_PASSWORD, GRACE, LOGIN_QUEUE, LOGINS_PER_CONNECTION, LOGINS_PER_USERNAME, MAX_IN_FLIGHT,
+    PACKAGE_TRUSTED_KEYS,
+};
+use tessera_runtime::config::{ConfigError, Reader, Source, WorkerSettings, keys};
 use tessera_schemas::Subjects;
 
-/// PEM file of the key that signs account tokens; created if missing. Replicas share it.
-pub const ENV_KEY_FILE: &str = "TESSERA_AUTH_KEY_FILE";
-/// `iss` of the account tokens we issue.
-pub const ENV_ISSUER: &str = "TESSERA_AUTH_ISSUER";
-pub const ENV_ACCOUNT_TOKEN_TTL: &str = "TESSERA_ACCOUNT_TOKEN_TTL";
-/// JSON file listing external issuers whose account tokens `auth.verify` accepts.
-pub const ENV_ISSUERS_FILE: &str = "TESSERA_AUTH_ISSUERS_FILE";
-pub const ENV_MAX_IN_FLIGHT: &str = "TESSERA_MAX_IN_FLIGHT";
-pub const ENV_GRACE: &str = "TESSERA_GRACE";
-pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
-
-/// Directory where this node installs authentication packages (one per node).
-pub const ENV_PLUGIN_PATH: &str = "TESSERA_AUTH_PLUGIN_PATH";
-/// Comma-separated base64url raw Ed25519 public keys whose package signatures this node
-/// accepts. Empty: no upload is accepted and no stored package is installed.
-pub const ENV_TRUSTED_KEYS: &str = "TESSERA_PACKAGE_TRUSTED_KEYS";
-/// This node's id in `tessera nodes` (default: random). In Kubernetes, the pod name.
-pub const ENV_NODE_ID: &str = "TESSERA_AUTH_NODE_ID";
-/// How often a node re-checks its installed packages against the store without a broadcast.
-pub const ENV_RECONCILE_INTERVAL: &str = "TESSERA_AUTH_RECONCILE_INTERVAL";
-/// Warm package instances per app (each is one concurrent call).
-pub const ENV_PACKAGE_POOL: &str = "TESSERA_AUTH_PACKAGE_POOL";
-/// Logins per second per client connection (burst twice that); 0: no limit.
-pub const ENV_LOGINS_PER_CONNECTION: &str = "TESSERA_AUTH_LOGINS_PER_CONNECTION";
-/// Logins per minute per username, right or wrong; 0: no limit.
-pub const ENV_LOGINS_PER_USERNAME: &str = "TESSERA_AUTH_LOGINS_PER_USERNAME";
-/// Logins in progress at once on one node; beyond it `rate_limited` at once. 0: no limit.
-pub const ENV_LOGIN_QUEUE: &str = "TESSERA_AUTH_LOGIN_QUEUE";
-
 pub use crate::callout::{ClientPassword, IssuerSeed};
-/// The auth callout's issuer seed (an account nkey seed, `SA...`): with it, this node also
-/// admits plugin servers with their own credentials (`crate::callout`). Its public key is
-/// the `issuer` of nats.conf's `auth_callout`.
-pub use tessera_bus_config::CALLOUT_ISSUER_SEED_ENV as ENV_CALLOUT_ISSUER_SEED;
 
-/// The client apps' bus password (`TESSERA_NATS_PASSWORD_CLIENT`, the name nats.env used
-/// when nats.conf still listed the `client` user): with it and an issuer seed, this node's
-/// callout admits client apps, each on an inbox of its own.
-pub const ENV_CLIENT_PASSWORD: &str = "TESSERA_NATS_PASSWORD_CLIENT";
-
-pub const DEFAULT_ISSUER: &str = "tessera-auth";
+/// `iss` of the account tokens we issue, unless `TESSERA_AUTH_ISSUER` says otherwise.
+pub const DEFAULT_ISSUER: &str = AUTH_ISSUER.literal_default();
 
 /// An external identity provider whose JWTs count as account tokens.
 #[derive(Debug, Clone, Deserialize)]
@@ -118,20 +86,20 @@ impl AuthConfig {
             subjects,
             signing_key,
             issuer: DEFAULT_ISSUER.to_owned(),
-            account_token_ttl: Duration::from_secs(3600),
+            account_token_ttl: ACCOUNT_TOKEN_TTL.default_duration(),
             external_issuers: Vec::new(),
-            max_in_flight: 256,
+            max_in_flight: MAX_IN_FLIGHT.default_parsed(),
             hash_concurrency: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
-            grace: Duration::from_secs(10),
+            grace: GRACE.default_duration(),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
             clock_leeway: tessera_protocol::jwt::DEFAULT_LEEWAY,
             plugin_path: std::env::temp_dir().join("tessera-auth-plugins"),
             trusted_keys: Vec::new(),
             node_id: format!("auth-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-            reconcile_interval: Duration::from_secs(30),
+            reconcile_interval: AUTH_RECONCILE_INTERVAL.default_duration(),
             callout_issuer: None,
             client_password: None,
             package_pool: std::thread::available_parallelism()
@@ -142,54 +110,58 @@ impl AuthConfig {
         }
     }
 
+    /// From the environment; every bad setting is in the error.
     pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
-        let subjects = config::prefix(src)?;
-        let nats_url = config::first_of(src, &[Role::Auth.url_env(), Role::Client.url_env()])?;
-        let signing_key = config::signing_key(src, ENV_KEY_FILE)?;
-        let mut c = AuthConfig::new(nats_url, subjects, Arc::new(signing_key));
-        if let Some(iss) = src.get(ENV_ISSUER) {
-            c.issuer = iss;
+        let mut r = Reader::new(src);
+        let shared = WorkerSettings::read(&mut r, &AUTH_URL);
+        let signing_key = keys::signing_key(&mut r, &AUTH_KEY_FILE);
+        let issuer: String = r.parsed(&AUTH_ISSUER);
+        let account_token_ttl = r.duration(&ACCOUNT_TOKEN_TTL);
+        let external_issuers = r.optional(&AUTH_ISSUERS_FILE, load_issuers);
+        let plugin_path = r.get(&AUTH_PLUGIN_PATH).map(PathBuf::from);
+        let trusted_keys = r.optional(&PACKAGE_TRUSTED_KEYS, parse_trusted_keys);
+        let node_id = r.optional(&AUTH_NODE_ID, |id| {
+            tessera_schemas::ids::check("node id", id).map(|()| id.to_owned())
+        });
+        let reconcile_interval = r.duration(&AUTH_RECONCILE_INTERVAL);
+        let package_pool: Option<usize> = r.optional(&AUTH_PACKAGE_POOL, |v| {
+            v.parse().map_err(|e| format!("{v:?}: {e}"))
+        });
+        let audit = AuditConfig::read(&mut r);
+        let login_limits = crate::limits::LoginLimitsConfig {
+            per_connection: r.parsed(&LOGINS_PER_CONNECTION),
+            per_username: r.parsed(&LOGINS_PER_USERNAME),
+            queue: r.parsed(&LOGIN_QUEUE),
+        };
+        let callout_issuer = r.optional(&CALLOUT_ISSUER_SEED, IssuerSeed::new);
+        let client_password = r.optional(&CLIENT_PASSWORD, ClientPassword::new);
+        r.finish()?;
+        // `finish` reported an unusable key; this only keeps the types honest.
+        let signing_key =
+            signing_key.ok_or_else(|| ConfigError::new(AUTH_KEY_FILE.name, "no key"))?;
+        let mut c = AuthConfig::new(shared.nats_url, shared.subjects, Arc::new(signing_key));
+        c.max_in_flight = shared.max_in_flight;
+        c.grace = shared.grace;
+        c.durability.replicas = shared.js_replicas;
+        c.clock_leeway = shared.clock_leeway;
+        c.issuer = issuer;
+        c.account_token_ttl = account_token_ttl;
+        c.external_issuers = external_issuers.unwrap_or_default();
+        if let Some(p) = plugin_path {
+            c.plugin_path = p;
         }
-        c.account_token_ttl = config::duration(src, ENV_ACCOUNT_TOKEN_TTL, c.account_token_ttl)?;
-        if let Some(path) = src.get(ENV_ISSUERS_FILE) {
-            c.external_issuers =
-                load_issuers(&path).map_err(|e| ConfigError::new(ENV_ISSUERS_FILE, e))?;
-        }
-        c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
-        c.grace = config::duration(src, ENV_GRACE, c.grace)?;
-        c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
-        c.clock_leeway = config::clock_leeway(src)?;
-        if let Some(p) = src.get(ENV_PLUGIN_PATH) {
-            c.plugin_path = PathBuf::from(p);
-        }
-        if let Some(keys) = src.get(ENV_TRUSTED_KEYS) {
-            c.trusted_keys =
-                parse_trusted_keys(&keys).map_err(|e| ConfigError::new(ENV_TRUSTED_KEYS, e))?;
-        }
-        if let Some(id) = src.get(ENV_NODE_ID) {
-            tessera_schemas::ids::check("node id", &id)
-                .map_err(|e| ConfigError::new(ENV_NODE_ID, e.to_string()))?;
+        c.trusted_keys = trusted_keys.unwrap_or_default();
+        if let Some(id) = node_id {
             c.node_id = id;
         }
-        c.reconcile_interval = config::duration(src, ENV_RECONCILE_INTERVAL, c.reconcile_interval)?;
-        c.package_pool = config::parsed(src, ENV_PACKAGE_POOL, c.package_pool)?.max(1);
-        c.audit = AuditConfig::from_env(src)?;
-        let l = &mut c.login_limits;
-        l.per_connection = config::parsed(src, ENV_LOGINS_PER_CONNECTION, l.per_connection)?;
-        l.per_username = config::parsed(src, ENV_LOGINS_PER_USERNAME, l.per_username)?;
-        l.queue = config::parsed(src, ENV_LOGIN_QUEUE, l.queue)?;
-        if let Some(seed) = src.get(ENV_CALLOUT_ISSUER_SEED) {
-            c.callout_issuer = Some(
-                IssuerSeed::new(&seed)
-                    .map_err(|e| ConfigError::new(ENV_CALLOUT_ISSUER_SEED, e.to_string()))?,
-            );
+        c.reconcile_interval = reconcile_interval;
+        if let Some(n) = package_pool {
+            c.package_pool = n.max(1);
         }
-        if let Some(password) = src.get(ENV_CLIENT_PASSWORD) {
-            c.client_password = Some(
-                ClientPassword::new(&password)
-                    .map_err(|e| ConfigError::new(ENV_CLIENT_PASSWORD, e.to_string()))?,
-            );
-        }
+        c.audit = audit;
+        c.login_limits = login_limits;
+        c.callout_issuer = callout_issuer;
+        c.client_password = client_password;
         Ok(c)
     }
 }
@@ -214,4 +186,43 @@ pub fn parse_trusted_keys(text: &str) -> Result<Vec<[u8; 32]>, String> {
                 .map_err(|_| format!("{k:?}: an Ed25519 public key is 32 bytes"))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use tessera_runtime::config::registry::{DEV_EPHEMERAL_KEYS, NATS_URL};
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_come_from_the_registry_and_every_bad_setting_is_reported() {
+        let ok = env(&[(NATS_URL.name, "nats://x"), (DEV_EPHEMERAL_KEYS.name, "1")]);
+        let c = AuthConfig::from_env(&ok).unwrap();
+        assert_eq!(c.issuer, "tessera-auth");
+        assert_eq!(c.account_token_ttl, Duration::from_secs(3600));
+        assert_eq!(c.login_limits.queue, 64);
+
+        let mut bad = env(&[(NATS_URL.name, "nats://x")]);
+        bad.insert(LOGIN_QUEUE.name.into(), "many".into());
+        bad.insert(PACKAGE_TRUSTED_KEYS.name.into(), "not-a-key".into());
+        bad.insert(AUTH_NODE_ID.name.into(), "a node".into());
+        assert_eq!(
+            AuthConfig::from_env(&bad).unwrap_err().keys(),
+            [
+                AUTH_KEY_FILE.name,
+                PACKAGE_TRUSTED_KEYS.name,
+                AUTH_NODE_ID.name,
+                LOGIN_QUEUE.name,
+            ]
+        );
+    }
 }

@@ -89,7 +89,7 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
         if config.client_password.is_none() {
             tracing::warn!(
                 "no {}: this node does not admit client apps",
-                config::ENV_CLIENT_PASSWORD
+                tessera_runtime::config::registry::CLIENT_PASSWORD
             );
         }
         let callout = crate::callout::Callout::new(
@@ -104,7 +104,7 @@ pub async fn start(config: AuthConfig, shutdown: Shutdown) -> anyhow::Result<Aut
     } else {
         tracing::info!(
             "no {}: this node does not admit client apps or plugin servers",
-            config::ENV_CALLOUT_ISSUER_SEED
+            tessera_runtime::config::registry::CALLOUT_ISSUER_SEED
         );
     }
     let verifier = verify::Verifier::new(&config)?;

@@ -41,10 +41,13 @@ pub struct LoginLimitsConfig {
 
 impl Default for LoginLimitsConfig {
     fn default() -> Self {
+        use tessera_runtime::config::registry::{
+            LOGIN_QUEUE, LOGINS_PER_CONNECTION, LOGINS_PER_USERNAME,
+        };
         LoginLimitsConfig {
-            per_connection: 10,
-            per_username: 20,
-            queue: 64,
+            per_connection: LOGINS_PER_CONNECTION.default_parsed(),
+            per_username: LOGINS_PER_USERNAME.default_parsed(),
+            queue: LOGIN_QUEUE.default_parsed(),
         }
     }
 }

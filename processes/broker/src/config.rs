@@ -3,25 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_bus_config::Role;
 use tessera_bus_config::provision::Durability;
 use tessera_protocol::signing::SigningKey;
 use tessera_runtime::audit::AuditConfig;
-use tessera_runtime::config::{self, ConfigError, Source};
+use tessera_runtime::config::registry::{
+    AUTH_CACHE_TTL, BROKER_KEY_FILE, BROKER_URL, GRACE, MAX_IN_FLIGHT, PENDING_DEADLINE, REDIS_URL,
+    TOKEN_TTL,
+};
+use tessera_runtime::config::{ConfigError, Reader, Source, WorkerSettings, keys};
 use tessera_schemas::Subjects;
-
-pub const ENV_REDIS_URL: &str = "REDIS_URL";
-/// PEM file of the broker's Ed25519 signing key; created if missing. Replicas share it.
-pub const ENV_KEY_FILE: &str = "TESSERA_BROKER_KEY_FILE";
-pub const ENV_TOKEN_TTL: &str = "TESSERA_TOKEN_TTL";
-pub const ENV_MAX_IN_FLIGHT: &str = "TESSERA_MAX_IN_FLIGHT";
-pub const ENV_GRACE: &str = "TESSERA_GRACE";
-pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
-/// How long the broker reuses an auth result for the same account token (0s: never).
-pub const ENV_AUTH_CACHE_TTL: &str = "TESSERA_AUTH_CACHE_TTL";
-/// How long a recorded token may stay uncommitted before a sweeper withdraws it (see
-/// `tessera_ledger::LedgerWriter::commit`).
-pub const ENV_PENDING_DEADLINE: &str = "TESSERA_BROKER_PENDING_DEADLINE";
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -68,56 +58,111 @@ impl BrokerConfig {
             redis_url,
             subjects,
             signing_key,
-            token_ttl: Duration::from_secs(15 * 60),
+            token_ttl: TOKEN_TTL.default_duration(),
             dist_margin: Duration::from_secs(60),
-            max_in_flight: 256,
-            grace: Duration::from_secs(10),
+            max_in_flight: MAX_IN_FLIGHT.default_parsed(),
+            grace: GRACE.default_duration(),
             auth_timeout: Duration::from_secs(2),
-            auth_cache_ttl: Duration::from_secs(30),
+            auth_cache_ttl: AUTH_CACHE_TTL.default_duration(),
             redis_timeout: Duration::from_millis(1000),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
             clock_leeway: tessera_protocol::jwt::DEFAULT_LEEWAY,
             key_renew: Duration::from_secs(60),
             audit: AuditConfig::default(),
-            pending_deadline: Duration::from_secs(30),
+            pending_deadline: PENDING_DEADLINE.default_duration(),
         }
     }
 
+    /// From the environment; every bad setting is in the error.
     pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
-        let subjects = config::prefix(src)?;
-        let nats_url = config::first_of(src, &[Role::Broker.url_env(), Role::Client.url_env()])?;
-        let redis_url = config::required(src, ENV_REDIS_URL)?;
-        let signing_key = config::signing_key(src, ENV_KEY_FILE)?;
-        let mut c = BrokerConfig::new(nats_url, redis_url, subjects, Arc::new(signing_key));
-        c.token_ttl = config::duration(src, ENV_TOKEN_TTL, c.token_ttl)?;
-        if c.token_ttl < Duration::from_secs(10) || c.token_ttl > Duration::from_secs(24 * 3600) {
-            return Err(ConfigError::new(
-                ENV_TOKEN_TTL,
-                "must be between 10s and 24h",
-            ));
-        }
-        c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
-        if c.max_in_flight == 0 {
-            return Err(ConfigError::new(ENV_MAX_IN_FLIGHT, "must be at least 1"));
-        }
-        c.grace = config::duration(src, ENV_GRACE, c.grace)?;
-        c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
-        c.clock_leeway = config::clock_leeway(src)?;
-        c.auth_cache_ttl = config::duration(src, ENV_AUTH_CACHE_TTL, c.auth_cache_ttl)?;
-        if c.auth_cache_ttl > Duration::from_secs(3600) {
-            return Err(ConfigError::new(ENV_AUTH_CACHE_TTL, "must be at most 1h"));
-        }
-        c.audit = AuditConfig::from_env(src)?;
+        let mut r = Reader::new(src);
+        let shared = WorkerSettings::read(&mut r, &BROKER_URL);
+        let redis_url = r.required(&REDIS_URL);
+        let signing_key = keys::signing_key(&mut r, &BROKER_KEY_FILE);
+        let token_ttl = r.duration(&TOKEN_TTL);
+        r.check(
+            &TOKEN_TTL,
+            token_ttl >= Duration::from_secs(10) && token_ttl <= Duration::from_secs(24 * 3600),
+            "must be between 10s and 24h",
+        );
+        let auth_cache_ttl = r.duration(&AUTH_CACHE_TTL);
+        r.check(
+            &AUTH_CACHE_TTL,
+            auth_cache_ttl <= Duration::from_secs(3600),
+            "must be at most 1h",
+        );
+        let audit = AuditConfig::read(&mut r);
         // Never past a token's life by default (a short-lived token needs no longer watch).
-        let default_deadline = c.pending_deadline.min(c.token_ttl);
-        c.pending_deadline = config::duration(src, ENV_PENDING_DEADLINE, default_deadline)?;
-        if c.pending_deadline < Duration::from_secs(1) || c.pending_deadline > c.token_ttl {
-            return Err(ConfigError::new(
-                ENV_PENDING_DEADLINE,
-                "must be between 1s and the token TTL",
-            ));
-        }
+        let default_deadline = PENDING_DEADLINE.default_duration().min(token_ttl);
+        let pending_deadline = r.duration_or(&PENDING_DEADLINE, default_deadline);
+        r.check(
+            &PENDING_DEADLINE,
+            pending_deadline >= Duration::from_secs(1) && pending_deadline <= token_ttl,
+            "must be between 1s and the token TTL",
+        );
+        r.finish()?;
+        // `finish` reported an unusable key; this only keeps the types honest.
+        let signing_key =
+            signing_key.ok_or_else(|| ConfigError::new(BROKER_KEY_FILE.name, "no key"))?;
+        let mut c = BrokerConfig::new(
+            shared.nats_url,
+            redis_url,
+            shared.subjects,
+            Arc::new(signing_key),
+        );
+        c.max_in_flight = shared.max_in_flight;
+        c.grace = shared.grace;
+        c.durability.replicas = shared.js_replicas;
+        c.clock_leeway = shared.clock_leeway;
+        c.token_ttl = token_ttl;
+        c.auth_cache_ttl = auth_cache_ttl;
+        c.audit = audit;
+        c.pending_deadline = pending_deadline;
         Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_come_from_the_registry_and_every_bad_setting_is_reported() {
+        let ok = env(&[
+            ("NATS_URL", "nats://x"),
+            ("REDIS_URL", "redis://y"),
+            ("TESSERA_DEV_EPHEMERAL_KEYS", "1"),
+        ]);
+        let c = BrokerConfig::from_env(&ok).unwrap();
+        assert_eq!(c.token_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(c.pending_deadline, Duration::from_secs(30));
+        assert_eq!(c.max_in_flight, 256);
+
+        let bad = env(&[
+            ("TESSERA_TOKEN_TTL", "5s"),
+            ("TESSERA_AUTH_CACHE_TTL", "2h"),
+            ("TESSERA_GRACE", "later"),
+        ]);
+        assert_eq!(
+            BrokerConfig::from_env(&bad).unwrap_err().keys(),
+            [
+                "TESSERA_BROKER_URL",
+                "TESSERA_GRACE",
+                "REDIS_URL",
+                "TESSERA_BROKER_KEY_FILE",
+                "TESSERA_TOKEN_TTL",
+                "TESSERA_AUTH_CACHE_TTL",
+            ]
+        );
     }
 }

@@ -2,23 +2,13 @@
 
 use std::time::Duration;
 
-use tessera_bus_config::Role;
 use tessera_bus_config::provision::Durability;
-use tessera_runtime::config::{self, ConfigError, Source};
+use tessera_runtime::config::registry::{
+    DATA_FORWARD_TIMEOUT, DATA_SKEW, GATEWAY_REDIS_URL, GATEWAY_URL, GRACE, MAX_IN_FLIGHT,
+    REDIS_URL,
+};
+use tessera_runtime::config::{ConfigError, Reader, Source, WorkerSettings};
 use tessera_schemas::Subjects;
-
-pub const ENV_REDIS_URL: &str = "REDIS_URL";
-/// The gateway's own Redis URL (its Redis user may only read token records and claim
-/// nonces); `REDIS_URL` when unset. The dev stack's env file sets both.
-pub const ENV_GATEWAY_REDIS_URL: &str = "TESSERA_GATEWAY_REDIS_URL";
-/// How far a packet's timestamp may be from the gateway's clock (either way).
-pub const ENV_SKEW: &str = "TESSERA_DATA_SKEW";
-/// Bound on the forward to the plugin server; shorter than a client's request timeout, so
-/// a silent plugin server is an `unavailable` reply, never a client-side timeout.
-pub const ENV_FORWARD_TIMEOUT: &str = "TESSERA_DATA_FORWARD_TIMEOUT";
-pub const ENV_MAX_IN_FLIGHT: &str = "TESSERA_MAX_IN_FLIGHT";
-pub const ENV_GRACE: &str = "TESSERA_GRACE";
-pub const ENV_JS_REPLICAS: &str = "TESSERA_JS_REPLICAS";
 
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -66,42 +56,43 @@ impl GatewayConfig {
             nats_url,
             redis_url,
             subjects,
-            skew: Duration::from_secs(30),
+            skew: DATA_SKEW.default_duration(),
             clock_leeway: tessera_protocol::jwt::DEFAULT_LEEWAY,
-            forward_timeout: Duration::from_secs(3),
-            max_in_flight: 256,
-            grace: Duration::from_secs(10),
+            forward_timeout: DATA_FORWARD_TIMEOUT.default_duration(),
+            max_in_flight: MAX_IN_FLIGHT.default_parsed(),
+            grace: GRACE.default_duration(),
             redis_timeout: Duration::from_millis(1000),
             connect_wait: Duration::from_secs(30),
             durability: Durability::default(),
         }
     }
 
+    /// From the environment; every bad setting is in the error.
     pub fn from_env(src: &dyn Source) -> Result<Self, ConfigError> {
-        let subjects = config::prefix(src)?;
-        let nats_url = config::first_of(src, &[Role::Gateway.url_env(), Role::Client.url_env()])?;
-        let redis_url = config::first_of(src, &[ENV_GATEWAY_REDIS_URL, ENV_REDIS_URL])?;
-        let mut c = GatewayConfig::new(nats_url, redis_url, subjects);
-        c.skew = config::duration(src, ENV_SKEW, c.skew)?;
-        if c.skew < Duration::from_secs(1) || c.skew > Duration::from_secs(3600) {
-            return Err(ConfigError::new(ENV_SKEW, "must be between 1s and 1h"));
-        }
-        c.clock_leeway = config::clock_leeway(src)?;
-        c.forward_timeout = config::duration(src, ENV_FORWARD_TIMEOUT, c.forward_timeout)?;
-        if c.forward_timeout < Duration::from_millis(10)
-            || c.forward_timeout > Duration::from_secs(60)
-        {
-            return Err(ConfigError::new(
-                ENV_FORWARD_TIMEOUT,
-                "must be between 10ms and 60s",
-            ));
-        }
-        c.max_in_flight = config::parsed(src, ENV_MAX_IN_FLIGHT, c.max_in_flight)?;
-        if c.max_in_flight == 0 {
-            return Err(ConfigError::new(ENV_MAX_IN_FLIGHT, "must be at least 1"));
-        }
-        c.grace = config::duration(src, ENV_GRACE, c.grace)?;
-        c.durability.replicas = config::parsed(src, ENV_JS_REPLICAS, 1usize)?;
+        let mut r = Reader::new(src);
+        let shared = WorkerSettings::read(&mut r, &GATEWAY_URL);
+        let redis_url = r.first_of(&[&GATEWAY_REDIS_URL, &REDIS_URL]);
+        let skew = r.duration(&DATA_SKEW);
+        r.check(
+            &DATA_SKEW,
+            skew >= Duration::from_secs(1) && skew <= Duration::from_secs(3600),
+            "must be between 1s and 1h",
+        );
+        let forward_timeout = r.duration(&DATA_FORWARD_TIMEOUT);
+        r.check(
+            &DATA_FORWARD_TIMEOUT,
+            forward_timeout >= Duration::from_millis(10)
+                && forward_timeout <= Duration::from_secs(60),
+            "must be between 10ms and 60s",
+        );
+        r.finish()?;
+        let mut c = GatewayConfig::new(shared.nats_url, redis_url, shared.subjects);
+        c.max_in_flight = shared.max_in_flight;
+        c.grace = shared.grace;
+        c.durability.replicas = shared.js_replicas;
+        c.clock_leeway = shared.clock_leeway;
+        c.skew = skew;
+        c.forward_timeout = forward_timeout;
         Ok(c)
     }
 }
@@ -109,6 +100,8 @@ impl GatewayConfig {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use tessera_runtime::config::registry::NATS_URL;
 
     use super::*;
 
@@ -140,7 +133,7 @@ mod tests {
 
     #[test]
     fn defaults_and_bad_values_name_their_key() {
-        let ok = env(&[("NATS_URL", "nats://x"), ("REDIS_URL", "redis://y")]);
+        let ok = env(&[(NATS_URL.name, "nats://x"), (REDIS_URL.name, "redis://y")]);
         let c = GatewayConfig::from_env(&ok).unwrap();
         assert_eq!(c.skew, Duration::from_secs(30));
         assert!(
@@ -148,23 +141,24 @@ mod tests {
             "below a client's timeout"
         );
 
+        // Both bad at once: both reported, each with its reason.
         let mut bad = ok.clone();
-        bad.insert(ENV_SKEW.into(), "0s".into());
-        assert_eq!(GatewayConfig::from_env(&bad).unwrap_err().key, ENV_SKEW);
-        let mut bad = ok.clone();
-        bad.insert(ENV_FORWARD_TIMEOUT.into(), "soon".into());
-        assert_eq!(
-            GatewayConfig::from_env(&bad).unwrap_err().key,
-            ENV_FORWARD_TIMEOUT
+        bad.insert(DATA_SKEW.name.into(), "0s".into());
+        bad.insert(DATA_FORWARD_TIMEOUT.name.into(), "soon".into());
+        let err = GatewayConfig::from_env(&bad).unwrap_err();
+        assert_eq!(err.keys(), [DATA_SKEW.name, DATA_FORWARD_TIMEOUT.name]);
+        assert!(
+            err.to_string().contains("must be between 1s and 1h"),
+            "{err}"
         );
-        let missing = env(&[("NATS_URL", "nats://x")]);
+        let missing = env(&[(NATS_URL.name, "nats://x")]);
         assert_eq!(
-            GatewayConfig::from_env(&missing).unwrap_err().key,
-            ENV_GATEWAY_REDIS_URL
+            GatewayConfig::from_env(&missing).unwrap_err().keys(),
+            [GATEWAY_REDIS_URL.name]
         );
         // Its own URL first, the shared one otherwise.
         let mut both = ok.clone();
-        both.insert(ENV_GATEWAY_REDIS_URL.into(), "redis://gateway".into());
+        both.insert(GATEWAY_REDIS_URL.name.into(), "redis://gateway".into());
         assert_eq!(
             GatewayConfig::from_env(&both).unwrap().redis_url,
             "redis://gateway"

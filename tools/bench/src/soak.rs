@@ -42,7 +42,10 @@ pub(super) async fn run(stack: &mut DevStack, total: Duration) -> anyhow::Result
     // The broker and the auth worker run as processes of their own, so each one's memory is
     // its own RSS; the plugin servers and the load run here.
     let auth = WorkerProcess::spawn(stack, "auth", &[]).await?;
-    let ttl = (tessera_broker::config::ENV_TOKEN_TTL, "20s".to_owned());
+    let ttl = (
+        tessera_runtime::config::registry::TOKEN_TTL.name,
+        "20s".to_owned(),
+    );
     let broker = WorkerProcess::spawn(stack, "broker", &[ttl]).await?;
     let result = soak(stack, total, &[&broker, &auth]).await.map_err(|e| {
         e.context(format!(

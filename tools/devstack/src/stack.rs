@@ -13,6 +13,7 @@ use tessera_bus_config::roles::PLUGIN_SERVER_URL_ENV;
 use tessera_bus_config::{Credentials, Role, ServerConfig};
 use tessera_protocol::signing::SigningKey;
 use tessera_runtime::Shutdown;
+use tessera_runtime::config::registry;
 use tessera_schemas::Subjects;
 use tessera_sdk::{PluginServer, PluginServerBuilder};
 
@@ -197,41 +198,35 @@ impl DevStack {
             pairs.push((PLUGIN_SERVER_URL_ENV, url.clone()));
         }
         pairs.push((
-            tessera_auth::config::ENV_CALLOUT_ISSUER_SEED,
+            registry::CALLOUT_ISSUER_SEED.name,
             self.credentials.callout_issuer_seed().to_owned(),
         ));
         pairs.push((
-            tessera_auth::config::ENV_CLIENT_PASSWORD,
+            registry::CLIENT_PASSWORD.name,
             self.credentials.password(Role::Client).to_owned(),
         ));
         pairs.extend([
+            (registry::REDIS_URL.name, self.redis_url(RedisUser::Broker)),
             (
-                tessera_broker::config::ENV_REDIS_URL,
-                self.redis_url(RedisUser::Broker),
-            ),
-            (
-                tessera_gateway::config::ENV_GATEWAY_REDIS_URL,
+                registry::GATEWAY_REDIS_URL.name,
                 self.redis_url(RedisUser::Gateway),
             ),
+            (registry::PREFIX.name, self.subjects.prefix().to_owned()),
             (
-                tessera_runtime::config::ENV_PREFIX,
-                self.subjects.prefix().to_owned(),
-            ),
-            (
-                tessera_broker::config::ENV_KEY_FILE,
+                registry::BROKER_KEY_FILE.name,
                 self.broker_key_file().display().to_string(),
             ),
             (
-                tessera_auth::config::ENV_KEY_FILE,
+                registry::AUTH_KEY_FILE.name,
                 self.auth_key_file().display().to_string(),
             ),
             (
-                tessera_auth::config::ENV_PLUGIN_PATH,
+                registry::AUTH_PLUGIN_PATH.name,
                 self.plugin_path().display().to_string(),
             ),
         ]);
         if let Ok(key) = self.publisher_key() {
-            pairs.push((tessera_auth::config::ENV_TRUSTED_KEYS, key.public_key()));
+            pairs.push((registry::PACKAGE_TRUSTED_KEYS.name, key.public_key()));
         }
         pairs
     }
@@ -272,11 +267,11 @@ impl DevStack {
         cfg.login_limits = self.login_limits;
         // The dev key, plus any the operator lists in the environment.
         let mut keys = self.publisher_key()?.public_key();
-        if let Ok(more) = std::env::var(tessera_auth::config::ENV_TRUSTED_KEYS) {
+        if let Ok(more) = std::env::var(registry::PACKAGE_TRUSTED_KEYS.name) {
             keys = format!("{keys},{more}");
         }
         cfg.trusted_keys = tessera_auth::config::parse_trusted_keys(&keys)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", tessera_auth::config::ENV_TRUSTED_KEYS))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", registry::PACKAGE_TRUSTED_KEYS.name))?;
         // The auth node admits client apps and plugin servers (the auth callout of this
         // stack's nats.conf).
         cfg.callout_issuer = Some(tessera_auth::config::IssuerSeed::new(
@@ -330,11 +325,10 @@ impl DevStack {
         }
         // The one broker setting the dev stack and the benchmark take from the environment,
         // so the benchmark can be run with the auth-result cache off for comparison.
-        cfg.auth_cache_ttl = tessera_runtime::config::duration(
-            &tessera_runtime::config::ProcessEnv,
-            tessera_broker::config::ENV_AUTH_CACHE_TTL,
-            cfg.auth_cache_ttl,
-        )?;
+        cfg.auth_cache_ttl =
+            tessera_runtime::config::read(&tessera_runtime::config::ProcessEnv, |r| {
+                r.duration(&registry::AUTH_CACHE_TTL)
+            })?;
         let worker = tessera_broker::start(cfg, shutdown.clone())
             .await
             .context("starting the broker")?;

@@ -255,20 +255,21 @@ fn limits_from_the_environment() {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     };
-    assert_eq!(Limits::from_env(&env(&[])).unwrap(), Limits::default());
-    let l = Limits::from_env(&env(&[
-        (ENV_HEALTH_MAX_CONNECTIONS, "8"),
-        (ENV_HEALTH_READ_TIMEOUT, "250ms"),
-    ]))
+    let limits = |pairs: &[(&str, &str)]| crate::config::read(&env(pairs), Limits::read);
+    assert_eq!(limits(&[]).unwrap(), Limits::default());
+    let l = limits(&[
+        (HEALTH_MAX_CONNECTIONS.name, "8"),
+        (HEALTH_READ_TIMEOUT.name, "250ms"),
+    ])
     .unwrap();
     assert_eq!(l.max_connections, 8);
     assert_eq!(l.read_timeout, Duration::from_millis(250));
     for (k, v) in [
-        (ENV_HEALTH_MAX_CONNECTIONS, "0"),
-        (ENV_HEALTH_MAX_CONNECTIONS, "x"),
-        (ENV_HEALTH_READ_TIMEOUT, "0"),
-        (ENV_HEALTH_READ_TIMEOUT, "2m"),
+        (HEALTH_MAX_CONNECTIONS.name, "0"),
+        (HEALTH_MAX_CONNECTIONS.name, "x"),
+        (HEALTH_READ_TIMEOUT.name, "0"),
+        (HEALTH_READ_TIMEOUT.name, "2m"),
     ] {
-        assert_eq!(Limits::from_env(&env(&[(k, v)])).unwrap_err().key, k);
+        assert_eq!(limits(&[(k, v)]).unwrap_err().keys(), [k]);
     }
 }
