@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: setup build up test lint images k8s-validate test-cluster fuzz-smoke
+.PHONY: setup build up test lint images k8s-validate test-cluster fuzz-smoke python-test
 
 setup:
 	@./scripts/setup.sh
@@ -22,6 +22,15 @@ up: build
 ## answers, else local processes.
 test: setup lint k8s-validate fuzz-smoke
 	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test --workspace
+	$(MAKE) python-test
+
+## The Python package (clients/python), installed from the repository into a venv under
+## .tools/py, tested against a `tessera-dev up` stack its test session starts (seconds).
+PY_VENV ?= .tools/py
+python-test: build
+	test -x $(PY_VENV)/bin/python || python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/pip install --quiet './clients/python[test]'
+	cd clients/python && ../../$(PY_VENV)/bin/python -m pytest -q
 
 ## The three-node NATS cluster test alone (containers; also part of `make test`).
 test-cluster: setup

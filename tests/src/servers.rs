@@ -298,16 +298,13 @@ impl Servers {
     pub fn connect_options(&self, role: Role) -> async_nats::ConnectOptions {
         let url = self.url(role);
         let addr: async_nats::ServerAddr = url.parse().expect("a valid NATS URL");
-        let opts = tessera_protocol::bus::with_client_inbox(
-            async_nats::ConnectOptions::new(),
-            addr.username(),
-        );
         match addr.username() {
-            Some(user) => opts.user_and_password(
-                user.to_owned(),
-                addr.password().unwrap_or_default().to_owned(),
+            Some(user) => tessera_protocol::bus::with_credentials(
+                async_nats::ConnectOptions::new(),
+                user,
+                addr.password().unwrap_or_default(),
             ),
-            None => opts,
+            None => async_nats::ConnectOptions::new(),
         }
     }
 
@@ -322,8 +319,7 @@ impl Servers {
     /// A NATS connection with `role`'s credentials that records the errors the server sends
     /// it (permission violations).
     pub async fn connect_recording(&self, role: Role) -> (async_nats::Client, ServerErrors) {
-        let opts = self
-            .connect_options(role)
+        let opts = async_nats::ConnectOptions::new()
             .name(format!("tessera-test-{}-recording", role.user()));
         connect_recording_with(opts, &self.url(role))
             .await
@@ -363,7 +359,8 @@ impl Servers {
     }
 }
 
-/// Connects with `opts` to `url` (credentials in the URL are taken from it), once, and
+/// Connects with `opts` to `url` (credentials in the URL are taken from it, a client's with
+/// an inbox key of its own as `tessera_protocol::bus::connect` makes them), once, and
 /// records the errors the server sends the connection (permission violations).
 pub async fn connect_recording_with(
     opts: async_nats::ConnectOptions,
@@ -379,7 +376,7 @@ pub async fn connect_recording_with(
                 .iter()
                 .find_map(|a| a.password().map(str::to_owned))
                 .unwrap_or_default();
-            opts.user_and_password(user, pass)
+            tessera_protocol::bus::with_credentials(opts, &user, &pass)
         }
         None => opts,
     };

@@ -63,16 +63,18 @@ pub fn new_inbox_key() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// `opts` for a connection as `user`: a client connection (user `client`) gets an inbox
-/// key of its own, sent as the CONNECT's `auth_token`, and the inbox prefix it opens, the
-/// only one its permissions let it subscribe to. Other users' options are left as they are.
-pub fn with_client_inbox(opts: ConnectOptions, user: Option<&str>) -> ConnectOptions {
-    if user != Some(clients::CLIENT_USER) {
-        return opts;
+/// `opts` with the credentials of `user`. A client connection (user `client`) gets an inbox
+/// key of its own, sent in the password field after the client password
+/// (`<password>:<key>`, [`clients::join_password`]), and the inbox prefix it opens, the only
+/// one its permissions let it subscribe to. Other users get `password` as it is.
+pub fn with_credentials(opts: ConnectOptions, user: &str, password: &str) -> ConnectOptions {
+    if user != clients::CLIENT_USER {
+        return opts.user_and_password(user.to_owned(), password.to_owned());
     }
     let key = new_inbox_key();
     let inbox = client_inbox(&key);
-    opts.token(key).custom_inbox_prefix(inbox)
+    opts.user_and_password(user.to_owned(), clients::join_password(password, &key))
+        .custom_inbox_prefix(inbox)
 }
 
 /// Logs one connection event under the connection's name, at a level that says whether
@@ -121,15 +123,12 @@ pub async fn connect_with(
             .map(|u| (u.to_owned(), addr.password().unwrap_or_default().to_owned()))
     });
     // One inbox key for every attempt: the key is the connection's for its whole life.
-    let client = with_client_inbox(
-        ConnectOptions::new(),
-        credentials.as_ref().map(|(u, _)| u.as_str()),
-    );
+    let with_credentials = match &credentials {
+        Some((user, pass)) => with_credentials(ConnectOptions::new(), user, pass),
+        None => ConnectOptions::new(),
+    };
     loop {
-        let mut opts = client.clone();
-        if let Some((user, pass)) = &credentials {
-            opts = opts.user_and_password(user.clone(), pass.clone());
-        }
+        let opts = with_credentials.clone();
         let named = name.to_owned();
         let opts = opts
             .name(name)

@@ -10,8 +10,8 @@
 //! - **Plugin servers** (user `plugin-server.<id>`): the id's record in
 //!   `<P>_PLUGIN_SERVERS` must hold the SHA-256 of the password. Placed in the plugin
 //!   servers' account with [`Permissions::for_plugin_server`] for that id.
-//! - **Client apps** (user `client`): the password must be the client password this node
-//!   was given, and the CONNECT's `auth_token` must be an inbox key. Placed in the client
+//! - **Client apps** (user `client`): the password must be `<client password>:<inbox key>`
+//!   ([`clients::join_password`]), with the client password this node was given. Placed in the client
 //!   apps' account with
 //!   [`Permissions::for_client`] on the inbox that key opens
 //!   ([`tessera_protocol::bus::client_inbox`]), so a connection reads its own replies and no
@@ -59,8 +59,16 @@ pub enum Refusal {
     Unavailable,
     #[error("client apps are not admitted by this auth node (no client password set)")]
     ClientsNotConfigured,
-    #[error("a client connection needs an inbox key (auth_token, 43-128 base64url characters)")]
+    #[error(
+        "a client connection needs an inbox key in its password: <client password>:<43-128 base64url characters>"
+    )]
     NoInboxKey,
+    /// The earlier contract (the key as the CONNECT's `auth_token`), refused with a reason
+    /// that says what changed rather than a bare `wrong secret`.
+    #[error(
+        "the inbox key goes in the password now (<client password>:<inbox key>), not in auth_token"
+    )]
+    KeyInAuthToken,
 }
 
 /// Who a connection was admitted as.
@@ -134,14 +142,24 @@ impl Callout {
                 .client_password
                 .as_ref()
                 .ok_or(Refusal::ClientsNotConfigured)?;
-            if !expected.matches(&opts.pass) {
+            // A client of the earlier contract sends the bare password: right as a whole,
+            // so it is told that the key is missing rather than `wrong secret`.
+            let (password, key) = match clients::split_password(&opts.pass) {
+                Some((password, key)) if expected.matches(password) => (password, key),
+                _ => (opts.pass.as_str(), ""),
+            };
+            if !expected.matches(password) {
                 return Err(Refusal::WrongSecret);
             }
-            if !clients::inbox_key_ok(&opts.auth_token) {
-                return Err(Refusal::NoInboxKey);
+            if !clients::inbox_key_ok(key) {
+                return Err(if key.is_empty() && !opts.auth_token.is_empty() {
+                    Refusal::KeyInAuthToken
+                } else {
+                    Refusal::NoInboxKey
+                });
             }
             return Ok(Admitted::Client {
-                inbox: client_inbox(&opts.auth_token),
+                inbox: client_inbox(key),
             });
         }
         let (id, dist) = match (server_id_of(&opts.user), dist_server_id_of(&opts.user)) {

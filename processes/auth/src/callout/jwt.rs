@@ -176,7 +176,8 @@ pub struct ConnectOpts {
     pub user: String,
     #[serde(default)]
     pub pass: String,
-    /// A client app's inbox key (`tessera_schemas::clients`); empty for plugin servers.
+    /// Read only to tell a client of the earlier contract (inbox key here, not in the
+    /// password) why it is refused; empty for everyone else.
     #[serde(default)]
     pub auth_token: String,
 }

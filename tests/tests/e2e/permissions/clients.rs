@@ -86,8 +86,10 @@ async fn a_client_reads_its_own_replies_and_no_other_clients() {
     drop(subs);
 }
 
-/// The callout admits a client only with the client password and an inbox key; a refusal
-/// is immediate (an authorization violation, not a timeout) and gives its reason.
+/// The callout admits a client only with the password `<client password>:<inbox key>`, what
+/// a stock NATS client sends with its ordinary user and password options; a refusal is
+/// immediate (an authorization violation, not a timeout) and gives its reason. A client of
+/// the earlier contract (the key as the CONNECT's `auth_token`) is told what changed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_connections_need_the_password_and_an_inbox_key() {
     let mut stack = local().start().await;
@@ -95,18 +97,35 @@ async fn client_connections_need_the_password_and_an_inbox_key() {
     let addr: async_nats::ServerAddr = url.parse().unwrap();
     let password = addr.password().unwrap().to_owned();
     let host = url.rsplit_once('@').map(|(_, h)| h.to_owned()).unwrap();
+    // Plain user-and-password options, as any NATS client library has them.
     let attempt = |user: &str, pass: &str, key: Option<String>| {
-        let mut opts = async_nats::ConnectOptions::new()
-            .user_and_password(user.to_owned(), pass.to_owned())
-            .connection_timeout(Duration::from_secs(5));
-        if let Some(key) = key {
-            opts = opts
+        let mut opts = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+        opts = match key {
+            Some(key) => opts
                 .custom_inbox_prefix(tessera_protocol::bus::client_inbox(&key))
-                .token(key);
-        }
+                .user_and_password(user.to_owned(), format!("{pass}:{key}")),
+            None => opts.user_and_password(user.to_owned(), pass.to_owned()),
+        };
         let host = host.clone();
         async move { opts.connect(host.as_str()).await }
     };
+    // The earlier contract: the bare password, and the key as the CONNECT's auth_token.
+    let key_in_auth_token = {
+        let key = tessera_protocol::bus::new_inbox_key();
+        async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .custom_inbox_prefix(tessera_protocol::bus::client_inbox(&key))
+            .user_and_password("client".to_owned(), password.clone())
+            .token(key)
+            .connect(host.as_str())
+            .await
+            .unwrap_err()
+    };
+    assert_eq!(
+        key_in_auth_token.kind(),
+        async_nats::ConnectErrorKind::AuthorizationViolation,
+        "{key_in_auth_token}"
+    );
     let key = tessera_protocol::bus::new_inbox_key;
 
     // The control: password and key.
@@ -119,6 +138,18 @@ async fn client_connections_need_the_password_and_an_inbox_key() {
     let cases = [
         ("wrong password", "client", "x".repeat(32), Some(key())),
         ("no inbox key", "client", password.clone(), None),
+        (
+            "an empty inbox key",
+            "client",
+            password.clone(),
+            Some(String::new()),
+        ),
+        (
+            "the key before the password",
+            "client",
+            key(),
+            Some(password.clone()),
+        ),
         (
             "a short key",
             "client",
@@ -147,6 +178,7 @@ async fn client_connections_need_the_password_and_an_inbox_key() {
         "wrong secret",
         "needs an inbox key",
         "not a client or plugin-server user",
+        "not in auth_token",
     ] {
         assert_eventually!(
             nats.log_tail().join("\n").contains(reason),
@@ -155,4 +187,53 @@ async fn client_connections_need_the_password_and_an_inbox_key() {
     }
     let log = nats.log_tail().join("\n");
     assert!(!log.contains(&password), "the password is never logged");
+}
+
+/// The inbox a connection may read is the one its own key opens, whatever inbox prefix it
+/// names: a connection that knows another's inbox prefix and sets it as its own (a stock
+/// client's `inbox_prefix` option) with a key of its own is refused the subscription, and
+/// its requests get no reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cannot_take_another_connections_inbox_with_its_own_key() {
+    let stack = local().start().await;
+    let url = stack.url(Role::Client);
+    let addr: async_nats::ServerAddr = url.parse().unwrap();
+    let password = addr.password().unwrap().to_owned();
+    let host = url.rsplit_once('@').map(|(_, h)| h.to_owned()).unwrap();
+
+    let alice = stack.nats(Role::Client).await;
+    let alices_inbox = alice.new_inbox();
+    let (alices_prefix, _) = alices_inbox.rsplit_once('.').unwrap();
+
+    let key = tessera_protocol::bus::new_inbox_key();
+    let (tx, mut server_errors) = tokio::sync::mpsc::unbounded_channel();
+    let mallory = async_nats::ConnectOptions::new()
+        .user_and_password("client".to_owned(), format!("{password}:{key}"))
+        .custom_inbox_prefix(alices_prefix)
+        .request_timeout(Some(Duration::from_millis(500)))
+        .event_callback(move |event| {
+            if let async_nats::Event::ServerError(e) = event {
+                let _ = tx.send(e.to_string());
+            }
+            std::future::ready(())
+        })
+        .connect(host.as_str())
+        .await
+        .expect("her own key admits her");
+    let err = mallory
+        .request(stack.subjects().keys(), Vec::new().into())
+        .await
+        .expect_err("no reply reaches an inbox she may not read");
+    assert_eq!(err.kind(), async_nats::RequestErrorKind::TimedOut, "{err}");
+    let violation = tokio::time::timeout(Duration::from_secs(10), server_errors.recv())
+        .await
+        .expect("the server says why")
+        .unwrap();
+    assert!(
+        violation.contains(alices_prefix) && violation.contains("Subscription"),
+        "{violation}"
+    );
+    // Alice, with the key that opens it, still gets her replies.
+    let keys = Client::new(alice, stack.subjects().clone()).keys().await;
+    assert!(keys.is_ok(), "{keys:?}");
 }

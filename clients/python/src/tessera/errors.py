@@ -1,0 +1,113 @@
+"""Typed errors: the error reply of docs/protocol.md §2, as an exception."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import msgpack
+
+#: code -> (status, retryable), the closed set of §2.
+CODES: dict[str, tuple[int, bool]] = {
+    "bad_request": (400, False),
+    "unsupported_version": (400, False),
+    "payload_too_large": (413, False),
+    "unauthenticated": (401, False),
+    "forbidden": (403, False),
+    "not_found": (404, False),
+    "conflict": (409, False),
+    "rate_limited": (429, True),
+    "unavailable": (503, True),
+    "internal": (500, False),
+    "package_mismatch": (503, True),
+    "package_failed": (502, False),
+    "package_rejected": (422, False),
+    "bad_signature": (401, False),
+    "stale_timestamp": (401, False),
+    "replayed_nonce": (401, False),
+    "wrong_plugin": (403, False),
+    "unknown_operation": (404, False),
+}
+
+# What a client that reads only the status makes of it (§2).
+_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    409: "conflict",
+    413: "payload_too_large",
+    422: "bad_request",
+    429: "rate_limited",
+    502: "internal",
+    503: "unavailable",
+}
+
+CODE_HEADER = "Nats-Service-Error-Code"
+MESSAGE_HEADER = "Nats-Service-Error"
+
+
+class TesseraError(Exception):
+    """A typed error: `code` from the closed set of §2, a human `message`, and whether a
+    retry (with the same idempotency key, for tokens) may succeed."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        retryable: bool | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = CODES.get(code, (500, False))[1] if retryable is None else retryable
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def status(self) -> int:
+        return CODES.get(self.code, (500, False))[0]
+
+    def body(self) -> bytes:
+        """The MessagePack body of this error's reply."""
+        fields: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+        }
+        if self.retry_after_ms is not None:
+            fields["retry_after_ms"] = self.retry_after_ms
+        return msgpack.packb(fields)
+
+    def headers(self) -> dict[str, str]:
+        """The headers of this error's reply (control characters replaced by spaces)."""
+        message = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in self.message)
+        return {CODE_HEADER: str(self.status), MESSAGE_HEADER: message}
+
+
+def unavailable(message: str) -> TesseraError:
+    return TesseraError("unavailable", message, True)
+
+
+def from_reply(headers: Mapping[str, str], data: bytes) -> TesseraError | None:
+    """The error a reply carries, or None if it is not an error (§2: a reply is an error if
+    and only if it has `Nats-Service-Error-Code`)."""
+    status_text = headers.get(CODE_HEADER)
+    if status_text is None:
+        return None
+    try:
+        status = int(status_text)
+    except ValueError:
+        status = 500
+    try:
+        body = msgpack.unpackb(data, raw=False)
+        if not isinstance(body, dict):
+            raise ValueError("not a map")
+        return TesseraError(
+            str(body["code"]),
+            str(body.get("message", "")),
+            bool(body.get("retryable", False)),
+            body.get("retry_after_ms"),
+        )
+    except Exception:
+        code = _BY_STATUS.get(status, "internal")
+        return TesseraError(code, headers.get(MESSAGE_HEADER, ""))
