@@ -9,6 +9,9 @@
 //!   issuer's seed), kept when they exist so re-rendering never locks workers out. Plugin
 //!   servers get theirs from `tessera plugin-servers add ID` on the running cluster;
 //! - `SECRETS/broker.pem`, `SECRETS/auth.pem`: the signing keys every replica shares.
+//! - `SECRETS/publisher.key`: a package-publisher key for `tessera packages sign --key`; its
+//!   public part is in `auth.env`'s `TESSERA_PACKAGE_TRUSTED_KEYS`. Only the operator uses
+//!   it: no container mounts it and no Secret is made of it.
 //!
 //! Never bake SECRETS into an image or commit it: compose reads it with `env_file` and
 //! bind mounts, kustomize with a `secretGenerator`.
@@ -22,9 +25,12 @@ use tessera_bus_config::redis_acl::RedisCredentials;
 use tessera_bus_config::{CALLOUT_ISSUER_SEED_ENV, Credentials, Role, password_env};
 use tessera_protocol::signing::SigningKey;
 use tessera_runtime::config::ProcessEnv;
+use tessera_sdk::operator::packages::PublisherKey;
 
 /// The env file of the demo plugin server (its URL, from `plugin-servers add demo --env`).
 const PLUGIN_SERVER_ENV_FILE: &str = "plugin-server.env";
+/// The deployment's package-publisher key (private, for `tessera packages sign --key`).
+const PUBLISHER_KEY_FILE: &str = "publisher.key";
 
 #[derive(Subcommand)]
 pub enum BusConfigCmd {
@@ -105,7 +111,14 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
         .flatten()
         .and_then(|env| RedisCredentials::from_passwords(|u| env.get(&u.password_env()).cloned()))
         .unwrap_or_else(RedisCredentials::generate);
-    for file in deploy::env_files(target, &credentials, &redis, &args.redis_url) {
+    let trusted = trusted_package_keys(
+        &secrets.join(PUBLISHER_KEY_FILE),
+        read("auth.env")
+            .as_ref()
+            .and_then(|auth| auth.get(deploy::PACKAGE_TRUSTED_KEYS_ENV))
+            .map(String::as_str),
+    )?;
+    for file in deploy::env_files(target, &credentials, &redis, &args.redis_url, &trusted) {
         let path = secrets.join(file.name);
         write_env(&path, &file.pairs)?;
         println!("wrote {}", path.display());
@@ -155,6 +168,35 @@ pub fn run(cmd: BusConfigCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The publisher keys the auth nodes trust: the deployment's own publisher key (made at
+/// `key_file` unless it exists, mode 0600), then every other key already listed in
+/// auth.env (`listed`), so keys an operator added survive a re-render. Without a trusted
+/// key no node would accept an auth package, so third-party logins could not work.
+fn trusted_package_keys(key_file: &Path, listed: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let listed = listed.unwrap_or_default();
+    // A key the nodes would refuse at start is refused here, before the key file is made.
+    tessera_auth::config::parse_trusted_keys(listed)
+        .map_err(|e| anyhow::anyhow!("auth.env {}: {e}", deploy::PACKAGE_TRUSTED_KEYS_ENV))?;
+    let key = match std::fs::read_to_string(key_file) {
+        Ok(text) => PublisherKey::from_file_text(&text)
+            .with_context(|| format!("reading the publisher key {}", key_file.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = PublisherKey::generate();
+            crate::packages::write_private(key_file, &key.to_file_text())?;
+            println!("wrote {}", key_file.display());
+            key
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", key_file.display())),
+    };
+    let mut keys = vec![key.public_key()];
+    for k in listed.split(',').map(str::trim).filter(|k| !k.is_empty()) {
+        if !keys.iter().any(|have| have == k) {
+            keys.push(k.to_owned());
+        }
+    }
+    Ok(keys)
+}
+
 fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     set_mode(dir, 0o700)
@@ -175,4 +217,48 @@ fn write_env(path: &Path, pairs: &[(String, String)]) -> anyhow::Result<()> {
     }
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     set_mode(path, 0o600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_env_name_is_the_one_the_auth_worker_reads() {
+        assert_eq!(
+            deploy::PACKAGE_TRUSTED_KEYS_ENV,
+            tessera_runtime::config::registry::PACKAGE_TRUSTED_KEYS.name
+        );
+    }
+
+    #[test]
+    fn the_publisher_key_is_made_once_and_trusted_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(PUBLISHER_KEY_FILE);
+        let first = trusted_package_keys(&file, None).unwrap();
+        let key = PublisherKey::from_file_text(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(first, vec![key.public_key()]);
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // A re-render keeps the key file and the keys an operator added, each once.
+        let other = PublisherKey::generate().public_key();
+        let listed = format!("{},{other}", key.public_key());
+        let again = trusted_package_keys(&file, Some(&listed)).unwrap();
+        assert_eq!(again, vec![key.public_key(), other]);
+    }
+
+    #[test]
+    fn a_bad_listed_key_or_key_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(PUBLISHER_KEY_FILE);
+        let err = trusted_package_keys(&file, Some("not-a-key")).unwrap_err();
+        assert!(format!("{err:#}").contains(deploy::PACKAGE_TRUSTED_KEYS_ENV));
+        assert!(!file.exists());
+        std::fs::write(&file, "garbage\n").unwrap();
+        let err = trusted_package_keys(&file, None).unwrap_err();
+        assert!(format!("{err:#}").contains("publisher key"));
+    }
 }

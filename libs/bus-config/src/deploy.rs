@@ -28,6 +28,10 @@ pub const NODES: usize = 3;
 pub const CLUSTER_NAME: &str = "tessera";
 /// Environment variable with a member's server name.
 pub const SERVER_NAME_ENV: &str = "SERVER_NAME";
+/// The auth workers' trusted package-publisher keys (comma-separated base64url Ed25519);
+/// the auth worker's configuration reads it under this name (`tessera_auth::config`, which
+/// this crate does not depend on; the CLI's tests keep the two names equal).
+pub const PACKAGE_TRUSTED_KEYS_ENV: &str = "TESSERA_PACKAGE_TRUSTED_KEYS";
 
 /// Where the cluster runs: it decides the members' host names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +114,9 @@ pub struct EnvFile {
 /// issuer's public key, for nats-server only) and one per role with just that role's URL
 /// (`broker.env` and `gateway.env` also get `REDIS_URL` with their own Redis user,
 /// `redis.env` holds the Redis users' passwords, `auth.env` the callout issuer's seed and
-/// the client password, which the auth callout checks). `admin.env`
+/// the client password, which the auth callout checks, and `trusted_package_keys`, the
+/// publisher keys whose auth packages the nodes accept: without one, no third-party login
+/// package can be installed). `admin.env`
 /// reaches the cluster from the host through the ports compose publishes on 127.0.0.1, and
 /// gives the admin the cluster's replicas for any bucket it creates first.
 /// Plugin servers get no file here: each id's credentials come from
@@ -120,6 +126,7 @@ pub fn env_files(
     credentials: &Credentials,
     redis: &RedisCredentials,
     redis_url: &str,
+    trusted_package_keys: &[String],
 ) -> Vec<EnvFile> {
     let url = |r| role_url(target, credentials, r);
     let mut nats: Vec<(String, String)> = Role::STATIC
@@ -154,6 +161,10 @@ pub fn env_files(
                 (
                     password_env(Role::Client),
                     credentials.password(Role::Client).to_owned(),
+                ),
+                (
+                    PACKAGE_TRUSTED_KEYS_ENV.into(),
+                    trusted_package_keys.join(","),
                 ),
             ],
         },
@@ -228,7 +239,7 @@ mod tests {
     fn env_files_carry_each_role_its_own_url() {
         let c = Credentials::generate();
         let r = RedisCredentials::generate();
-        let files = env_files(Target::Compose, &c, &r, "redis://redis:6379/");
+        let files = env_files(Target::Compose, &c, &r, "redis://redis:6379/", &[]);
         let broker = files.iter().find(|f| f.name == "broker.env").unwrap();
         let url = &broker.pairs[0].1;
         // Each worker reaches Redis as its own user; the admin's password is in no worker's.
@@ -262,5 +273,39 @@ mod tests {
         assert!(files.iter().all(|f| f.name != "plugin-server.env"));
         let k8s = role_url(Target::Kubernetes, &c, Role::Auth);
         assert_eq!(k8s, c.url(Role::Auth, "nats", CLIENT_PORT));
+    }
+
+    /// The auth nodes get the publisher keys they trust, so packages signed with the
+    /// rendered publisher key install; the key list is in no other role's file.
+    #[test]
+    fn auth_env_carries_the_trusted_package_keys() {
+        let c = Credentials::generate();
+        let r = RedisCredentials::generate();
+        let keys = ["publisherA".to_owned(), "publisherB".to_owned()];
+        for target in [Target::Compose, Target::Kubernetes] {
+            let files = env_files(target, &c, &r, "redis://redis:6379/", &keys);
+            let value = |name: &str| {
+                files
+                    .iter()
+                    .find(|f| f.name == name)
+                    .unwrap()
+                    .pairs
+                    .iter()
+                    .find(|(k, _)| k == PACKAGE_TRUSTED_KEYS_ENV)
+                    .map(|(_, v)| v.clone())
+            };
+            assert_eq!(value("auth.env").as_deref(), Some("publisherA,publisherB"));
+            for other in files.iter().filter(|f| f.name != "auth.env") {
+                assert_eq!(value(other.name), None, "{}", other.name);
+            }
+        }
+        // None trusted: the variable is still there (empty), for the operator to fill.
+        let files = env_files(Target::Compose, &c, &r, "redis://redis:6379/", &[]);
+        let auth = files.iter().find(|f| f.name == "auth.env").unwrap();
+        assert!(
+            auth.pairs
+                .iter()
+                .any(|(k, v)| k == PACKAGE_TRUSTED_KEYS_ENV && v.is_empty())
+        );
     }
 }
