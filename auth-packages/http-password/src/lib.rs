@@ -4,7 +4,7 @@
 
 use auth_package_kit::{self as kit, Outcome};
 use base64::Engine;
-use extism_pdk::{FnResult, HttpRequest, plugin_fn};
+use extism_pdk::{FnResult, plugin_fn};
 
 /// The interface version this package speaks; the node checks it on load.
 #[plugin_fn]
@@ -27,7 +27,7 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
         .app
         .url(input.app.setting("userinfo_path", "/userinfo"));
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-    let req = HttpRequest::new(url)
+    let req = kit::Request::new(url)
         .with_method("POST")
         .with_header("Authorization", format!("Basic {basic}"))
         .with_header("X-Client-Id", input.app.client_id.as_str())

@@ -3,12 +3,14 @@
 //! Everything here is plain Rust over `serde_json`, so every failure becomes an [`Outcome`]
 //! instead of a panic: the node maps a trap to `package_failed`, but an `error` output names
 //! what went wrong.
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the one call of the node's HTTP host function is an `unsafe` FFI call,
+// allowed on that call alone (`send`).
+#![deny(unsafe_code)]
 
 use std::collections::BTreeMap;
 
-use extism_pdk::{HttpRequest, HttpResponse};
-use serde::Deserialize;
+use extism_pdk::{Json, host_fn};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 /// The interface version this kit speaks; also what `interface_version` exports.
@@ -130,10 +132,76 @@ pub fn client_secret() -> Result<String, Outcome> {
     }
 }
 
-/// Maps a failed host HTTP call to an `error` output. Extism words a refused host as
-/// "HTTP request to <url> is not allowed"; the interface asks for "host not allowed" in it.
-pub fn http_error(e: &extism_pdk::Error) -> Outcome {
-    let text = format!("{e:#}");
+/// A request to the third party (sent with [`send`]).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub url: String,
+    pub method: String,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Request {
+    pub fn new(url: impl Into<String>) -> Request {
+        Request {
+            url: url.into(),
+            method: "GET".into(),
+            headers: BTreeMap::new(),
+        }
+    }
+    pub fn with_method(mut self, method: impl Into<String>) -> Request {
+        self.method = method.into();
+        self
+    }
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Request {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// What the node's HTTP host function takes (docs/auth-packages.md, "HTTP").
+#[derive(Serialize)]
+struct HttpCall<'a> {
+    method: &'a str,
+    url: &'a str,
+    headers: &'a BTreeMap<String, String>,
+    body: Option<String>,
+}
+
+/// What it answers: the response whatever its status, or why there is none.
+#[derive(Deserialize)]
+struct HttpResult {
+    #[serde(default)]
+    status: u16,
+    #[serde(default)]
+    body: String,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[host_fn]
+extern "ExtismHost" {
+    fn tessera_http_request(call: Json<HttpCall<'_>>) -> Json<HttpResult>;
+}
+
+/// A response from the third party.
+#[derive(Debug, Clone)]
+pub struct Response {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Response {
+    pub fn status_code(&self) -> u16 {
+        self.status
+    }
+    pub fn body(&self) -> Vec<u8> {
+        self.body.clone()
+    }
+}
+
+/// Maps the host's refusal or a network failure to an `error` output; the interface asks
+/// for "host not allowed" in the text of a refused host.
+pub fn http_error(text: &str) -> Outcome {
     if text.contains("not allowed") {
         Outcome::error(format!("host not allowed: {text}"))
     } else {
@@ -141,13 +209,31 @@ pub fn http_error(e: &extism_pdk::Error) -> Outcome {
     }
 }
 
-/// Sends a request through the host (the node's allowed_hosts apply) and maps a failure.
-pub fn send(req: &HttpRequest, body: Option<String>) -> Result<HttpResponse, Outcome> {
-    extism_pdk::http::request(req, body).map_err(|e| http_error(&e))
+/// Sends a request through the node (the app's allow-list applies; redirects are returned,
+/// not followed) and maps a failure.
+pub fn send(req: &Request, body: Option<String>) -> Result<Response, Outcome> {
+    let call = HttpCall {
+        method: &req.method,
+        url: &req.url,
+        headers: &req.headers,
+        body,
+    };
+    // SAFETY: an import the node provides (namespace extism:host/user); the PDK passes and
+    // reads memory handles, checked by the runtime.
+    #[allow(unsafe_code)]
+    let answer = unsafe { tessera_http_request(Json(call)) };
+    let Json(result) = answer.map_err(|e| http_error(&format!("{e:#}")))?;
+    match result.error {
+        Some(error) => Err(http_error(&error)),
+        None => Ok(Response {
+            status: result.status,
+            body: result.body.into_bytes(),
+        }),
+    }
 }
 
 /// A JSON object body, or an `error` naming the step.
-pub fn json_body(resp: &HttpResponse, what: &str) -> Result<Value, Outcome> {
+pub fn json_body(resp: &Response, what: &str) -> Result<Value, Outcome> {
     serde_json::from_slice::<Value>(&resp.body())
         .ok()
         .filter(Value::is_object)

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Mutex;
 
 use auth_package_kit::{self as kit, Outcome};
-use extism_pdk::{FnResult, HttpRequest, plugin_fn};
+use extism_pdk::{FnResult, plugin_fn};
 
 /// The build's version, baked in at compile time (build.sh builds "1" and "2") so a test can
 /// tell which build answered after a swap.
@@ -38,7 +38,7 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
         "alloc" => exhaust_memory(),
         "host" => {
             let url = input.param("url")?;
-            Ok(match kit::send(&HttpRequest::new(url), None) {
+            Ok(match kit::send(&kit::Request::new(url), None) {
                 Err(refused) => refused,
                 Ok(resp) => Outcome::error(format!(
                     "request to {url} was allowed (status {})",

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use auth_package_kit::{self as kit, Outcome};
-use extism_pdk::{FnResult, HttpRequest, plugin_fn};
+use extism_pdk::{FnResult, plugin_fn};
 use serde_json::Value;
 
 /// The interface version this package speaks; the node checks it on load.
@@ -32,7 +32,7 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
         .append_pair("client_id", &app.client_id)
         .append_pair("client_secret", &secret)
         .finish();
-    let token_req = HttpRequest::new(app.url(app.setting("token_path", "/oauth/token")))
+    let token_req = kit::Request::new(app.url(app.setting("token_path", "/oauth/token")))
         .with_method("POST")
         .with_header("Content-Type", "application/x-www-form-urlencoded")
         .with_header("Accept", "application/json");
@@ -60,7 +60,7 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
         }
     };
 
-    let info_req = HttpRequest::new(app.url(app.setting("userinfo_path", "/userinfo")))
+    let info_req = kit::Request::new(app.url(app.setting("userinfo_path", "/userinfo")))
         .with_method("GET")
         .with_header("Authorization", format!("Bearer {access_token}"))
         .with_header("Accept", "application/json");

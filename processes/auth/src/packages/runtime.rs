@@ -8,26 +8,29 @@
 //! heap) can pass from one user's login to the next, and a misbehaving call (trap,
 //! time-out, memory limit) never poisons another.
 //!
-//! Sandbox: no WASI (no files, no environment, no clock beyond what Extism gives), outbound
-//! HTTP only to the app's `allowed_hosts`, a time limit per call (Extism's epoch deadline),
-//! a memory limit per instance, and a cap on HTTP response size. The client secret is in the
-//! plugin config (`client_secret`), readable by the package only.
+//! Sandbox: no WASI (no files, no environment, no clock beyond what Extism gives), no
+//! Extism host HTTP; outbound HTTP only through our host function (`http.rs`: the app's
+//! allow-list by scheme, host and port, no redirects followed, public addresses only, one
+//! pooled client per app, bounded response size and time), a time limit per call (Extism's
+//! epoch deadline) and a memory limit per instance. The client secret is in the plugin
+//! config (`client_secret`), readable by the package only.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use extism::{CompiledPlugin, Manifest, Plugin, PluginBuilder, Wasm};
+use extism::convert::Json;
+use extism::{CompiledPlugin, Manifest, PTR, Plugin, PluginBuilder, UserData, Wasm};
 use serde::{Deserialize, Serialize};
 use tessera_schemas::packages::{AppConfig, INTERFACE_VERSION, PackageManifest};
 use tessera_schemas::{ErrorCode, WireError};
 use tokio::sync::Semaphore;
 
+use super::http::{AllowList, HOST_FUNCTION, HostHttp, HttpCall, HttpResult};
 use crate::apps::Secret;
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_MAX_PAGES: u32 = 256;
-pub const MAX_HTTP_RESPONSE_BYTES: u64 = 1 << 20;
 /// Largest package accepted or installed.
 pub const MAX_PACKAGE_BYTES: usize = 16 << 20;
 
@@ -83,6 +86,19 @@ fn short(e: &extism::Error) -> String {
     line.trim().chars().take(300).collect()
 }
 
+extism::host_fn!(tessera_http_request(http: Option<Arc<HostHttp>>; call: Vec<u8>) -> Json<HttpResult> {
+    // The lock only hands out the app's client; the request runs without it, so an app's
+    // concurrent logins do not queue behind each other's HTTP.
+    let http = http.get()?.lock().map_err(|_| extism::Error::msg("host HTTP state poisoned"))?.clone();
+    let Some(http) = http else {
+        return Ok(Json(HttpResult { error: Some("host not allowed: no HTTP while the package is checked".into()), ..Default::default() }));
+    };
+    Ok(Json(match serde_json::from_slice::<HttpCall>(&call) {
+        Ok(call) => http.request(&call),
+        Err(e) => HttpResult { error: Some(format!("bad http call: {e}")), ..Default::default() },
+    }))
+});
+
 /// Compiles `wasm` with no host access and checks the exports the interface requires.
 /// Blocking (runs Cranelift).
 pub fn check_module(wasm: &[u8]) -> Result<(), String> {
@@ -90,6 +106,14 @@ pub fn check_module(wasm: &[u8]) -> Result<(), String> {
         .with_timeout(Duration::from_millis(DEFAULT_TIMEOUT_MS))
         .with_memory_max(DEFAULT_MAX_PAGES);
     let mut plugin = PluginBuilder::new(manifest)
+        // The host function is there (a module importing it must load) but reaches nothing.
+        .with_function(
+            HOST_FUNCTION,
+            [PTR],
+            [PTR],
+            UserData::new(None),
+            tessera_http_request,
+        )
         .with_wasi(false)
         .with_cache_disabled()
         .build()
@@ -142,15 +166,21 @@ impl AppRuntime {
                 format!("app {}: package {}: {what}", app.app_id, package.name),
             )
         };
-        let mut manifest = Manifest::new([Wasm::data(wasm.to_vec())])
-            .with_allowed_hosts(app.allowed_hosts.iter().cloned())
-            .with_timeout(Duration::from_millis(
-                app.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS),
-            ))
+        let timeout = Duration::from_millis(app.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS));
+        let manifest = Manifest::new([Wasm::data(wasm.to_vec())])
+            .with_timeout(timeout)
             .with_memory_max(app.max_memory_pages.unwrap_or(DEFAULT_MAX_PAGES))
             .with_config_key("client_secret", secret.0.clone());
-        manifest.memory.max_http_response_bytes = Some(MAX_HTTP_RESPONSE_BYTES);
+        let allow = AllowList::for_app(&app).map_err(failed)?;
+        let http = HostHttp::new(allow, timeout);
         let compiled = PluginBuilder::new(manifest)
+            .with_function(
+                HOST_FUNCTION,
+                [PTR],
+                [PTR],
+                UserData::new(Some(http)),
+                tessera_http_request,
+            )
             .with_wasi(false)
             .with_cache_disabled()
             .compile()
