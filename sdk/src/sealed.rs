@@ -1,4 +1,4 @@
-//! Sealed sensitive data (seed 002 step 2): what a client app hands a plugin (account info,
+//! Sealed sensitive data: what a client app hands a plugin (account info,
 //! user actions) is sealed to the plugin's registered public key, so only the plugin can
 //! open it, not anybody on the path.
 //!

@@ -393,15 +393,7 @@ impl Stack {
     }
 
     /// Plugin server `id`'s distribution connection (user `plugin-server-dist.<id>`), as
-    /// the SDK connects it.
-    pub async fn plugin_server_dist_nats(&self, id: &str) -> async_nats::Client {
-        let url = self.plugin_server_url(id).await;
-        tessera_sdk::plugin_server::connect_distribution(&url, self.subjects(), id)
-            .await
-            .unwrap_or_else(|e| panic!("connecting plugin server {id}'s distribution: {e}"))
-    }
-
-    /// [`Stack::plugin_server_dist_nats`] that also records the errors the server sends it.
+    /// the SDK connects it, recording the errors the server sends it.
     pub async fn plugin_server_dist_nats_recording(
         &self,
         id: &str,

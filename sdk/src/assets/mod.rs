@@ -1,4 +1,4 @@
-//! Plugin static assets: the client side of the data cache layer (seed 002 step 1).
+//! Plugin static assets: the client side of the data cache layer.
 //!
 //! A plugin's files live content-addressed in the assets object store (`blob/<sha256>`);
 //! the latest manifest (a JWS the broker signed, listing path -> sha256, size, content type)

@@ -1,4 +1,4 @@
-//! Reading the audit stream (admin, issue 8): the last events, optionally of one kind or one
+//! Reading the audit stream (admin): the last events, optionally of one kind or one
 //! group of kinds, and optionally following new ones as they arrive.
 //!
 //! ```no_run
