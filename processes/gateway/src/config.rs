@@ -106,10 +106,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        tessera_runtime::config::from_pairs(pairs)
     }
 
     /// The claim at the earliest moment (the claiming replica's clock at `t - skew`), the

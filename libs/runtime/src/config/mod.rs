@@ -91,6 +91,15 @@ impl Source for ProcessEnv {
     }
 }
 
+/// Settings from literal pairs: what tests and in-process tools hand a config reader instead
+/// of the process environment.
+pub fn from_pairs(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
 impl Source for std::collections::HashMap<String, String> {
     fn get(&self, key: &str) -> Option<String> {
         self.get(key).cloned()

@@ -4,10 +4,7 @@ use super::registry::{self, BROKER_KEY_FILE, CLOCK_LEEWAY, DEV_EPHEMERAL_KEYS, G
 use super::*;
 
 fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    from_pairs(pairs)
 }
 
 #[test]
