@@ -190,15 +190,11 @@ pub fn parse_trusted_keys(text: &str) -> Result<Vec<[u8; 32]>, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use tessera_runtime::config::registry::{DEV_EPHEMERAL_KEYS, NATS_URL};
 
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        tessera_runtime::config::from_pairs(pairs)
-    }
+    use tessera_runtime::config::from_pairs as env;
 
     #[test]
     fn defaults_come_from_the_registry_and_every_bad_setting_is_reported() {

@@ -125,13 +125,9 @@ impl BrokerConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        tessera_runtime::config::from_pairs(pairs)
-    }
+    use tessera_runtime::config::from_pairs as env;
 
     #[test]
     fn defaults_come_from_the_registry_and_every_bad_setting_is_reported() {

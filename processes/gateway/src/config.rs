@@ -99,15 +99,11 @@ impl GatewayConfig {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
 
     use tessera_runtime::config::registry::NATS_URL;
 
     use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        tessera_runtime::config::from_pairs(pairs)
-    }
+    use tessera_runtime::config::from_pairs as env;
 
     /// The claim at the earliest moment (the claiming replica's clock at `t - skew`), the
     /// replay at the latest (a replica whose clock lags by up to the leeway, at its own

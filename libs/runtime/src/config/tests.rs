@@ -1,11 +1,6 @@
-use std::collections::HashMap;
-
+use super::from_pairs as env;
 use super::registry::{self, BROKER_KEY_FILE, CLOCK_LEEWAY, DEV_EPHEMERAL_KEYS, GRACE, NATS_URL};
 use super::*;
-
-fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-    from_pairs(pairs)
-}
 
 #[test]
 fn durations() {

@@ -113,8 +113,9 @@ pub(crate) async fn record_distribute_commit(
         // A retry of a request that succeeded: the same token again.
         return Ok(Issued::Replayed(previous));
     }
+    // The token string goes into the event (the reply holds its own copy).
     let event = DistEvent::Token {
-        token: minted.token.clone(),
+        token: minted.token,
     };
     if let Err(e) = dist
         .publish(&minted.record.servers, &minted.token_id, &event)
