@@ -118,7 +118,7 @@ fn split(token: &str) -> Result<Parts<'_>, JwtError> {
     Ok(Parts {
         header: object(h, "header")?,
         payload: object(p, "payload")?,
-        signing_input: token[..h.len() + 1 + p.len()].as_bytes(),
+        signing_input: &token.as_bytes()[..h.len() + 1 + p.len()],
         signature: URL_SAFE_NO_PAD
             .decode(s)
             .map_err(|_| JwtError::Malformed("signature is not base64url".into()))?,

@@ -58,7 +58,11 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
     let token = exchange_code(&login, &token_url, &app.client_id, &secret)?;
     let access_token = match token.get("access_token").and_then(Value::as_str) {
         Some(t) if !t.is_empty() => t,
-        _ => return Err(Outcome::error("token endpoint answered without an access_token")),
+        _ => {
+            return Err(Outcome::error(
+                "token endpoint answered without an access_token",
+            ));
+        }
     };
 
     let id_claims = match &provider {
@@ -107,7 +111,10 @@ fn run(raw: &[u8]) -> Result<Outcome, Outcome> {
     let identity = kit::identity(&info, "userinfo");
     if let (Some(claims), Outcome::Ok { subject, .. }) = (&id_claims, &identity) {
         // OpenID Core 5.3.2: a userinfo response about another user must not be used.
-        let id_sub = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        let id_sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if subject != id_sub {
             return Err(Outcome::error(format!(
                 "userinfo sub {subject:?} is not the ID token's sub {id_sub:?}"

@@ -46,7 +46,11 @@ fn get_json(url: &str, cache: Cache, what: &str) -> Result<Value, Outcome> {
 pub fn discover(issuer: &str) -> Result<Provider, Outcome> {
     let url = kit::join_url(issuer, ".well-known/openid-configuration");
     let doc = get_json(&url, Cache::Use, "discovery")?;
-    let field = |name: &str| doc.get(name).and_then(Value::as_str).filter(|v| !v.is_empty());
+    let field = |name: &str| {
+        doc.get(name)
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+    };
     if field("issuer") != Some(issuer) {
         return Err(Outcome::error(format!(
             "discovery names issuer {:?}, the app is configured for {issuer:?}",
@@ -110,7 +114,10 @@ pub fn check_claims(
     let text = |name: &str| claims.get(name).and_then(Value::as_str);
     let time = |name: &str| claims.get(name).and_then(Value::as_u64);
     if text("iss") != Some(issuer) {
-        return Err(format!("iss {:?} is not {issuer:?}", text("iss").unwrap_or_default()));
+        return Err(format!(
+            "iss {:?} is not {issuer:?}",
+            text("iss").unwrap_or_default()
+        ));
     }
     let audiences: Vec<&str> = match claims.get("aud") {
         Some(Value::String(one)) => vec![one.as_str()],
@@ -118,7 +125,9 @@ pub fn check_claims(
         _ => return Err("no aud".into()),
     };
     if !audiences.contains(&client_id) {
-        return Err(format!("aud {audiences:?} does not include client {client_id:?}"));
+        return Err(format!(
+            "aud {audiences:?} does not include client {client_id:?}"
+        ));
     }
     match text("azp") {
         Some(azp) if azp != client_id => {

@@ -50,7 +50,11 @@ fn ed_jwk(kid: &str) -> Value {
 
 fn ed_token(kid: &str, claims: &Value) -> String {
     use ed25519_dalek::Signer as _;
-    let input = format!("{}.{}", b64(&json!({"alg": "EdDSA", "kid": kid})), b64(claims));
+    let input = format!(
+        "{}.{}",
+        b64(&json!({"alg": "EdDSA", "kid": kid})),
+        b64(claims)
+    );
     let sig = ed_key().sign(input.as_bytes());
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.to_bytes()))
 }
@@ -122,7 +126,10 @@ fn an_unknown_kid_or_a_key_of_another_type_is_an_unknown_key() {
     let one = json!({"keys": [rsa_jwk("rsa-1"), es256_jwk("ec-1")]});
     assert_eq!(verify(&no_kid, &one).unwrap(), body);
     let two = json!({"keys": [es256_jwk("ec-1"), es256_jwk("ec-2")]});
-    assert!(matches!(verify(&no_kid, &two), Err(JwtError::UnknownKey(_))));
+    assert!(matches!(
+        verify(&no_kid, &two),
+        Err(JwtError::UnknownKey(_))
+    ));
 }
 
 #[test]
@@ -136,7 +143,10 @@ fn none_and_hmac_are_refused_whatever_the_keys() {
             "{alg}"
         );
     }
-    let crit = es256_token(json!({"alg": "ES256", "kid": "ec-1", "crit": ["exp"]}), &json!({}));
+    let crit = es256_token(
+        json!({"alg": "ES256", "kid": "ec-1", "crit": ["exp"]}),
+        &json!({}),
+    );
     assert!(matches!(
         verify(&crit, &json!({"keys": [es256_jwk("ec-1")]})),
         Err(JwtError::Malformed(_))
@@ -146,7 +156,15 @@ fn none_and_hmac_are_refused_whatever_the_keys() {
 #[test]
 fn malformed_tokens_are_typed_errors() {
     let jwks = json!({"keys": [rsa_jwk("rsa-1")]});
-    for token in ["", "a.b", "a.b.c.d", "!!.e30.", "e30.!!.", "WzFd.e30.", "e30.e30.!"] {
+    for token in [
+        "",
+        "a.b",
+        "a.b.c.d",
+        "!!.e30.",
+        "e30.!!.",
+        "WzFd.e30.",
+        "e30.e30.!",
+    ] {
         assert!(
             matches!(verify(token, &jwks), Err(JwtError::Malformed(_))),
             "{token:?}"
