@@ -156,12 +156,29 @@ fn unauthorized_client() -> Response {
     response
 }
 
-/// Which client the request authenticated as: `Err` is the response refusing it.
+/// Why a token request's client authentication failed.
+enum ClientRefusal {
+    /// More than one method in one request (400 `invalid_request`).
+    TwoMethods,
+    /// No method, a method the provider does not accept, or wrong credentials (401).
+    Unauthorized,
+}
+
+impl ClientRefusal {
+    fn response(self) -> Response {
+        match self {
+            ClientRefusal::TwoMethods => oauth_error(StatusCode::BAD_REQUEST, "invalid_request"),
+            ClientRefusal::Unauthorized => unauthorized_client(),
+        }
+    }
+}
+
+/// Checks the token request's client authentication against the accepted methods.
 fn authenticate_client(
     state: &State,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
-) -> Result<(), Response> {
+) -> Result<(), ClientRefusal> {
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -169,11 +186,9 @@ fn authenticate_client(
     let posted = form.contains_key("client_secret");
     let (method, id, secret) = match (basic, posted) {
         // RFC 6749 2.3: a client uses one authentication method per request.
-        (Some(_), true) => {
-            return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_request"));
-        }
+        (Some(_), true) => return Err(ClientRefusal::TwoMethods),
         (Some(value), false) => {
-            let (id, secret) = basic_credentials(value).ok_or_else(unauthorized_client)?;
+            let (id, secret) = basic_credentials(value).ok_or(ClientRefusal::Unauthorized)?;
             // RFC 6749 2.3.1: both parts are form-urlencoded before the Basic encoding.
             (ClientAuth::Basic, form_decode(&id), form_decode(&secret))
         }
@@ -182,11 +197,11 @@ fn authenticate_client(
             form.get("client_id").cloned().unwrap_or_default(),
             form.get("client_secret").cloned().unwrap_or_default(),
         ),
-        (None, false) => return Err(unauthorized_client()),
+        (None, false) => return Err(ClientRefusal::Unauthorized),
     };
     let accepted = state.lock().client_auth.contains(&method);
     if !accepted || id != state.client_id || secret != state.client_secret {
-        return Err(unauthorized_client());
+        return Err(ClientRefusal::Unauthorized);
     }
     Ok(())
 }
@@ -204,7 +219,7 @@ async fn token(Shared(state): Shared<Arc<State>>, headers: HeaderMap, body: Byte
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }
     if let Err(refused) = authenticate_client(&state, &headers, &form) {
-        return refused;
+        return refused.response();
     }
     let mut inner = state.lock();
     // A presented code is spent whatever the outcome, like a real provider's single-use code.
