@@ -323,6 +323,26 @@ mod tests {
     }
 
     #[test]
+    fn the_cache_hint_is_sent_only_when_asked_for() {
+        let call = |req: &Request| {
+            serde_json::to_value(HttpCall {
+                method: &req.method,
+                url: &req.url,
+                headers: &req.headers,
+                body: None,
+                cache: req.cache,
+            })
+            .unwrap()
+        };
+        let plain = call(&Request::new("http://h/jwks"));
+        assert!(plain.get("cache").is_none(), "{plain}");
+        let cached = call(&Request::new("http://h/jwks").with_cache(Cache::Use));
+        assert_eq!(cached["cache"], "use");
+        let fresh = call(&Request::new("http://h/jwks").with_cache(Cache::Refresh));
+        assert_eq!(fresh["cache"], "refresh");
+    }
+
+    #[test]
     fn identity_requires_a_subject() {
         let v = json!({"sub": "s1", "name": "Ann"});
         assert_eq!(
