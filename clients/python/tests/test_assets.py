@@ -36,7 +36,9 @@ def site(root: Path) -> Path:
 
 def cached(cache: Path, plugin_id: str) -> dict[str, bytes]:
     files = cache / plugin_id / "files"
-    return {p.relative_to(files).as_posix(): p.read_bytes() for p in files.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(files).as_posix(): p.read_bytes() for p in files.rglob("*") if p.is_file()
+    }
 
 
 async def publish(stack, plugin_id: str, src: Path) -> None:  # type: ignore[no-untyped-def]
@@ -59,7 +61,8 @@ async def test_a_rust_published_bundle_is_cached_and_updated_moving_only_what_ch
     async with await Client.connect(stack.env["NATS_URL"]) as client:
         m = await client.asset_manifest("pysite")
         assert (m.plugin_id, m.version) == ("pysite", 1)
-        assert [f.path for f in m.files] == ["css/app.css", "img/logo.png", "index.html", "js/app.js"]
+        paths = [f.path for f in m.files]
+        assert paths == ["css/app.css", "img/logo.png", "index.html", "js/app.js"]
 
         first = await client.download_bundle("pysite", cache)
         assert (first.version, first.fetched, first.reused, first.removed) == (1, 3, 0, 0)
