@@ -96,6 +96,10 @@ async def test_a_rust_published_bundle_is_cached_and_updated_moving_only_what_ch
         with pytest.raises(TesseraError) as unknown:
             await client.asset_manifest("nothing-published")
         assert unknown.value.code == "not_found"
+        for bad in ["../pysite", "a.b", "*", ""]:
+            with pytest.raises(TesseraError) as bad_id:
+                await client.download_bundle(bad, cache)
+            assert bad_id.value.code == "bad_request"
         with pytest.raises(TesseraError) as unlisted:
             await client.fetch_asset("pysite", "css/app.css")
         assert unlisted.value.code == "not_found"

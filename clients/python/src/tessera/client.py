@@ -175,6 +175,8 @@ class Client:
         """The latest manifest of `plugin_id`, verified as §9.2 says (the KV entry, the JWS
         with a key from `P.keys`, the claims and file list). `not_found` if nothing is
         published; BadManifest if it is not the platform's manifest of this plugin."""
+        # The id becomes a KV key and, in download_bundle, a directory name.
+        bus.check_id("plugin_id", plugin_id)
 
         async def key_for(kid: str) -> PyJWK:
             return await self._keys.key(kid)
@@ -237,6 +239,7 @@ class Client:
     async def seal(self, plugin_id: str, plaintext: bytes) -> bytes:
         """`plaintext` sealed to `plugin_id`'s registered key (the MessagePack box of
         §9.5): only the holder of the plugin's private key opens it."""
+        bus.check_id("plugin_id", plugin_id)
         key = await self.plugin_key(plugin_id)
         if key.get("suite") != sealed.SUITE or not isinstance(key.get("public_key"), str):
             raise SealError(
