@@ -49,6 +49,8 @@ async def _get(js: JetStreamContext, stream: str, **query: Any) -> RawStreamMsg 
         raise unavailable(f"no answer to a direct get of {stream}") from e
     except JetStreamError as e:
         raise unavailable(f"a direct get of {stream} failed: {e}") from e
+    except (KeyError, AttributeError) as e:  # nats-py reading an answer without its headers
+        raise unavailable(f"a direct get of {stream} answered without its headers") from e
 
 
 async def kv_get(js: JetStreamContext, bucket: str, key: str) -> bytes | None:

@@ -76,7 +76,8 @@ class TesseraError(Exception):
         }
         if self.retry_after_ms is not None:
             fields["retry_after_ms"] = self.retry_after_ms
-        return msgpack.packb(fields)
+        body: bytes = msgpack.packb(fields)
+        return body
 
     def headers(self) -> dict[str, str]:
         """The headers of this error's reply (control characters replaced by spaces)."""
