@@ -157,6 +157,11 @@ async def test_a_manifest_not_the_platforms_for_this_plugin_is_refused(
             header, payload, _ = genuine.jws.split(".")
             forged = f"{header}.{payload}.{'A' * 86}"
             await js.publish("$KV.TESSERA_ASSET_VERSIONS.pyforged", forged.encode())
+            # A delete marker (a KV delete) over a genuine manifest: nothing is published.
+            await js.publish("$KV.TESSERA_ASSET_VERSIONS.pydeleted", genuine.jws.encode())
+            await js.publish(
+                "$KV.TESSERA_ASSET_VERSIONS.pydeleted", b"", headers={"KV-Operation": "DEL"}
+            )
         finally:
             await broker.close()
 
@@ -165,6 +170,9 @@ async def test_a_manifest_not_the_platforms_for_this_plugin_is_refused(
                 await client.download_bundle(plugin, tmp_path / "cache")
             assert refused.value.plugin_id == plugin
             assert not (tmp_path / "cache" / plugin / "manifest.jws").exists()
+        with pytest.raises(TesseraError) as deleted:
+            await client.asset_manifest("pydeleted")
+        assert deleted.value.code == "not_found"
         with pytest.raises(BadManifest) as other:
             await client.asset_manifest("pyother")
         assert "signed for plugin 'pygenuine'" in other.value.message
