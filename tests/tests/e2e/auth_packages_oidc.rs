@@ -258,20 +258,28 @@ async fn a_rotated_provider_key_and_other_algorithms_are_picked_up() {
     login(&stack, &idp, "oidc")
         .await
         .expect("login with the first key");
-    let jwks_before = idp.hits("/jwks");
+    assert_eq!(idp.hits("/jwks"), 1);
 
-    // The JWKS the node may have cached lacks the new kid: the package fetches it again.
+    // The node's cached JWKS lacks the new kid: the package asks for a refresh, once.
     let first = idp.kid();
     assert_ne!(idp.rotate_keys(), first);
     let after = login(&stack, &idp, "oidc")
         .await
         .expect("login after rotation");
     assert_eq!(after.account_id, "oidc:user-42");
-    assert!(idp.hits("/jwks") > jwks_before);
+    assert_eq!(idp.hits("/jwks"), 2, "one refresh, no more");
+    // Discovery came from the node's cache the second time.
+    assert_eq!(idp.hits("/.well-known/openid-configuration"), 1);
 
-    for alg in [SigningAlg::Es256, SigningAlg::EdDsa] {
+    // ES256 and EdDSA keys (an app each: each app has its own cache, and a second refresh
+    // of one URL within seconds is rate-limited by the node).
+    for (app, alg) in [
+        ("oidc-es256", SigningAlg::Es256),
+        ("oidc-eddsa", SigningAlg::EdDsa),
+    ] {
         idp.use_signing_alg(alg);
-        login(&stack, &idp, "oidc")
+        put_oidc_app(&stack, &idp, app, &[]).await;
+        login(&stack, &idp, app)
             .await
             .unwrap_or_else(|e| panic!("login with {alg:?}: {e}"));
     }
