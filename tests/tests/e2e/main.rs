@@ -18,6 +18,7 @@ mod data_access;
 mod data_binding;
 mod data_raw_packet;
 mod distribution;
+mod external_issuers;
 mod faults;
 mod faults_servers;
 mod flow;

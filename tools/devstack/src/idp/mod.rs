@@ -258,6 +258,13 @@ impl StubIdp {
         kid
     }
 
+    /// A JWT of these claims signed by the current key (with its kid): what the provider
+    /// would issue as an access token, for deployments that trust it as an issuer.
+    pub fn sign(&self, claims: &serde_json::Value) -> String {
+        let inner = self.state.lock();
+        inner.key.sign(&inner.key.kid, claims)
+    }
+
     /// The kid of the current signing key (the only one in the JWKS).
     pub fn kid(&self) -> String {
         self.state.lock().key.kid.clone()
