@@ -289,7 +289,23 @@ fn every_sealed_box_opens_or_is_refused_as_the_vector_says() {
         assert_eq!(decoded.ct, b64(s(the_box, "ct_b64url")), "{name}");
         let opened = open_bytes(&secret, s(case, "open_as_plugin_id"), &bytes);
         let expect = &case["expect"];
+        // The key pair and (for a box that opens) enc are what RFC 9180 DeriveKeyPair makes
+        // of the recorded ikm, so another language can rebuild them.
+        use hpke::{Kem as _, Serializable as _};
+        type Kem = hpke::kem::X25519HkdfSha256;
+        let (_, pk_r) = Kem::derive_keypair(&from_hex(s(case, "ikm_r_hex")));
+        assert_eq!(
+            b64(s(case, "public_key_b64url")),
+            pk_r.to_bytes().to_vec(),
+            "{name}"
+        );
         if expect["opens"] == true {
+            let (_, pk_e) = Kem::derive_keypair(&from_hex(s(case, "ikm_e_hex")));
+            assert_eq!(
+                decoded.enc,
+                pk_e.to_bytes().to_vec(),
+                "{name}: enc from ikm_e"
+            );
             assert_eq!(
                 opened.map(|p| hex(&p)).as_deref(),
                 Ok(s(expect, "plaintext_hex")),
