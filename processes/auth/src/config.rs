@@ -23,7 +23,7 @@ pub use crate::callout::{ClientPassword, IssuerSeed};
 pub const DEFAULT_ISSUER: &str = AUTH_ISSUER.literal_default();
 
 /// An external identity provider whose JWTs count as account tokens.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct ExternalIssuer {
     /// Short name; account ids from this issuer are `<name>:<sub>`.
     pub name: String,
@@ -40,6 +40,17 @@ pub struct ExternalIssuer {
     /// Or a single PEM public key file.
     #[serde(default)]
     pub public_key_file: Option<PathBuf>,
+    /// Or the URL of its JWKS, fetched and cached (`verify::remote`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Or find the JWKS URL in `<issuer>/.well-known/openid-configuration` (the issuer is
+    /// then a URL, and the document's `issuer` must equal it).
+    #[serde(default)]
+    pub discovery: bool,
+    /// Let the issuer's host names resolve to private addresses (an SSO inside the
+    /// network). Off: like a package's requests, public addresses only.
+    #[serde(default)]
+    pub allow_private_addresses: bool,
 }
 
 #[derive(Debug, Deserialize)]

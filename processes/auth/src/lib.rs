@@ -11,6 +11,8 @@
 //! - `limits`: what a flood of logins may take: per connection, per username, at once.
 //! - `apps`: third-party app configs and their secrets, watched from KV.
 //! - `packages`: authentication packages (Extism), their install, sync, upload and status.
+//! - `http`: the one outbound HTTP client (per app for packages, per external issuer for
+//!   their keys): allow-list, public addresses only, no redirects, bounded, cached GETs.
 //! - the auth callout ([`callout`]): plugin servers' bus
 //!   credentials, answered here when `TESSERA_CALLOUT_ISSUER_SEED` is set.
 //!
@@ -28,6 +30,7 @@
 mod apps;
 pub mod callout;
 pub mod config;
+mod http;
 pub mod limits;
 mod login;
 mod packages;

@@ -3,12 +3,17 @@
 //! Our own tokens are found by `kid`; external ones by `iss`, then checked against that
 //! issuer's keys and algorithm allow-list. Anything else (no `kid` we know, `alg: none`, an
 //! HMAC algorithm, an issuer nobody configured) is `unauthenticated`, with its reason, and
-//! counted (`tessera_tokens_rejected_total{verifier="auth"}`).
+//! counted (`tessera_tokens_rejected_total{verifier="auth"}`). An issuer's keys come from
+//! files read at start, or by URL ([`remote`]), fetched when needed; a token whose issuer's
+//! keys cannot be had is `unavailable` (retryable), not refused.
+
+mod remote;
 
 use std::sync::Arc;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey};
+use remote::{KeyList, RemoteKeys};
 use serde::Deserialize;
 use tessera_protocol::jwt::{self, Reason, Rejection};
 use tessera_protocol::signing::SigningKey;
@@ -22,7 +27,17 @@ use crate::config::{AuthConfig, ExternalIssuer};
 
 pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: VerifyRequest = req.decode(AUTH_VERIFY)?;
-    let result = state.verifier.verify(&body.account_token)?;
+    let result = match state.verifier.cached(&body.account_token) {
+        Some(hit) => hit,
+        // A first verification may fetch an issuer's keys: off the async workers.
+        None if state.verifier.may_fetch() => {
+            let state = state.clone();
+            tokio::task::spawn_blocking(move || state.verifier.verify(&body.account_token))
+                .await
+                .map_err(|_| WireError::new(ErrorCode::Internal, "verification failed"))??
+        }
+        None => state.verifier.verify(&body.account_token)?,
+    };
     Ok(Reply::msgpack(AUTH_VERIFY, &result))
 }
 
@@ -31,7 +46,30 @@ struct External {
     issuer: String,
     algorithms: Vec<Algorithm>,
     audience: Option<String>,
-    keys: Vec<(Option<String>, DecodingKey)>,
+    keys: Keys,
+}
+
+enum Keys {
+    /// Read from files at start.
+    Fixed(KeyList),
+    /// By URL, fetched and cached.
+    Remote(RemoteKeys),
+}
+
+/// Why a token was not verified.
+enum Refusal {
+    Rejected(Rejection),
+    /// The issuer's keys cannot be had now (unreachable, nothing cached).
+    KeysUnavailable {
+        issuer: String,
+        why: String,
+    },
+}
+
+impl From<Rejection> for Refusal {
+    fn from(r: Rejection) -> Refusal {
+        Refusal::Rejected(r)
+    }
 }
 
 pub struct Verifier {
@@ -80,19 +118,31 @@ impl Verifier {
         })
     }
 
-    /// The auth result for an account token: from the cache when this token was verified
-    /// before and has not expired, else verified now.
-    pub fn verify(&self, token: &str) -> Result<VerifyResponse, WireError> {
-        let key: [u8; 32] = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
-            .as_ref()
-            .try_into()
-            .expect("SHA-256 is 32 bytes");
+    /// Whether a verification may fetch keys over HTTP (blocking).
+    pub fn may_fetch(&self) -> bool {
+        self.externals
+            .iter()
+            .any(|e| matches!(e.keys, Keys::Remote(_)))
+    }
+
+    /// The auth result of this token if it was verified before and has not expired.
+    pub fn cached(&self, token: &str) -> Option<VerifyResponse> {
         let now = tessera_protocol::now_unix();
-        if let Some(hit) = self.cache.lock().expect("lock poisoned").get(&key)
-            && hit.expires_at + self.leeway.as_secs() >= now
-        {
-            return Ok(hit.clone());
+        self.cache
+            .lock()
+            .expect("lock poisoned")
+            .get(&cache_key(token))
+            .filter(|hit| hit.expires_at + self.leeway.as_secs() >= now)
+            .cloned()
+    }
+
+    /// The auth result for an account token: from the cache when this token was verified
+    /// before and has not expired, else verified now (blocking when [`Self::may_fetch`]).
+    pub fn verify(&self, token: &str) -> Result<VerifyResponse, WireError> {
+        if let Some(hit) = self.cached(token) {
+            return Ok(hit);
         }
+        let key = cache_key(token);
         let result = self.verify_uncached(token)?;
         let mut cache = self.cache.lock().expect("lock poisoned");
         if cache.len() >= CACHE_MAX {
@@ -109,11 +159,19 @@ impl Verifier {
                 "account_token is empty",
             ));
         }
-        self.check(token)
-            .map_err(|r| r.into_wire(jwt::Verifier::Auth))
+        self.check(token).map_err(|refusal| match refusal {
+            Refusal::Rejected(r) => r.into_wire(jwt::Verifier::Auth),
+            Refusal::KeysUnavailable { issuer, why } => {
+                tracing::warn!(issuer, why, "external issuer's keys unavailable");
+                WireError::new(
+                    ErrorCode::Unavailable,
+                    format!("the keys of issuer {issuer} are unavailable; try again"),
+                )
+            }
+        })
     }
 
-    fn check(&self, token: &str) -> Result<VerifyResponse, Rejection> {
+    fn check(&self, token: &str) -> Result<VerifyResponse, Refusal> {
         let header = jwt::header(token)?;
         let now = tessera_protocol::now_unix();
         if header.kid.as_deref() == Some(self.own.kid()) {
@@ -136,10 +194,9 @@ impl Verifier {
             .ok_or_else(|| Rejection::new(Reason::Issuer, "account token has no issuer"))?;
         if iss == self.own_issuer {
             // Our issuer, but not our key (a retired or forged one).
-            return Err(Rejection::new(
-                Reason::Kid,
-                "account token is signed by an unknown key",
-            ));
+            return Err(
+                Rejection::new(Reason::Kid, "account token is signed by an unknown key").into(),
+            );
         }
         let ext = self
             .externals
@@ -147,12 +204,18 @@ impl Verifier {
             .find(|e| e.issuer == iss)
             .ok_or_else(|| Rejection::new(Reason::Issuer, "account token issuer is not trusted"))?;
         let alg = jwt::allowed_alg(&header, &ext.algorithms)?;
-        let key = match &header.kid {
-            Some(kid) => ext.keys.iter().find(|(k, _)| k.as_deref() == Some(kid)),
-            None if ext.keys.len() == 1 => ext.keys.first(),
-            None => None,
+        let kid = header.kid.as_deref();
+        let key = match &ext.keys {
+            Keys::Fixed(keys) => remote::pick(keys, kid),
+            Keys::Remote(remote) => {
+                remote
+                    .key_for(kid)
+                    .map_err(|why| Refusal::KeysUnavailable {
+                        issuer: ext.name.clone(),
+                        why,
+                    })?
+            }
         }
-        .map(|(_, k)| k)
         .ok_or_else(|| Rejection::new(Reason::Kid, "unknown signing key"))?;
         let mut v = jwt::validation(alg, self.leeway);
         v.algorithms = ext.algorithms.clone();
@@ -162,7 +225,7 @@ impl Verifier {
             None => v.validate_aud = false,
         }
         v.set_required_spec_claims(&["exp", "sub", "iss"]);
-        let claims: ExternalClaims = jwt::decode(token, key, &v)?;
+        let claims: ExternalClaims = jwt::decode(token, &key, &v)?;
         if let Some(iat) = claims.iat {
             jwt::check_iat(iat, now, self.leeway)?;
         }
@@ -186,6 +249,18 @@ fn load_external(cfg: &ExternalIssuer) -> anyhow::Result<External> {
             cfg.name
         );
     }
+    if let Some(remote) = RemoteKeys::new(cfg)? {
+        if cfg.jwks_file.is_some() || cfg.public_key_file.is_some() {
+            anyhow::bail!("issuer {}: keys by URL or from files, not both", cfg.name);
+        }
+        return Ok(External {
+            name: cfg.name.clone(),
+            issuer: cfg.issuer.clone(),
+            algorithms: cfg.algorithms.clone(),
+            audience: cfg.audience.clone(),
+            keys: Keys::Remote(remote),
+        });
+    }
     let mut keys = Vec::new();
     if let Some(path) = &cfg.jwks_file {
         let text = std::fs::read_to_string(path)
@@ -206,13 +281,26 @@ fn load_external(cfg: &ExternalIssuer) -> anyhow::Result<External> {
         keys.push((None, key));
     }
     if keys.is_empty() {
-        anyhow::bail!("issuer {}: give jwks_file or public_key_file", cfg.name);
+        anyhow::bail!(
+            "issuer {}: give jwks_file, public_key_file, jwks_url or discovery",
+            cfg.name
+        );
     }
     Ok(External {
         name: cfg.name.clone(),
         issuer: cfg.issuer.clone(),
         algorithms: cfg.algorithms.clone(),
         audience: cfg.audience.clone(),
-        keys,
+        keys: Keys::Fixed(keys),
     })
 }
+
+fn cache_key(token: &str) -> [u8; 32] {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .try_into()
+        .expect("SHA-256 is 32 bytes")
+}
+
+#[cfg(test)]
+mod tests;

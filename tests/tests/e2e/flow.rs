@@ -243,7 +243,7 @@ async fn external_issuer_tokens_are_accepted_only_as_configured() {
             algorithms: vec![Algorithm::EdDSA],
             audience: None,
             jwks_file: Some(jwks_file),
-            public_key_file: None,
+            ..ExternalIssuer::default()
         })
         .start()
         .await;

@@ -2,9 +2,9 @@
 //! stub identity provider on loopback HTTP, beside local (argon2id) logins.
 //!
 //! What a login costs here: the bus round trip, the consistency check (in memory plus one
-//! `stat`), one Wasm call on the blocking pool, one HTTP request from inside the sandbox to
-//! the stub (a new TCP connection each time: Extism's host HTTP keeps no connection pool),
-//! and signing the account token.
+//! `stat`), a fresh Wasm instance and one call on the blocking pool, one HTTP request from
+//! inside the sandbox to the stub (through the node's host function: one pooled keep-alive
+//! client per app), and signing the account token.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

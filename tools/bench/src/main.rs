@@ -5,6 +5,7 @@
 //! then the workers start and each scenario runs at each concurrency for a warm-up and a
 //! measured window. Everything stays on loopback and stops by itself.
 
+mod cpu;
 mod data_access;
 mod floors;
 mod login_package;
@@ -167,6 +168,7 @@ async fn run_on(
     let bar = report::progress(steps as u64);
     let mut memory = Memory::default();
     memory.sample_start(stack);
+    cpu::watch(stack.nats.pid(), stack.redis.pid());
 
     // 1. Floors, before any worker runs (the auth callout alone admits the client).
     stack.admit_clients().await?;

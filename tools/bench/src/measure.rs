@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use super::cpu::{self, CpuPerOp};
+
 /// One measured run at one concurrency.
 #[derive(Debug, Clone, Serialize)]
 pub struct Figures {
@@ -19,6 +21,9 @@ pub struct Figures {
     pub p99_us: f64,
     pub p999_us: f64,
     pub max_us: f64,
+    /// CPU per operation over the window (closed-loop runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_per_op: Option<CpuPerOp>,
 }
 
 /// Latencies recorded in nanoseconds, reported in microseconds. Two significant digits (1%)
@@ -45,6 +50,7 @@ pub fn figures(
         p99_us: us(0.99),
         p999_us: us(0.999),
         max_us: h.max() as f64 / 1000.0,
+        cpu_per_op: None,
     }
 }
 
@@ -71,6 +77,11 @@ where
 {
     let start = Instant::now() + warmup;
     let end = start + window;
+    // CPU from the window's start (a timer, not a synchronisation: the load runs regardless).
+    let cpu_at_start = tokio::spawn(async move {
+        tokio::time::sleep_until(start.into()).await;
+        cpu::sample()
+    });
     let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
             let op = op.clone();
@@ -109,7 +120,12 @@ where
         errors += e;
         last = last.max(l);
     }
-    figures(in_flight, ops, errors, last - start, &total)
+    let cpu_at_end = cpu::sample();
+    let mut f = figures(in_flight, ops, errors, last - start, &total);
+    if let Ok(before) = cpu_at_start.await {
+        f.cpu_per_op = cpu::per_op(before, cpu_at_end, ops);
+    }
+    f
 }
 
 /// Times a synchronous operation `iterations` times, one call per sample (for per-call

@@ -173,12 +173,22 @@ impl Report {
         );
         println!();
         println!(
-            "{:<34} {:>5} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6}",
-            "scenario", "c", "ops/s", "p50", "p90", "p99", "p99.9", "max", "floor/s", "ratio"
+            "{:<34} {:>5} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6} {:>9}",
+            "scenario",
+            "c",
+            "ops/s",
+            "p50",
+            "p90",
+            "p99",
+            "p99.9",
+            "max",
+            "floor/s",
+            "ratio",
+            "cpu us/op"
         );
         let row = |name: &str, f: &Figures, floor: Option<f64>, ratio: Option<f64>| {
             println!(
-                "{:<34} {:>5} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10} {:>6}",
+                "{:<34} {:>5} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10} {:>6} {:>9}",
                 name,
                 f.in_flight,
                 f.ops_per_sec,
@@ -189,6 +199,8 @@ impl Report {
                 f.max_us,
                 floor.map_or("-".into(), |v| format!("{v:.0}")),
                 ratio.map_or("-".into(), |r| format!("{r:.2}")),
+                f.cpu_per_op
+                    .map_or("-".into(), |c| format!("{:.0}", c.total_us)),
             );
             if f.errors > 0 {
                 println!("{:<34} {} errors", "", f.errors);
@@ -216,6 +228,9 @@ impl Report {
             row(&s.name, &s.figures, s.floor_ops_per_sec, s.ratio);
         }
         println!();
+        println!(
+            "cpu us/op: CPU time per operation over the window, this process (workers, load generator, stub identity provider) + nats-server + redis-server; the parts are in the JSON"
+        );
         let mem = &self.memory;
         println!(
             "memory (RSS KiB, start -> end): bench process with workers {} -> {}, nats-server {} -> {}, redis-server {} -> {}",

@@ -27,6 +27,8 @@ KEY_SEPARATOR = ":"
 #: Request bodies over this are refused (§1).
 MAX_BODY = 64 * 1024
 DEFAULT_TIMEOUT = 5.0
+MAX_ID_LEN = 64
+ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
 def b64url(data: bytes) -> str:
@@ -36,6 +38,16 @@ def b64url(data: bytes) -> str:
 
 def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_id(what: str, value: str) -> None:
+    """Ids that become subject tokens, KV keys or directory names (§6):
+    `[A-Za-z0-9_-]{1,64}`; anything else is `bad_request` before any round trip."""
+    if not (1 <= len(value) <= MAX_ID_LEN and all(c in ID_CHARS for c in value)):
+        raise TesseraError(
+            "bad_request",
+            f"{what} {value[:80]!r} is invalid: use 1-64 characters from A-Z a-z 0-9 _ -",
+        )
 
 
 def new_inbox_key() -> str:

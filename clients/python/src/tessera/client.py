@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 import msgpack
+from jwt import PyJWK
 from nats.aio.client import Client as NATS
 
-from . import bus, data
-from .errors import TesseraError
+from . import assets, bus, cache, data, direct, manifest, sealed
+from .errors import SealError, TesseraError
+from .keys import Keys
 
 DEFAULT_PREFIX = "tessera"
 
@@ -53,6 +57,10 @@ class Client:
     def __init__(self, nc: NATS, prefix: str = DEFAULT_PREFIX) -> None:
         self.nc = nc
         self.prefix = prefix
+        self._keys = Keys(self._fetch_keys)
+        # nats-py's stock JetStream context, on the API prefix the client account imports
+        # (§9.1): only its direct gets are used, the one JetStream call a client may make.
+        self._js = direct.jetstream(nc, prefix, bus.DEFAULT_TIMEOUT)
 
     @staticmethod
     async def connect(
@@ -154,9 +162,90 @@ class Client:
 
     async def keys(self) -> dict[str, Any]:
         """The broker's public keys, a JWKS (§3.7)."""
-        msg = await bus.request(self.nc, self._subject("keys"), b"")
-        jwks: dict[str, Any] = json.loads(msg.data)
+        jwks: dict[str, Any] = json.loads(await self._fetch_keys())
         return jwks
+
+    async def _fetch_keys(self) -> bytes:
+        msg = await bus.request(self.nc, self._subject("keys"), b"")
+        return msg.data
+
+    # -- plugin assets (§9.1, §9.2) ---------------------------------------------------
+
+    async def asset_manifest(self, plugin_id: str) -> manifest.Manifest:
+        """The latest manifest of `plugin_id`, verified as §9.2 says (the KV entry, the JWS
+        with a key from `P.keys`, the claims and file list). `not_found` if nothing is
+        published; BadManifest if it is not the platform's manifest of this plugin."""
+        # The id becomes a KV key and, in download_bundle, a directory name.
+        bus.check_id("plugin_id", plugin_id)
+
+        async def key_for(kid: str) -> PyJWK:
+            return await self._keys.key(kid)
+
+        async def verify(jws: str) -> manifest.Manifest:
+            return await manifest.verify(jws, plugin_id, key_for)
+
+        return await assets.latest_manifest(self._js, self.prefix, plugin_id, verify)
+
+    async def fetch_asset(self, plugin_id: str, path: str) -> bytes:
+        """One file of the latest version (an image, anything not in the bundle cache),
+        verified against the signed manifest: CorruptedAsset naming `path` otherwise."""
+        return await self.fetch_asset_of(await self.asset_manifest(plugin_id), path)
+
+    async def fetch_asset_of(
+        self, verified: manifest.Manifest, path: str, on_bytes: assets.OnBytes | None = None
+    ) -> bytes:
+        """One file of a manifest already verified (saves the manifest round trips)."""
+        file = verified.file(path)
+        if file is None:
+            raise TesseraError(
+                "not_found",
+                f"{path!r} is not in version {verified.version} of {verified.plugin_id!r}",
+            )
+        out = io.BytesIO()
+        await assets.read_blob(self._js, self.prefix, file, out, on_bytes)
+        return out.getvalue()
+
+    async def download_bundle(
+        self,
+        plugin_id: str,
+        cache_dir: str | Path,
+        on_bytes: assets.OnBytes | None = None,
+    ) -> cache.BundleReport:
+        """Brings the cached HTML/CSS/JS of `plugin_id` under `cache_dir`
+        (`<cache_dir>/<plugin_id>/files/...`) up to the latest signed version, fetching
+        only files whose cached bytes differ and verifying every one. On any error the
+        cache is left as it was."""
+        verified = await self.asset_manifest(plugin_id)
+
+        async def read_to(
+            file: manifest.AssetFile, dest: Path, progress: assets.OnBytes | None
+        ) -> None:
+            with open(dest, "wb") as out:
+                await assets.read_blob(self._js, self.prefix, file, out, progress)
+                out.flush()
+                os.fsync(out.fileno())
+
+        return await cache.update(verified, cache_dir, read_to, on_bytes)
+
+    # -- sealed data (§9.4, §9.5) -----------------------------------------------------
+
+    async def plugin_key(self, plugin_id: str) -> dict[str, Any]:
+        """`plugin_id`'s registered public key: `{plugin_id, public_key, suite,
+        created_at}` (§9.4); `not_found` if none is registered."""
+        return await bus.call(
+            self.nc, self._subject("plugins.key"), "plugins.key", {"plugin_id": plugin_id}
+        )
+
+    async def seal(self, plugin_id: str, plaintext: bytes) -> bytes:
+        """`plaintext` sealed to `plugin_id`'s registered key (the MessagePack box of
+        §9.5): only the holder of the plugin's private key opens it."""
+        bus.check_id("plugin_id", plugin_id)
+        key = await self.plugin_key(plugin_id)
+        if key.get("suite") != sealed.SUITE or not isinstance(key.get("public_key"), str):
+            raise SealError(
+                "bad_key", f"plugin {plugin_id!r} has a key of suite {key.get('suite')!r}"
+            )
+        return sealed.seal(key["public_key"], plugin_id, plaintext)
 
     async def data(
         self,

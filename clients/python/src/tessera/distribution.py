@@ -53,6 +53,8 @@ class Distribution:
         self.apply = apply
         #: The stream sequence of the last applied event: a new consumer starts after it.
         self.last_stream_seq = 0
+        #: The name of the consumer being pulled (a new one after each reopening).
+        self.consumer: str | None = None
         self.opened = asyncio.Event()
         self._reopen = asyncio.Event()
 
@@ -77,6 +79,7 @@ class Distribution:
         while True:
             try:
                 name = await self.open()
+                self.consumer = name
                 self.opened.set()
                 backoff = 0.1
                 await self._pull(name)

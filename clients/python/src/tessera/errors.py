@@ -76,7 +76,8 @@ class TesseraError(Exception):
         }
         if self.retry_after_ms is not None:
             fields["retry_after_ms"] = self.retry_after_ms
-        return msgpack.packb(fields)
+        body: bytes = msgpack.packb(fields)
+        return body
 
     def headers(self) -> dict[str, str]:
         """The headers of this error's reply (control characters replaced by spaces)."""
@@ -128,3 +129,34 @@ def _error_body(data: bytes) -> tuple[str, str, bool, int | None] | None:
     if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
         return None
     return code, message, retryable, after
+
+
+class BadManifest(TesseraError):
+    """An asset manifest that is not the platform's for this plugin (docs/protocol.md §9.2
+    "Verifying", steps 2-3): an unknown key, a bad signature, another issuer, kind or
+    plugin, or a file list that breaks the rules. Never retried: the same bytes fail again.
+    Not sent on the wire; the nearest code is `package_rejected`, as in the Rust SDK."""
+
+    def __init__(self, plugin_id: str, message: str) -> None:
+        super().__init__("package_rejected", f"manifest of {plugin_id!r} refused: {message}", False)
+        self.plugin_id = plugin_id
+
+
+class CorruptedAsset(TesseraError):
+    """A blob whose bytes are not what the signed manifest says (§9.2 step 4); `path` names
+    the file. The cache was not changed."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__("package_rejected", f"asset {path!r} is corrupted: {message}", False)
+        self.path = path
+
+
+class SealError(TesseraError):
+    """Sealed data (§9.5) that cannot be made or opened: `reason` is `bad_key` (not a
+    32-byte X25519 key in base64url, or a key of another suite), `bad_box` (a box of another
+    suite, or one that does not decode) or `cannot_open` (wrong key, wrong plugin id or a
+    tampered box: deliberately one reason, which of the three is nobody's business)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__("bad_request", message, False)
+        self.reason = reason

@@ -80,7 +80,7 @@ class Response:
 
 
 #: A handler returns bytes, a map (sent as MessagePack) or a Response.
-Result = Union[bytes, dict, Response]
+Result = Union[bytes, dict[str, Any], Response]
 Handler = Callable[[Request], Awaitable[Result]]
 
 

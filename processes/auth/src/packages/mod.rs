@@ -10,7 +10,6 @@
 //! The hot path ([`Packages::runtime_for`]) compares the installed build with the watched
 //! index record in memory and `stat`s the installed file; no store round trip per login.
 
-pub mod http;
 pub mod manifest;
 pub mod runtime;
 pub mod store;

@@ -26,8 +26,8 @@ use tessera_schemas::packages::{AppConfig, INTERFACE_VERSION, PackageManifest};
 use tessera_schemas::{ErrorCode, WireError};
 use tokio::sync::Semaphore;
 
-use super::http::{AllowList, HOST_FUNCTION, HostHttp, HttpCall, HttpResult};
 use crate::apps::Secret;
+use crate::http::{Addresses, AllowList, HOST_FUNCTION, HostHttp, HttpCall, HttpResult};
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_MAX_PAGES: u32 = 256;
@@ -172,7 +172,7 @@ impl AppRuntime {
             .with_memory_max(app.max_memory_pages.unwrap_or(DEFAULT_MAX_PAGES))
             .with_config_key("client_secret", secret.0.clone());
         let allow = AllowList::for_app(&app).map_err(failed)?;
-        let http = HostHttp::new(allow, timeout);
+        let http = HostHttp::new(allow, timeout, Addresses::PublicOnly);
         let compiled = PluginBuilder::new(manifest)
             .with_function(
                 HOST_FUNCTION,

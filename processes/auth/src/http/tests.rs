@@ -2,7 +2,9 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::cache::CacheMode;
 use super::*;
+use tessera_schemas::packages::AppConfig;
 
 fn app(allowed: &[&str]) -> AppConfig {
     AppConfig {
@@ -95,6 +97,11 @@ fn only_public_addresses_count_as_public() {
 /// A one-response-per-connection HTTP server on 127.0.0.1 answering `response`, counting
 /// the requests it got.
 fn serve(response: &'static str) -> (u16, Arc<AtomicUsize>) {
+    serve_in_turn(vec![response])
+}
+
+/// Like [`serve`], with the responses in turn, the last one repeated.
+fn serve_in_turn(responses: Vec<&'static str>) -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
@@ -104,7 +111,8 @@ fn serve(response: &'static str) -> (u16, Arc<AtomicUsize>) {
             let Ok(mut stream) = stream else { return };
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            counted.fetch_add(1, Ordering::SeqCst);
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let response = responses[n.min(responses.len() - 1)];
             let _ = stream.write_all(response.as_bytes());
         }
     });
@@ -112,9 +120,17 @@ fn serve(response: &'static str) -> (u16, Arc<AtomicUsize>) {
 }
 
 fn client(allowed: &[&str]) -> Arc<HostHttp> {
+    client_for(allowed, Addresses::PublicOnly)
+}
+
+fn client_for(allowed: &[&str], addresses: Addresses) -> Arc<HostHttp> {
     let mut app = app(allowed);
     app.scheme = "http".into();
-    HostHttp::new(AllowList::for_app(&app).unwrap(), Duration::from_secs(5))
+    HostHttp::new(
+        AllowList::for_app(&app).unwrap(),
+        Duration::from_secs(5),
+        addresses,
+    )
 }
 
 fn call(url: String) -> HttpCall {
@@ -123,6 +139,7 @@ fn call(url: String) -> HttpCall {
         url,
         headers: BTreeMap::new(),
         body: None,
+        cache: None,
     }
 }
 
@@ -187,4 +204,78 @@ fn an_oversized_response_is_an_error() {
     let http = client(&[&format!("http://127.0.0.1:{port}")]);
     let result = http.request(&call(format!("http://127.0.0.1:{port}/")));
     assert!(result.error.unwrap().contains("limit"));
+}
+
+#[test]
+fn a_private_address_is_reached_only_when_the_client_allows_it() {
+    let (port, hits) = serve("HTTP/1.1 204 No Content\r\n\r\n");
+    let inside = client_for(
+        &[&format!("http://localhost:{port}")],
+        Addresses::AllowPrivate,
+    );
+    let result = inside.request(&call(format!("http://localhost:{port}/")));
+    assert_eq!(result.status, 204, "{result:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+}
+
+const JWKS_60S: &str =
+    "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\ncontent-length: 2\r\n\r\nk1";
+
+#[test]
+fn a_cached_get_is_answered_without_a_second_request() {
+    let (port, hits) = serve(JWKS_60S);
+    let http = client(&[&format!("http://127.0.0.1:{port}")]);
+    let url = format!("http://127.0.0.1:{port}/jwks");
+    for _ in 0..3 {
+        let r = http.request(&HttpCall::cached_get(&url, CacheMode::Use));
+        assert_eq!((r.status, r.body.as_str()), (200, "k1"), "{r:?}");
+    }
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    // Without the cache field nothing is cached.
+    http.request(&call(url));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_request_with_credentials_is_never_cached() {
+    let (port, hits) = serve(JWKS_60S);
+    let http = client(&[&format!("http://127.0.0.1:{port}")]);
+    let mut userinfo = HttpCall::cached_get(&format!("http://127.0.0.1:{port}/u"), CacheMode::Use);
+    userinfo
+        .headers
+        .insert("Authorization".into(), "Bearer alice".into());
+    http.request(&userinfo);
+    userinfo
+        .headers
+        .insert("Authorization".into(), "Bearer bob".into());
+    http.request(&userinfo);
+    assert_eq!(
+        hits.load(Ordering::SeqCst),
+        2,
+        "a user's answer was served to another"
+    );
+}
+
+#[test]
+fn the_last_answer_is_served_while_the_origin_fails() {
+    let (port, hits) = serve_in_turn(vec![
+        "HTTP/1.1 200 OK\r\ncache-control: no-cache\r\ncontent-length: 2\r\n\r\nk1",
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+    ]);
+    let http = client(&[&format!("http://127.0.0.1:{port}")]);
+    let url = format!("http://127.0.0.1:{port}/jwks");
+    let first = http.request(&HttpCall::cached_get(&url, CacheMode::Use));
+    assert_eq!(first.body, "k1");
+    // no-cache: the next use asks the origin, which fails; the stored answer is served.
+    let second = http.request(&HttpCall::cached_get(&url, CacheMode::Use));
+    assert_eq!(
+        (second.status, second.body.as_str()),
+        (200, "k1"),
+        "{second:?}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // And the failing origin is not asked again at once.
+    let third = http.request(&HttpCall::cached_get(&url, CacheMode::Refresh));
+    assert_eq!(third.body, "k1");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
