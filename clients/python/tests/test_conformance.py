@@ -4,6 +4,7 @@ conformance` from the Rust implementation; conformance/README.md says what each 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import json
@@ -14,12 +15,15 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from jwt import PyJWK
 
 from tessera import client_inbox, client_password
 from tessera.bus import b64url, b64url_decode
 from tessera.data import ClientApp, Verification, packet, sign, signing_string
-from tessera.errors import TesseraError, from_reply
+from tessera.errors import BadManifest, SealError, TesseraError, from_reply
 from tessera.keys import kid_of
+from tessera.manifest import verify as verify_manifest
+from tessera.sealed import load_private_key, open_box, public_key, seal_info
 
 FOLDER = Path(__file__).resolve().parents[3] / "conformance"
 
@@ -167,12 +171,22 @@ def test_idempotency_vectors_follow_the_documented_rule() -> None:
         assert (keys[pair["a"]] == keys[pair["b"]]) == pair["same"], pair
 
 
-@pytest.mark.skip(
-    reason="this package cannot open or seal boxes yet (no HPKE: X25519 key parsing, "
-    "open/seal with info tessera-seal/1:<plugin id>); sealed_boxes.json has every case"
-)
-def test_sealed_boxes() -> None:
-    pass
+def test_sealed_boxes_open_or_are_refused() -> None:
+    """§9.5: every box that must open gives its plaintext; every other one is refused with
+    the vector's reason (`cannot_open` or `bad_box`)."""
+    for case in load("sealed_boxes.json")["cases"]:
+        key = load_private_key(case["private_key_b64url"])
+        assert public_key(key) == case["public_key_b64url"], case["name"]
+        assert seal_info(case["sealed_for_plugin_id"]).hex() == case["info_hex"]
+        box = b64url_decode(case["box"]["msgpack_b64url"])
+        expect = case["expect"]
+        if expect["opens"]:
+            plaintext = open_box(key, case["open_as_plugin_id"], box)
+            assert plaintext.hex() == expect["plaintext_hex"], case["name"]
+        else:
+            with pytest.raises(SealError) as refused:
+                open_box(key, case["open_as_plugin_id"], box)
+            assert refused.value.reason == expect["reason"], case["name"]
 
 
 def test_manifest_key_ids_match_their_jwks() -> None:
@@ -184,12 +198,46 @@ def test_manifest_key_ids_match_their_jwks() -> None:
         assert (header["kid"] in kids) == (case["name"] != "unknown_kid"), case["name"]
 
 
-@pytest.mark.skip(
-    reason="this package has no asset-manifest verification yet (JWS against the JWKS, iss, "
-    "kind, plugin_id, file-list rules); asset_manifests.json has every case"
-)
-def test_manifests_verify_or_are_refused() -> None:
-    pass
+# What each reason's refusal says (the package's messages name the rule).
+MANIFEST_REASONS = {
+    "kid": ("is not a platform key",),
+    "signature": ("signature or claims",),
+    "issuer": ("issuer",),
+    "kind": ("kind",),
+    "plugin": ("signed for plugin",),
+    "files": ("asset path", "listed twice", "no files", "sha256", "files"),
+}
+
+
+async def test_manifests_verify_or_are_refused() -> None:
+    """§9.2: each manifest verifies against its JWKS for its plugin (with the vector's
+    claims) or is refused for the vector's reason."""
+    for case in load("asset_manifests.json")["cases"]:
+        keys = {k["kid"]: PyJWK(k, algorithm="EdDSA") for k in case["jwks"]["keys"]}
+
+        async def key_for(kid: str, keys: dict[str, PyJWK] = keys) -> PyJWK:
+            if kid not in keys:
+                raise TesseraError("unauthenticated", "no such key [kid]")
+            return keys[kid]
+
+        expect = case["expect"]
+        if expect["verifies"]:
+            got = await verify_manifest(case["jws"], case["plugin_id"], key_for)
+            claims = expect["claims"]
+            assert (got.plugin_id, got.version, got.iat) == (
+                claims["plugin_id"],
+                claims["version"],
+                claims["iat"],
+            ), case["name"]
+            assert [dataclasses.asdict(f) for f in got.files] == claims["files"], case["name"]
+        else:
+            with pytest.raises(BadManifest) as refused:
+                await verify_manifest(case["jws"], case["plugin_id"], key_for)
+            hints = MANIFEST_REASONS[expect["reason"]]
+            assert any(h in refused.value.message for h in hints), (
+                case["name"],
+                refused.value.message,
+            )
 
 
 def test_error_replies() -> None:

@@ -158,7 +158,7 @@ pub(super) fn file() -> (&'static str, Value) {
             "a plugin token's claims (no kind, no files), signed by the same key",
             "weather",
             sign(&broker, &plugin_token),
-            "claims",
+            "kind",
         ),
         (
             "wrong_issuer",
@@ -245,8 +245,8 @@ pub(super) fn file() -> (&'static str, Value) {
              file list valid (1-256 files, distinct paths of 1-255 bytes, `/`-separated, no \
              empty, `.` or `..` segment, no leading `/`, backslash or control character; sha256 \
              64 lowercase hex digits; content_type 1-127 printable ASCII). A valid case gives \
-             the claims; a refused one the first rule it breaks (reason: kid, signature, \
-             claims, issuer, kind, plugin or files).",
+             the claims; a refused one the first rule it breaks, in that order (reason: kid, \
+             signature, issuer, kind, plugin or files).",
             "docs/protocol.md §9.2",
             cases,
         ),
