@@ -14,6 +14,8 @@ import msgpack
 from tessera.client import Login, PluginToken
 from tessera.data import ClientApp, Verification, packet
 from tessera.errors import CODES, TesseraError
+from tessera.manifest import AssetFile
+from tessera.sealed import generate_key, public_key, seal
 
 ROOT = Path(__file__).resolve().parents[3]
 DOC: dict[str, Any] = json.loads((ROOT / "docs" / "asyncapi.json").read_text(encoding="utf-8"))
@@ -102,3 +104,18 @@ def test_every_subject_the_package_uses_is_a_channel() -> None:
     for subject in used - {u for u in used if u.startswith("js.")}:
         generic = re.sub(r"\{[^}]*\}", "{}", subject).replace("*", "{}")
         assert subject in addresses or generic in normalised, subject
+
+
+def test_asset_files_and_sealed_boxes_have_the_documented_fields() -> None:
+    """The manifest's file entries (§9.2) and the sealed box this package writes (§9.5)."""
+    every, required = fields("assetsPublishRequest")
+    assert "files" in required
+    entry = resolve(payload("assetsPublishRequest")["properties"]["files"]["items"])
+    assert {f.name for f in dataclasses.fields(AssetFile)} == set(entry["properties"])
+    box = msgpack.unpackb(seal(public_key(generate_key()), "weather", b"x"), raw=True)
+    schema = payload("sealedBox")
+    assert {k.decode() for k in box} == set(schema["properties"]) == set(schema["required"])
+    # raw=True reads str as bytes too; the suite is the one str field, enc and ct are bin.
+    assert msgpack.unpackb(seal(public_key(generate_key()), "weather", b"x"))["suite"] == (
+        schema["properties"]["suite"]["const"]
+    )
