@@ -7,6 +7,8 @@
 // allowed on that call alone (`send`).
 #![deny(unsafe_code)]
 
+pub mod jwt;
+
 use std::collections::BTreeMap;
 
 use extism_pdk::{Json, host_fn};
@@ -23,6 +25,10 @@ pub struct Input {
     pub app: App,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// The node's clock, Unix seconds (a package has no clock of its own); absent from nodes
+    /// older than this field.
+    #[serde(default)]
+    pub now: Option<u64>,
 }
 
 /// The app's non-secret configuration (the secret is in the plug-in config).
@@ -132,12 +138,26 @@ pub fn client_secret() -> Result<String, Outcome> {
     }
 }
 
+/// How the node may answer a GET from its per-app response cache (docs/auth-packages.md,
+/// "HTTP"): for documents that change rarely and say so (discovery, JWKS), so a login does
+/// not fetch them every time. A node without the cache ignores the field and fetches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Cache {
+    /// A cached copy while it is fresh (the response's `Cache-Control: max-age`), else fetch.
+    Use,
+    /// Fetch now (the node rate-limits this per URL and serves the stale copy on failure):
+    /// for a document that turned out to be out of date, such as a JWKS without the kid.
+    Refresh,
+}
+
 /// A request to the third party (sent with [`send`]).
 #[derive(Debug, Clone)]
 pub struct Request {
     pub url: String,
     pub method: String,
     pub headers: BTreeMap<String, String>,
+    pub cache: Option<Cache>,
 }
 
 impl Request {
@@ -146,7 +166,12 @@ impl Request {
             url: url.into(),
             method: "GET".into(),
             headers: BTreeMap::new(),
+            cache: None,
         }
+    }
+    pub fn with_cache(mut self, cache: Cache) -> Request {
+        self.cache = Some(cache);
+        self
     }
     pub fn with_method(mut self, method: impl Into<String>) -> Request {
         self.method = method.into();
@@ -165,6 +190,8 @@ struct HttpCall<'a> {
     url: &'a str,
     headers: &'a BTreeMap<String, String>,
     body: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cache: Option<Cache>,
 }
 
 /// What it answers: the response whatever its status, or why there is none.
@@ -217,6 +244,7 @@ pub fn send(req: &Request, body: Option<String>) -> Result<Response, Outcome> {
         url: &req.url,
         headers: &req.headers,
         body,
+        cache: req.cache,
     };
     // SAFETY: an import the node provides (namespace extism:host/user); the PDK passes and
     // reads memory handles, checked by the runtime.
@@ -292,6 +320,26 @@ mod tests {
         let v2 = br#"{"interface":2,"app":{"app_id":"a","base_url":"b"}}"#;
         assert!(matches!(parse_input(v2), Err(Outcome::Error(_))));
         assert!(matches!(parse_input(b"nope"), Err(Outcome::Error(_))));
+    }
+
+    #[test]
+    fn the_cache_hint_is_sent_only_when_asked_for() {
+        let call = |req: &Request| {
+            serde_json::to_value(HttpCall {
+                method: &req.method,
+                url: &req.url,
+                headers: &req.headers,
+                body: None,
+                cache: req.cache,
+            })
+            .unwrap()
+        };
+        let plain = call(&Request::new("http://h/jwks"));
+        assert!(plain.get("cache").is_none(), "{plain}");
+        let cached = call(&Request::new("http://h/jwks").with_cache(Cache::Use));
+        assert_eq!(cached["cache"], "use");
+        let fresh = call(&Request::new("http://h/jwks").with_cache(Cache::Refresh));
+        assert_eq!(fresh["cache"], "refresh");
     }
 
     #[test]

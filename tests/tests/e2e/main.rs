@@ -8,6 +8,7 @@ mod architecture_map;
 mod assets;
 mod audit;
 mod auth_packages;
+mod auth_packages_oidc;
 mod auth_packages_sandbox;
 mod bad_input;
 mod bus_isolation;

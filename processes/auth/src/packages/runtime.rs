@@ -51,6 +51,8 @@ struct Input<'a> {
     interface: u32,
     app: InputApp<'a>,
     params: &'a BTreeMap<String, String>,
+    /// Unix seconds: a package has no clock (no WASI), and checking a token's expiry needs one.
+    now: u64,
 }
 
 #[derive(Serialize)]
@@ -233,6 +235,9 @@ impl AppRuntime {
                 settings: &self.app.settings,
             },
             params,
+            now: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         })
         .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
         let _permit = self

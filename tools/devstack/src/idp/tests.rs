@@ -1,4 +1,4 @@
-//! The stub IdP over real TCP, with a raw HTTP/1.1 client (no client crate).
+//! The test identity provider over real TCP, with a raw HTTP/1.1 client (no client crate).
 
 use std::time::Duration;
 
@@ -6,6 +6,12 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tokio::task::JoinSet;
 
 use super::*;
 
@@ -93,7 +99,8 @@ impl Client {
         Reply {
             status,
             headers,
-            body: serde_json::from_slice(&body).unwrap(),
+            // Empty for what axum answers itself (405).
+            body: serde_json::from_slice(&body).unwrap_or(Value::Null),
         }
     }
 
@@ -249,7 +256,7 @@ async fn code_is_exchanged_once_and_the_token_reads_userinfo() {
 }
 
 #[tokio::test]
-async fn connection_close_bad_requests_and_unknown_paths() {
+async fn connection_close_chunked_bodies_and_unknown_paths() {
     let idp = StubIdp::start(ID, SECRET).await.unwrap();
 
     let mut c = Client::connect(&idp).await;
@@ -270,11 +277,6 @@ async fn connection_close_bad_requests_and_unknown_paths() {
     );
     assert_eq!(idp.hits("/nowhere"), 2);
 
-    let mut c = Client::connect(&idp).await;
-    let garbage = c.raw("this is not http\r\n\r\n").await;
-    assert_eq!(garbage.status, 400);
-    assert!(c.closed().await, "server keeps a malformed connection open");
-
     // Chunked bodies are read (Extism's host HTTP sends them): the form arrives whole, so
     // the answer is about the unknown code, not about a missing grant type.
     let form = format!(
@@ -293,11 +295,6 @@ async fn connection_close_bad_requests_and_unknown_paths() {
         (chunked.status, &chunked.body["error"]),
         (400, &serde_json::json!("invalid_grant"))
     );
-    let mut c = Client::connect(&idp).await;
-    let gzip = c
-        .raw("POST /oauth/token HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n")
-        .await;
-    assert_eq!(gzip.status, 400);
 }
 
 #[tokio::test]
@@ -364,13 +361,4 @@ async fn drop_stops_the_server() {
     }
 }
 
-#[test]
-fn form_decoding() {
-    let form = parse_form(b"a=1+2&b=%2Fx%3a&c&d=%zz&=e&f=%C3%A9");
-    assert_eq!(form["a"], "1 2");
-    assert_eq!(form["b"], "/x:");
-    assert_eq!(form["c"], "");
-    assert_eq!(form["d"], "%zz");
-    assert_eq!(form[""], "e");
-    assert_eq!(form["f"], "é");
-}
+mod oidc;
