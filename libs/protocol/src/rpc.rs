@@ -67,27 +67,30 @@ pub async fn request_raw(
                 message: e.to_string(),
             },
         })?;
-    if let Some(status) = msg
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::SERVICE_ERROR_CODE))
-    {
-        let err = codec::decode::<WireError>(&msg.payload).unwrap_or_else(|_| {
-            let code = status
-                .as_str()
-                .parse()
-                .map(ErrorCode::from_status)
-                .unwrap_or(ErrorCode::Internal);
-            let text = msg
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(headers::SERVICE_ERROR))
-                .map(|v| v.to_string());
-            WireError::new(code, text.unwrap_or_default())
-        });
+    if let Some(err) = error_from_reply(msg.headers.as_ref(), &msg.payload) {
         return Err(RpcError::Wire(err));
     }
     Ok(msg)
+}
+
+/// The typed error a reply carries, or `None` when it is not an error reply
+/// (docs/protocol.md §2: a reply is an error if and only if it has
+/// `Nats-Service-Error-Code`). A body that does not decode as a [`WireError`] (absent, not
+/// MessagePack, or a code outside the closed set) gives the status's generic code and the
+/// `Nats-Service-Error` text. Pure, so the conformance vectors check exactly this.
+pub fn error_from_reply(reply_headers: Option<&HeaderMap>, payload: &[u8]) -> Option<WireError> {
+    let status = reply_headers?.get(headers::SERVICE_ERROR_CODE)?;
+    Some(codec::decode::<WireError>(payload).unwrap_or_else(|_| {
+        let code = status
+            .as_str()
+            .parse()
+            .map(ErrorCode::from_status)
+            .unwrap_or(ErrorCode::Internal);
+        let text = reply_headers
+            .and_then(|h| h.get(headers::SERVICE_ERROR))
+            .map(|v| v.to_string());
+        WireError::new(code, text.unwrap_or_default())
+    }))
 }
 
 /// Sends a typed request and decodes the typed reply.

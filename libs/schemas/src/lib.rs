@@ -31,6 +31,8 @@
 #![forbid(unsafe_code)]
 
 pub mod assets;
+#[cfg(test)]
+mod asyncapi;
 pub mod audit;
 pub mod claims;
 pub mod clients;

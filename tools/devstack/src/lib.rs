@@ -1,6 +1,7 @@
 //! The dev stack: local `nats-server` and `redis-server` child processes for `tessera-dev
 //! up`, the benchmark and the integration-test harness; [`stack::DevStack`], those servers
-//! with the workers in this process; a stub third-party identity provider ([`idp`]).
+//! with the workers in this process; a stub third-party identity provider ([`idp`]); the
+//! protocol's conformance vectors ([`conformance`], `tessera-dev conformance`).
 //! A dev tool: the production image never links it.
 //!
 //! Real servers, not fakes: permissions, JetStream and reconnects behave as in production.
@@ -14,6 +15,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod conformance;
 pub mod idp;
 mod redis;
 pub mod stack;

@@ -81,8 +81,14 @@ class TesseraError(Exception):
 
     def headers(self) -> dict[str, str]:
         """The headers of this error's reply (control characters replaced by spaces)."""
-        message = "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in self.message)
+        message = "".join(" " if _is_control(c) else c for c in self.message)
         return {CODE_HEADER: str(self.status), MESSAGE_HEADER: message}
+
+
+def _is_control(c: str) -> bool:
+    """Unicode category Cc (U+0000-U+001F, U+007F-U+009F), what Rust's `char::is_control`
+    and so the workers replace."""
+    return ord(c) < 32 or 127 <= ord(c) <= 159
 
 
 def unavailable(message: str) -> TesseraError:
@@ -99,19 +105,30 @@ def from_reply(headers: Mapping[str, str], data: bytes) -> TesseraError | None:
         status = int(status_text)
     except ValueError:
         status = 500
-    try:
-        body = msgpack.unpackb(data, raw=False)
-        if not isinstance(body, dict):
-            raise ValueError("not a map")
-        return TesseraError(
-            str(body["code"]),
-            str(body.get("message", "")),
-            bool(body.get("retryable", False)),
-            body.get("retry_after_ms"),
-        )
-    except Exception:
+    body = _error_body(data)
+    if body is None:
         code = _BY_STATUS.get(status, "internal")
         return TesseraError(code, headers.get(MESSAGE_HEADER, ""))
+    return TesseraError(*body)
+
+
+def _error_body(data: bytes) -> tuple[str, str, bool, int | None] | None:
+    """The fields of an error body, or None if it is not one: a MessagePack map with a
+    `code` of the closed set, a `message` str, a `retryable` bool and, optionally, a
+    `retry_after_ms` uint (unknown fields ignored)."""
+    try:
+        body = msgpack.unpackb(data, raw=False)
+    except Exception:
+        return None
+    if not isinstance(body, dict):
+        return None
+    code, message = body.get("code"), body.get("message")
+    retryable, after = body.get("retryable"), body.get("retry_after_ms")
+    if code not in CODES or not isinstance(message, str) or not isinstance(retryable, bool):
+        return None
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
+        return None
+    return code, message, retryable, after
 
 
 class BadManifest(TesseraError):
