@@ -14,6 +14,11 @@ cargo_home="${CARGO_HOME:-$HOME/.cargo}"
 export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$here=/src"
 if [ -n "${RUSTUP_HOME:-}" ]; then RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=$RUSTUP_HOME=/rustup"; fi
 RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=$HOME/.rustup=/rustup"
+# Dependency sources live under a directory named after the registry; name them /deps
+# instead (the last matching prefix wins, so these come after the general one).
+for dir in "$cargo_home"/registry/src/*/; do
+    RUSTFLAGS="$RUSTFLAGS --remap-path-prefix=${dir%/}=/deps"
+done
 
 target=wasm32-unknown-unknown
 out="target/$target/release"
