@@ -99,6 +99,9 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // Before anything of ours runs: what else the machine was doing decides what the
+    // figures are worth.
+    report::note_load_at_start();
     let warmup = args.warmup.unwrap_or(if args.quick {
         Duration::from_millis(200)
     } else {

@@ -86,9 +86,25 @@ impl Memory {
     }
 }
 
+/// `/proc/loadavg`'s 1, 5 and 15 minute load averages when the bench started.
+static LOAD_AT_START: std::sync::OnceLock<[f64; 3]> = std::sync::OnceLock::new();
+
+pub fn note_load_at_start() {
+    let _ = LOAD_AT_START.set(load_average());
+}
+
+fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut v = text.split_whitespace().map(|f| f.parse().unwrap_or(0.0));
+    [(); 3].map(|_| v.next().unwrap_or(0.0))
+}
+
 #[derive(Debug, Serialize)]
 pub struct Machine {
     pub cores: usize,
+    /// 1, 5 and 15 minute load averages before the bench started anything: a figure taken
+    /// on a busy machine is not comparable with one taken on an idle one.
+    pub load_average_at_start: [f64; 3],
     pub os: String,
     pub tessera: &'static str,
     pub nats_server: String,
@@ -141,6 +157,7 @@ impl Report {
                 cores: std::thread::available_parallelism()
                     .map(|n| n.get())
                     .unwrap_or(0),
+                load_average_at_start: LOAD_AT_START.get().copied().unwrap_or_default(),
                 os,
                 tessera: env!("CARGO_PKG_VERSION"),
                 nats_server: version_of(tessera_devstack::find_nats_server()),
@@ -167,6 +184,8 @@ impl Report {
             "tessera-bench: {} cores, {}, {}, {}",
             m.cores, m.os, m.nats_server, m.redis_server
         );
+        let [one, five, fifteen] = m.load_average_at_start;
+        println!("load average at the start: {one:.2} {five:.2} {fifteen:.2} (1, 5, 15 min)");
         println!(
             "windows: {} ms warm-up, {} ms measured per row; latencies in microseconds",
             self.settings.warmup_ms, self.settings.measure_ms
