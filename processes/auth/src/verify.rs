@@ -27,16 +27,16 @@ use crate::config::{AuthConfig, ExternalIssuer};
 
 pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: VerifyRequest = req.decode(AUTH_VERIFY)?;
-    let result = match state.verifier.cached(&body.account_token) {
-        Some(hit) => hit,
+    let result = if !state.verifier.may_fetch() {
+        state.verifier.verify(&body.account_token)?
+    } else if let Some(hit) = state.verifier.cached(&body.account_token) {
+        hit
+    } else {
         // A first verification may fetch an issuer's keys: off the async workers.
-        None if state.verifier.may_fetch() => {
-            let state = state.clone();
-            tokio::task::spawn_blocking(move || state.verifier.verify(&body.account_token))
-                .await
-                .map_err(|_| WireError::new(ErrorCode::Internal, "verification failed"))??
-        }
-        None => state.verifier.verify(&body.account_token)?,
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || state.verifier.verify(&body.account_token))
+            .await
+            .map_err(|_| WireError::new(ErrorCode::Internal, "verification failed"))??
     };
     Ok(Reply::msgpack(AUTH_VERIFY, &result))
 }
