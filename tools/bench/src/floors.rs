@@ -18,33 +18,36 @@ use tessera_runtime::Shutdown;
 use tessera_schemas::Subjects;
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
 
-use super::measure::{Figures, closed_loop, per_call};
+use super::measure::{Figures, Timing, closed_loop, per_call};
+use super::probe::Probe;
+use super::spread::Repeated;
 
+/// Every floor, each measured `--repeat` times beside the scenarios read against it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Floors {
     /// Core request-reply to a trivial responder, per concurrency.
-    pub nats_request_reply: Vec<Figures>,
+    pub nats_request_reply: Vec<Repeated>,
     /// The issuance steps with no product logic, per concurrency: an auth hop to a trivial
     /// responder, an EdDSA signature, one Redis pipeline (SET PX, SADD, PEXPIRE), two
     /// JetStream publishes with ack, the reply.
-    pub composed_issuance: Vec<Figures>,
-    pub jetstream_publish_ack: Figures,
-    pub redis_set_px: Figures,
+    pub composed_issuance: Vec<Repeated>,
+    pub jetstream_publish_ack: Repeated,
+    pub redis_set_px: Repeated,
     pub eddsa_sign: Figures,
     pub eddsa_verify: Figures,
-    pub argon2id_verify: Figures,
+    pub argon2id_verify: Repeated,
 }
 
-pub struct Env<'a> {
-    pub subjects: &'a Subjects,
+/// The connections a floor runs on: the servers of one stack with no worker serving (the
+/// floors' responders take the workers' subjects).
+pub struct Env {
+    pub subjects: Subjects,
     pub client: Client,
     pub broker: Client,
     pub auth: Client,
-    pub redis_url: String,
+    pub redis: redis::aio::ConnectionManager,
     pub key: Arc<SigningKey>,
-    pub warmup: Duration,
-    pub window: Duration,
-    pub concurrency: &'a [usize],
+    pub probe: Probe,
 }
 
 /// A queue-group responder answering every request with `reply`, until `stop`.
@@ -87,7 +90,7 @@ fn claims(i: u64) -> PluginClaims {
 
 /// The composed responder: the same I/O and crypto steps as issuance, no product logic.
 async fn composed(
-    env: &Env<'_>,
+    env: &Env,
     redis: redis::aio::ConnectionManager,
     stop: Shutdown,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
@@ -163,25 +166,33 @@ async fn composed(
     }))
 }
 
-/// Measures every floor. `progress` is called once per finished measurement.
-pub async fn measure(env: &Env<'_>, mut progress: impl FnMut(&str)) -> anyhow::Result<Floors> {
+/// The distribution stream the composed floor publishes to.
+pub async fn prepare(env: &Env) -> anyhow::Result<()> {
     let js = async_nats::jetstream::new(env.broker.clone());
     provision::dist_stream(
         &js,
-        env.subjects,
+        &env.subjects,
         Duration::from_secs(960),
         Durability::default(),
     )
     .await?;
-    let redis = super::redis_connection(&env.redis_url).await?;
-    let request = |nats: Client, subject: String| {
-        move || {
-            let (nats, subject) = (nats.clone(), subject.clone());
-            async move { nats.request(subject, Bytes::new()).await.map(drop) }
-        }
-    };
+    Ok(())
+}
 
-    // Core request-reply.
+fn request(nats: Client, subject: String) -> impl Fn() -> RequestFuture + Clone + Send + 'static {
+    move || {
+        let (nats, subject) = (nats.clone(), subject.clone());
+        Box::pin(async move { nats.request(subject, Bytes::new()).await.map(drop) })
+    }
+}
+
+type RequestFuture = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), async_nats::RequestError>> + Send>,
+>;
+
+/// Core request-reply: client role -> `token.request` -> a trivial responder (started for
+/// this run and stopped after it, so a worker can take the subject in between).
+pub async fn nats_request_reply(env: &Env, c: usize, timing: Timing) -> anyhow::Result<Figures> {
     let stop = Shutdown::new();
     let responder = trivial(
         env.broker.clone(),
@@ -190,16 +201,15 @@ pub async fn measure(env: &Env<'_>, mut progress: impl FnMut(&str)) -> anyhow::R
         stop.clone(),
     )
     .await?;
-    let mut nats_request_reply = Vec::new();
-    for &c in env.concurrency {
-        let op = request(env.client.clone(), env.subjects.token_request());
-        nats_request_reply.push(closed_loop(c, env.warmup, env.window, op).await);
-        progress("floor: NATS request-reply");
-    }
+    let op = request(env.client.clone(), env.subjects.token_request());
+    let f = closed_loop(&env.probe, c, timing, op).await;
     stop.cancel();
     responder.await?;
+    Ok(f)
+}
 
-    // The composed issuance floor.
+/// The composed issuance floor at `c` in flight.
+pub async fn composed_issuance(env: &Env, c: usize, timing: Timing) -> anyhow::Result<Figures> {
     let stop = Shutdown::new();
     let auth = trivial(
         env.auth.clone(),
@@ -208,20 +218,47 @@ pub async fn measure(env: &Env<'_>, mut progress: impl FnMut(&str)) -> anyhow::R
         stop.clone(),
     )
     .await?;
-    let responder = composed(env, redis.clone(), stop.clone()).await?;
-    let mut composed_issuance = Vec::new();
-    for &c in env.concurrency {
-        let op = request(env.client.clone(), env.subjects.token_request());
-        composed_issuance.push(closed_loop(c, env.warmup, env.window, op).await);
-        progress("floor: composed issuance");
-    }
+    let responder = composed(env, env.redis.clone(), stop.clone()).await?;
+    let op = request(env.client.clone(), env.subjects.token_request());
+    let f = closed_loop(&env.probe, c, timing, op).await;
     stop.cancel();
     responder.await?;
     auth.await?;
+    Ok(f)
+}
 
-    // JetStream publish with ack, and Redis SET with expiry, at 64 in flight.
+/// The composed floor's Redis keys, which would otherwise stay for their 15 minutes (the
+/// soak counts Redis memory from an empty start).
+pub async fn clean_up(env: &Env) -> anyhow::Result<()> {
+    let mut redis = env.redis.clone();
+    let mut cursor = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("floor:*")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut redis)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<()>(&mut redis)
+                .await?;
+        }
+        cursor = next;
+        if cursor == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// 400-byte JetStream publishes to `dist.*` with ack, 64 in flight.
+pub async fn jetstream_publish_ack(env: &Env, timing: Timing) -> Figures {
+    let js = async_nats::jetstream::new(env.broker.clone());
     let subject = env.subjects.dist("floor-js");
-    let jetstream_publish_ack = closed_loop(64, env.warmup, env.window, move || {
+    closed_loop(&env.probe, 64, timing, move || {
         let (js, subject) = (js.clone(), subject.clone());
         async move {
             js.publish(subject, Bytes::from_static(&[0u8; 400]))
@@ -231,9 +268,13 @@ pub async fn measure(env: &Env<'_>, mut progress: impl FnMut(&str)) -> anyhow::R
                 .map_err(anyhow::Error::from)
         }
     })
-    .await;
-    progress("floor: JetStream publish");
-    let redis_set_px = closed_loop(64, env.warmup, env.window, move || {
+    .await
+}
+
+/// Redis SET with an expiry, 64 in flight.
+pub async fn redis_set_px(env: &Env, timing: Timing) -> Figures {
+    let redis = env.redis.clone();
+    closed_loop(&env.probe, 64, timing, move || {
         let mut redis = redis.clone();
         async move {
             redis::cmd("SET")
@@ -245,37 +286,32 @@ pub async fn measure(env: &Env<'_>, mut progress: impl FnMut(&str)) -> anyhow::R
                 .await
         }
     })
-    .await;
-    progress("floor: Redis SET");
+    .await
+}
 
-    // Crypto, one call at a time.
-    let iterations = (env.window.as_millis() as u64 * 20).max(500);
+/// EdDSA sign and verify of a plugin-token-sized JWT, one call at a time.
+pub fn eddsa(key: &SigningKey, window: Duration) -> anyhow::Result<(Figures, Figures)> {
+    let iterations = (window.as_millis() as u64 * 20).max(500);
     let mut i = 0;
-    let eddsa_sign = per_call(iterations, || {
+    let sign = per_call(iterations, || {
         i += 1;
-        let _ = env.key.sign(&claims(i));
+        let _ = key.sign(&claims(i));
     });
-    let token = env.key.sign(&claims(0))?;
+    let token = key.sign(&claims(0))?;
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::EdDSA);
     v.set_audience(&["bench-a"]);
-    let eddsa_verify = per_call(iterations, || {
-        let _ = jsonwebtoken::decode::<PluginClaims>(&token, env.key.decoding_key(), &v);
+    let verify = per_call(iterations, || {
+        let _ = jsonwebtoken::decode::<PluginClaims>(&token, key.decoding_key(), &v);
     });
-    progress("floor: EdDSA");
-    let argon2id_verify = argon2_floor(if env.window < Duration::from_secs(2) {
+    Ok((sign, verify))
+}
+
+/// argon2id verifications (fewer in short windows: each takes tens of milliseconds).
+pub fn argon2id(window: Duration) -> Figures {
+    argon2_floor(if window < Duration::from_secs(2) {
         5
     } else {
         20
-    });
-    progress("floor: argon2id");
-    Ok(Floors {
-        nats_request_reply,
-        composed_issuance,
-        jetstream_publish_ack,
-        redis_set_px,
-        eddsa_sign,
-        eddsa_verify,
-        argon2id_verify,
     })
 }
 

@@ -1,33 +1,49 @@
-//! `tessera-bench`: the product's costs measured beside their floors, in one run, on a stack
+//! `tessera-bench`: the product's costs measured beside their floors, in one run, on stacks
 //! started by the same code as `tessera-dev up`.
 //!
-//! Order: floors first (the servers alone, trivial responders on the product's subjects),
-//! then the workers start and each scenario runs at each concurrency for a warm-up and a
-//! measured window. Everything stays on loopback and stops by itself.
+//! Three stacks (nats-server and redis-server each): the floors' (no worker: trivial
+//! responders take the workers' subjects), the product's with the workers in this process,
+//! and the product's with the workers as `tessera` processes. Each closed-loop figure is
+//! measured `--repeat` times, interleaved with its floor. Everything stays on loopback and
+//! stops by itself.
+//!
+//! # Layout
+//! - `scenarios.rs`: the interleaved schedule of floors and scenarios.
+//! - `floors.rs`: the floors; `data_access.rs`, `login_package.rs`: scenarios with set-up.
+//! - `measure.rs`: the closed loop; `probe.rs` and `cpu.rs`: what a window cost (CPU by
+//!   process, nats-server messages, Redis commands); `spread.rs`: repetitions.
+//! - `processes.rs`: workers as processes; `soak.rs` and `redis_state.rs`: `--soak`;
+//!   `report.rs`: output.
 
 mod cpu;
 mod data_access;
 mod floors;
 mod login_package;
 mod measure;
+mod probe;
 mod processes;
+mod redis_state;
 mod report;
+mod scenarios;
 mod soak;
+mod spread;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use clap::Parser;
 use tessera_bus_config::Role;
+use tessera_bus_config::redis_acl::RedisUser;
 use tessera_runtime::Shutdown;
 use tessera_runtime::config::ProcessEnv;
-use tessera_sdk::{Client, PluginScope, TokenInfo, TokenStore};
+use tessera_sdk::Client;
 
-use measure::{Figures, closed_loop, per_call};
-use report::{Memory, Report, Scenario};
+use cpu::{Part, Role as CpuRole};
+use measure::{Figures, Timing, closed_loop};
+use probe::Probe;
+use report::{Memory, Report};
 use tessera_devstack::stack::{DevStack, StackOptions};
 
 /// See the workspace Cargo.toml: the workers run in this process, with the allocator the
@@ -36,11 +52,11 @@ use tessera_devstack::stack::{DevStack, StackOptions};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Measure issuance, plugin-server authentication, data access and logins beside their
-/// floors, on a stack of its own (bounded: ~2 minutes, --quick under 30 s).
+/// floors, on stacks of their own (bounded: ~5 minutes by default, --quick under a minute).
 #[derive(Parser)]
 #[command(name = "tessera-bench", version)]
 pub struct BenchArgs {
-    /// A short run (under 30 s): shorter windows, same scenarios.
+    /// A short run: shorter windows, one repetition, same scenarios.
     #[arg(long)]
     quick: bool,
     /// Write every figure, with the machine and the settings, to this JSON file.
@@ -49,16 +65,24 @@ pub struct BenchArgs {
     /// Requests in flight for the concurrency sweeps (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,16,64,256")]
     concurrency: Vec<usize>,
-    /// Unrecorded time before each measurement (default 1s; 200ms with --quick).
+    /// Unrecorded time before each measurement (default 500ms; 200ms with --quick).
     #[arg(long, value_parser = parse_duration)]
     warmup: Option<Duration>,
-    /// Recorded time of each measurement (default 4s; 1s with --quick).
+    /// Recorded time of each measurement (default 2s; 1s with --quick).
     #[arg(long, value_parser = parse_duration)]
     measure: Option<Duration>,
-    /// Instead of the scenarios: issuance at 64 in flight for this long (e.g. 60s), with
-    /// 20 s tokens so stores turn over, reporting rate, errors, memory, Redis keys (and
-    /// whether each expires) and the distribution stream every tenth of the run. Shows
-    /// whether the load is held with bounded state; also the run to profile issuance alone.
+    /// How many times each figure is measured, interleaved with its floor (default 3; 1
+    /// with --quick). Rows show the median and the range.
+    #[arg(long)]
+    repeat: Option<usize>,
+    /// Skip issuance with the workers as `tessera` processes (which needs the `tessera`
+    /// binary beside this one).
+    #[arg(long)]
+    no_processes: bool,
+    /// Instead of the scenarios: issuance at 64 in flight for this long (e.g. 120s), with
+    /// 20 s tokens so stores turn over, the workers as processes, after the composed floor
+    /// on the same servers; rate, p99, memory, Redis keys and memory by key kind, and the
+    /// distribution stream every 5 s. Shows whether the load is held with bounded state.
     #[arg(long, value_parser = parse_duration)]
     soak: Option<Duration>,
 }
@@ -75,6 +99,8 @@ pub(crate) async fn redis_connection(url: &str) -> anyhow::Result<redis::aio::Co
 const PLUGIN: &str = "bench";
 const SERVERS: [&str; 2] = ["bench-a", "bench-b"];
 const PASSWORD: &str = "correct horse battery";
+/// The name of the issuance rows with the workers as processes.
+const ISSUANCE_PROCESSES: &str = "issuance, workers as processes";
 
 fn main() -> std::process::ExitCode {
     tessera_runtime::telemetry::init("warn");
@@ -98,36 +124,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    // Before anything of ours runs: what else the machine was doing decides what the
-    // figures are worth.
-    report::note_load_at_start();
-    let warmup = args.warmup.unwrap_or(if args.quick {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(1)
-    });
-    let window = args.measure.unwrap_or(if args.quick {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(4)
-    });
-    let conc = args.concurrency.clone();
-    anyhow::ensure!(
-        !conc.is_empty() && conc.iter().all(|&c| c > 0 && c <= 4096),
-        "--concurrency: give 1-4096 per level"
-    );
-
-    let data = tempfile::tempdir().context("creating a temporary data directory")?;
-    let shutdown = Shutdown::new();
+/// Servers only, in `<root>/<name>`, with nats-server's monitoring port on (for message
+/// counts); `token_ttl` for in-process brokers.
+pub(crate) async fn new_stack(
+    root: &Path,
+    name: &str,
+    token_ttl: Option<Duration>,
+) -> anyhow::Result<DevStack> {
     let opts = StackOptions {
-        data_dir: data.path().to_path_buf(),
+        data_dir: root.join(name),
         nats_port: None,
         redis_port: None,
         persist: false,
         plugin_servers: Vec::new(),
         subjects: tessera_runtime::config::prefix(&ProcessEnv)?,
-        token_ttl: args.soak.map(|_| Duration::from_secs(20)),
+        token_ttl,
         // The login scenarios measure capacity (many logins of one user from one
         // connection), not the login limits, which would refuse most of them.
         login_limits: tessera_auth::limits::LoginLimitsConfig {
@@ -135,15 +146,147 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             per_username: 0,
             queue: 0,
         },
+        nats_monitor: true,
     };
-    let mut stack = DevStack::servers(opts, shutdown.clone()).await?;
-    if let Some(total) = args.soak {
-        let result = soak::run(&mut stack, total).await;
-        stack.stop().await;
-        return result;
+    // Each stack its own shutdown: stopping one must not stop another's workers.
+    DevStack::servers(opts, Shutdown::new()).await
+}
+
+/// This process, the stack's servers and their counters.
+pub(crate) async fn stack_probe(stack: &DevStack, mut parts: Vec<Part>) -> anyhow::Result<Probe> {
+    if parts.is_empty() {
+        parts.push(Part {
+            name: CpuRole::Bench,
+            pids: vec![None],
+        });
+        parts.push(Part {
+            name: CpuRole::NatsServer,
+            pids: vec![stack.nats.pid()],
+        });
+        parts.push(Part {
+            name: CpuRole::RedisServer,
+            pids: vec![stack.redis.pid()],
+        });
     }
-    let result = run_on(&mut stack, &conc, warmup, window).await;
-    stack.stop().await;
+    let redis = redis_connection(&stack.redis_url(RedisUser::Admin)).await?;
+    Ok(Probe::new(parts, stack.nats.monitor_url(), Some(redis)))
+}
+
+/// The floors' connections on `stack` (servers only; the clients admitted by a callout of
+/// this process).
+pub(crate) async fn floor_env(stack: &DevStack) -> anyhow::Result<floors::Env> {
+    stack.admit_clients().await?;
+    let env = floors::Env {
+        subjects: stack.subjects.clone(),
+        client: connect(stack, Role::Client).await?,
+        broker: connect(stack, Role::Broker).await?,
+        auth: connect(stack, Role::Auth).await?,
+        redis: redis_connection(&stack.redis_url(RedisUser::Admin)).await?,
+        key: Arc::new(tessera_protocol::signing::SigningKey::generate()),
+        probe: stack_probe(stack, Vec::new()).await?,
+    };
+    floors::prepare(&env).await?;
+    Ok(env)
+}
+
+async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    // Before anything of ours runs: what else the machine was doing decides what the
+    // figures are worth.
+    report::note_load_at_start();
+    let timing = Timing {
+        warmup: args.warmup.unwrap_or(if args.quick {
+            Duration::from_millis(200)
+        } else {
+            Duration::from_millis(500)
+        }),
+        window: args.measure.unwrap_or(if args.quick {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(2)
+        }),
+    };
+    let repeat = args.repeat.unwrap_or(if args.quick { 1 } else { 3 });
+    anyhow::ensure!((1..=50).contains(&repeat), "--repeat: give 1-50");
+    let conc = args.concurrency.clone();
+    anyhow::ensure!(
+        !conc.is_empty() && conc.iter().all(|&c| c > 0 && c <= 4096),
+        "--concurrency: give 1-4096 per level"
+    );
+    let data = tempfile::tempdir().context("creating a temporary data directory")?;
+    if let Some(total) = args.soak {
+        return soak::run(data.path(), total, timing, repeat, args.json.as_deref()).await;
+    }
+
+    let mut floor = new_stack(data.path(), "floors", None).await?;
+    let mut product = new_stack(data.path(), "in-process", None).await?;
+    let mut on_processes = None;
+    let result = async {
+        let env = floor_env(&floor).await?;
+        let servers: Vec<String> = SERVERS.iter().map(|s| s.to_string()).collect();
+        product.start_workers(&servers).await?;
+        let probe = stack_probe(&product, Vec::new()).await?;
+        let skipped = if args.no_processes {
+            Some("--no-processes".to_owned())
+        } else {
+            match processes::tessera_binary() {
+                Err(e) => Some(format!("{e:#}")),
+                Ok(_) => {
+                    let stack = new_stack(data.path(), "processes", None).await?;
+                    let deployment = processes::Deployment::start(&stack, &servers, &[]).await;
+                    match deployment {
+                        Ok(d) => {
+                            let probe = stack_probe(&stack, d.parts(&stack)).await?;
+                            on_processes = Some((stack, d, probe));
+                        }
+                        Err(e) => {
+                            stack.stop().await;
+                            return Err(e);
+                        }
+                    }
+                    None
+                }
+            }
+        };
+        let bar = report::progress(scenarios::steps(
+            conc.len(),
+            repeat,
+            on_processes.is_some(),
+        ));
+        let mut memory = Memory::default();
+        memory.sample_start(&product);
+        let plan = scenarios::Plan {
+            floor: &env,
+            product: &mut product,
+            probe,
+            processes: on_processes
+                .as_ref()
+                .map(|(_, deployment, probe)| scenarios::OnProcesses {
+                    deployment,
+                    probe: probe.clone(),
+                }),
+            conc: &conc,
+            timing,
+            repeat,
+        };
+        let (floors, rows) = scenarios::run(plan, &mut memory, |what| report::step(&bar, what))
+            .await?;
+        bar.finish_and_clear();
+        memory.sample_end(&product);
+        anyhow::Ok(Report {
+            machine: report::machine(),
+            settings: report::Settings::new(timing, repeat, &conc, skipped),
+            floors,
+            scenarios: rows,
+            memory,
+        })
+    }
+    .await;
+    if let Some((stack, deployment, _)) = on_processes {
+        deployment.stop().await;
+        stack.stop().await;
+    }
+    product.stop().await;
+    floor.stop().await;
     let report = result?;
     report.print();
     if let Some(path) = args.json {
@@ -161,189 +304,15 @@ async fn connect(stack: &DevStack, role: Role) -> anyhow::Result<async_nats::Cli
     )
 }
 
-async fn run_on(
-    stack: &mut DevStack,
-    conc: &[usize],
-    warmup: Duration,
-    window: Duration,
-) -> anyhow::Result<Report> {
-    let steps = (2 * conc.len() + 4) + conc.len() + 1 + conc.len() + 1 + conc.len() + 1 + 1;
-    let bar = report::progress(steps as u64);
-    let mut memory = Memory::default();
-    memory.sample_start(stack);
-    cpu::watch(stack.nats.pid(), stack.redis.pid());
-
-    // 1. Floors, before any worker runs (the auth callout alone admits the client).
-    stack.admit_clients().await?;
-    let key = Arc::new(tessera_protocol::signing::SigningKey::generate());
-    let subjects = stack.subjects.clone();
-    let env = floors::Env {
-        subjects: &subjects,
-        client: connect(stack, Role::Client).await?,
-        broker: connect(stack, Role::Broker).await?,
-        auth: connect(stack, Role::Auth).await?,
-        redis_url: stack.redis_url(tessera_bus_config::redis_acl::RedisUser::Admin),
-        key,
-        warmup,
-        window,
-        concurrency: conc,
-    };
-    let floors = floors::measure(&env, |what| report::step(&bar, what)).await?;
-
-    // The product: auth, one broker, two plugin servers, one user, one route.
-    let servers: Vec<String> = SERVERS.iter().map(|s| s.to_string()).collect();
-    stack.start_workers(&servers).await?;
-    let admin = Client::new(connect(stack, Role::Admin).await?, stack.subjects.clone());
-    admin.add_user("bench", PASSWORD).await?;
-    admin.set_route(PLUGIN, &servers).await?;
-    let client = Client::new(env.client.clone(), stack.subjects.clone());
-    let account_token = client.login("bench", PASSWORD).await?.account_token;
-    let mut scenarios = Vec::new();
-
-    // 2. Issuance.
-    for (i, &c) in conc.iter().enumerate() {
-        let f = issuance(&client, &account_token, c, warmup, window).await;
-        scenarios.push(Scenario::against(
-            "issuance",
-            f,
-            &floors.composed_issuance[i],
-            "composed issuance floor",
-        ));
-        report::step(&bar, "issuance");
-    }
-
-    // 3. Plugin-server authentication: in process, then over the bus.
-    let token = client
-        .request_token(&account_token, PLUGIN, None)
-        .await?
-        .token;
-    let store = TokenStore::default();
-    let info = TokenInfo {
-        token_id: "t".into(),
-        account_id: "a".into(),
-        plugin_id: PLUGIN.into(),
-        expires_at: u64::MAX,
-    };
-    store.insert(&token, info);
-    let now = tessera_protocol::now_unix();
-    let iterations = (window.as_millis() as u64 * 1000).max(100_000);
-    let auth_in_process = per_call(iterations, || {
-        let _ = std::hint::black_box(store.authenticate(
-            std::hint::black_box(&token),
-            &PluginScope::Any,
-            now,
-        ));
-    });
-    scenarios.push(Scenario::alone(
-        "plugin-server auth, in process",
-        auth_in_process,
-        "one SHA-256 and one map lookup",
-    ));
-    report::step(&bar, "plugin-server auth in process");
-    for (i, &c) in conc.iter().enumerate() {
-        let (client, token) = (client.clone(), token.clone());
-        let f = closed_loop(c, warmup, window, move || {
-            let (client, token) = (client.clone(), token.clone());
-            async move {
-                client
-                    .call_raw(SERVERS[0], "echo", &token, Bytes::from_static(b"ping"))
-                    .await
-                    .map(drop)
-            }
-        })
-        .await;
-        scenarios.push(Scenario::against(
-            "plugin-server echo over the bus",
-            f,
-            &floors.nats_request_reply[i],
-            "NATS request-reply floor",
-        ));
-        report::step(&bar, "plugin-server echo");
-    }
-
-    // 4. Logins (argon2id is deliberately slow: as many in flight as cores).
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let login_client = client.clone();
-    let logins = closed_loop(cores, warmup, window, move || {
-        let c = login_client.clone();
-        async move { c.login("bench", PASSWORD).await.map(drop) }
-    })
-    .await;
-    let argon_floor_per_sec = cores as f64 * 1e6 / floors.argon2id_verify.p50_us.max(1.0);
-    scenarios.push(Scenario::against_rate(
-        "local login",
-        logins.clone(),
-        argon_floor_per_sec,
-        "argon2id verify x cores",
-    ));
-    report::step(&bar, "login");
-    let (f, _idp) = login_package::measure(stack, &admin, &client, 32, warmup, window).await?;
-    scenarios.push(Scenario::against(
-        "package login (http-password)",
-        f,
-        &logins,
-        "local login",
-    ));
-    report::step(&bar, "package login");
-
-    // 5. Data access: signed packet -> gateway -> plugin-server echo, beside the NATS floor.
-    scenarios.extend(
-        data_access::scenarios(
-            &admin,
-            &client,
-            PLUGIN,
-            SERVERS[0],
-            &token,
-            conc,
-            &floors.nats_request_reply,
-            warmup,
-            window,
-            || report::step(&bar, "data access"),
-        )
-        .await?,
-    );
-    // 6. Scale-out: two broker replicas at 64 in flight (or the largest level below it).
-    let c = conc
-        .iter()
-        .copied()
-        .filter(|&c| c <= 64)
-        .max()
-        .unwrap_or(conc[0]);
-    let one = scenarios
-        .iter()
-        .find(|s| s.name == "issuance" && s.figures.in_flight == c)
-        .map(|s| s.figures.clone());
-    stack.add_broker().await?;
-    let two = issuance(&client, &account_token, c, warmup, window).await;
-    stack.remove_broker().await;
-    if let Some(one) = one {
-        scenarios.push(Scenario::against(
-            "issuance, two broker replicas",
-            two,
-            &one,
-            "issuance with one broker",
-        ));
-    }
-    report::step(&bar, "scale-out");
-    bar.finish_and_clear();
-
-    memory.sample_end(stack);
-    Ok(Report::new(
-        stack, warmup, window, conc, floors, scenarios, memory,
-    ))
-}
-
 async fn issuance(
+    probe: &Probe,
     client: &Client,
     account_token: &str,
     c: usize,
-    warmup: Duration,
-    window: Duration,
+    timing: Timing,
 ) -> Figures {
     let (client, token) = (client.clone(), account_token.to_owned());
-    closed_loop(c, warmup, window, move || {
+    closed_loop(probe, c, timing, move || {
         let (client, token) = (client.clone(), token.clone());
         async move { client.request_token(&token, PLUGIN, None).await.map(drop) }
     })

@@ -7,7 +7,15 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::cpu::{self, CpuPerOp};
+use super::cpu::CpuPerOp;
+use super::probe::{NatsPerOp, Probe, RedisPerOp};
+
+/// The unrecorded warm-up and the recorded window of one measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub warmup: Duration,
+    pub window: Duration,
+}
 
 /// One measured run at one concurrency.
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +32,12 @@ pub struct Figures {
     /// CPU per operation over the window (closed-loop runs only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu_per_op: Option<CpuPerOp>,
+    /// nats-server's messages per operation over the window (closed-loop runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nats_per_op: Option<NatsPerOp>,
+    /// redis-server's commands per operation over the window (closed-loop runs only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_per_op: Option<RedisPerOp>,
 }
 
 /// Latencies recorded in nanoseconds, reported in microseconds. Two significant digits (1%)
@@ -51,37 +65,39 @@ pub fn figures(
         p999_us: us(0.999),
         max_us: h.max() as f64 / 1000.0,
         cpu_per_op: None,
+        nats_per_op: None,
+        redis_per_op: None,
     }
 }
 
 /// How long a task may run past the window to complete its first operation.
 const FIRST_OP_BOUND: Duration = Duration::from_secs(10);
 
-/// Runs `op` from `in_flight` tasks: `warmup` unrecorded, then `window` recorded.
+/// Runs `op` from `in_flight` tasks: `warmup` unrecorded, then `window` recorded; `probe`
+/// is sampled at the window's start and end.
 ///
 /// Counted are operations that start and finish inside the window, except that a task with
 /// nothing counted yet when the window closes keeps going (up to [`FIRST_OP_BOUND`]) until its
 /// first operation completes: slow operations (an argon2 login takes tens of milliseconds,
 /// far more on a loaded machine) would otherwise report nothing from a short window. The
 /// rate divides by the span actually measured, so stretching it does not inflate the rate.
-pub async fn closed_loop<F, Fut, E>(
-    in_flight: usize,
-    warmup: Duration,
-    window: Duration,
-    op: F,
-) -> Figures
+pub async fn closed_loop<F, Fut, E>(probe: &Probe, in_flight: usize, timing: Timing, op: F) -> Figures
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send,
     E: Send,
 {
-    let start = Instant::now() + warmup;
-    let end = start + window;
-    // CPU from the window's start (a timer, not a synchronisation: the load runs regardless).
-    let cpu_at_start = tokio::spawn(async move {
-        tokio::time::sleep_until(start.into()).await;
-        cpu::sample()
-    });
+    let start = Instant::now() + timing.warmup;
+    let end = start + timing.window;
+    // Counters from the window's start (a timer, not a synchronisation: the load runs
+    // regardless).
+    let at_start = {
+        let probe = probe.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(start.into()).await;
+            probe.sample().await
+        })
+    };
     let tasks: Vec<_> = (0..in_flight)
         .map(|_| {
             let op = op.clone();
@@ -120,10 +136,13 @@ where
         errors += e;
         last = last.max(l);
     }
-    let cpu_at_end = cpu::sample();
+    let at_end = probe.sample().await;
     let mut f = figures(in_flight, ops, errors, last - start, &total);
-    if let Ok(before) = cpu_at_start.await {
-        f.cpu_per_op = cpu::per_op(before, cpu_at_end, ops);
+    if let Ok(before) = at_start.await {
+        let per = probe.per_op(&before, &at_end, ops);
+        f.cpu_per_op = per.cpu;
+        f.nats_per_op = per.nats;
+        f.redis_per_op = per.redis;
     }
     f
 }

@@ -7,54 +7,80 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use super::floors::Floors;
-use super::measure::Figures;
+use super::measure::{Figures, Timing};
+use super::spread::{Repeated, Spread};
 use tessera_devstack::stack::DevStack;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Scenario {
     pub name: String,
+    pub in_flight: usize,
+    /// The repetition whose rate is the median (every repetition is in `spread.runs`).
     pub figures: Figures,
-    /// Operations per second of the floor this scenario is read against.
-    pub floor_ops_per_sec: Option<f64>,
+    /// Median, min and max of each figure over the repetitions, and the repetitions.
+    pub spread: Repeated,
+    /// What this scenario is read against.
     pub floor: String,
-    /// `ops_per_sec / floor_ops_per_sec`.
-    pub ratio: Option<f64>,
+    /// Operations per second of that floor, over its repetitions.
+    pub floor_ops_per_sec: Option<Spread>,
+    /// `ops_per_sec / floor ops_per_sec`, per repetition pair (each run over the floor run
+    /// measured just before it), summarised.
+    pub ratio: Option<Spread>,
+    pub ratios: Vec<f64>,
 }
 
 impl Scenario {
-    pub fn against(name: &str, figures: Figures, floor: &Figures, floor_name: &str) -> Scenario {
-        Self::against_rate(name, figures, floor.ops_per_sec, floor_name)
+    /// Read against `floor`, run by run.
+    pub fn paired(name: &str, runs: Vec<Figures>, floor: &Repeated, floor_name: &str) -> Scenario {
+        let rates: Vec<f64> = floor.runs.iter().map(|f| f.ops_per_sec).collect();
+        Self::paired_rates(name, runs, rates, floor_name)
     }
 
-    pub fn against_rate(name: &str, figures: Figures, floor: f64, floor_name: &str) -> Scenario {
-        let ratio = (floor > 0.0).then(|| figures.ops_per_sec / floor);
-        Scenario {
-            name: name.into(),
-            figures,
-            floor_ops_per_sec: Some(floor),
-            floor: floor_name.into(),
-            ratio,
-        }
+    /// Read against a floor rate per run (`floor_rates[i]` pairs with `runs[i]`).
+    pub fn paired_rates(
+        name: &str,
+        runs: Vec<Figures>,
+        floor_rates: Vec<f64>,
+        floor_name: &str,
+    ) -> Scenario {
+        let ratios: Vec<f64> = runs
+            .iter()
+            .zip(&floor_rates)
+            .filter(|(_, f)| **f > 0.0)
+            .map(|(r, f)| r.ops_per_sec / f)
+            .collect();
+        let mut s = Self::alone(name, runs, floor_name);
+        s.floor_ops_per_sec = Spread::of(floor_rates);
+        s.ratio = Spread::of(ratios.iter().copied());
+        s.ratios = ratios;
+        s
     }
 
-    pub fn alone(name: &str, figures: Figures, what: &str) -> Scenario {
+    pub fn alone(name: &str, runs: Vec<Figures>, what: &str) -> Scenario {
+        let spread = Repeated::new(runs);
         Scenario {
             name: name.into(),
-            figures,
-            floor_ops_per_sec: None,
+            in_flight: spread.in_flight,
+            figures: spread.median_run().clone(),
+            spread,
             floor: what.into(),
+            floor_ops_per_sec: None,
             ratio: None,
+            ratios: Vec::new(),
         }
     }
 }
 
-/// Resident memory (KiB) at the start and the end of the run. The workers run inside the
-/// bench process (as in `tessera-dev up`), so their memory is that process's.
+/// Resident memory (KiB) at the start and the end of the run, of the stack with the
+/// workers in the bench process (as in `tessera-dev up`), so their memory is that
+/// process's; and at the end, of each worker process of the processes scenario.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Memory {
     pub bench_process_with_workers_kib: (u64, u64),
     pub nats_server_kib: (u64, u64),
     pub redis_server_kib: (u64, u64),
+    /// `(process, RSS KiB)` at the end of the run (workers as processes).
+    pub worker_processes_kib: Vec<(String, u64)>,
 }
 
 pub(super) fn rss_kib(pid: Option<u32>) -> u64 {
@@ -116,9 +142,14 @@ pub struct Machine {
 pub struct Settings {
     pub warmup_ms: u128,
     pub measure_ms: u128,
+    /// How many times each closed-loop figure was measured, interleaved with its floor.
+    pub repeat: usize,
     pub concurrency: Vec<usize>,
     pub plugin_servers_on_the_route: usize,
     pub argon2id: &'static str,
+    /// Why the processes scenario did not run, when it did not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processes_skipped: Option<String>,
     pub note: &'static str,
 }
 
@@ -139,45 +170,79 @@ fn version_of(binary: Result<std::path::PathBuf, tessera_devstack::DevstackError
         .unwrap_or_else(|| "unknown".into())
 }
 
-impl Report {
+/// The machine as the bench found it.
+pub fn machine() -> Machine {
+    let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| format!("{} {}", std::env::consts::OS, r.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.to_owned());
+    Machine {
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        load_average_at_start: LOAD_AT_START.get().copied().unwrap_or_default(),
+        os,
+        tessera: env!("CARGO_PKG_VERSION"),
+        nats_server: version_of(tessera_devstack::find_nats_server()),
+        redis_server: version_of(tessera_devstack::find_redis_server()),
+        unix_time: tessera_protocol::now_unix(),
+    }
+}
+
+pub const NOTE: &str = "everything on this machine: nats-server, redis-server, the workers and the load generator share its cores";
+
+impl Settings {
     pub fn new(
-        _stack: &DevStack,
-        warmup: Duration,
-        window: Duration,
+        timing: Timing,
+        repeat: usize,
         conc: &[usize],
-        floors: Floors,
-        scenarios: Vec<Scenario>,
-        memory: Memory,
-    ) -> Report {
-        let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|r| format!("{} {}", std::env::consts::OS, r.trim()))
-            .unwrap_or_else(|_| std::env::consts::OS.to_owned());
-        Report {
-            machine: Machine {
-                cores: std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(0),
-                load_average_at_start: LOAD_AT_START.get().copied().unwrap_or_default(),
-                os,
-                tessera: env!("CARGO_PKG_VERSION"),
-                nats_server: version_of(tessera_devstack::find_nats_server()),
-                redis_server: version_of(tessera_devstack::find_redis_server()),
-                unix_time: tessera_protocol::now_unix(),
-            },
-            settings: Settings {
-                warmup_ms: warmup.as_millis(),
-                measure_ms: window.as_millis(),
-                concurrency: conc.to_vec(),
-                plugin_servers_on_the_route: super::SERVERS.len(),
-                argon2id: "m=19456 KiB, t=2, p=1 (argon2 crate defaults)",
-                note: "everything on this machine: nats-server, redis-server, the workers and the load generator share its cores",
-            },
-            floors,
-            scenarios,
-            memory,
+        processes_skipped: Option<String>,
+    ) -> Settings {
+        Settings {
+            warmup_ms: timing.warmup.as_millis(),
+            measure_ms: timing.window.as_millis(),
+            repeat,
+            concurrency: conc.to_vec(),
+            plugin_servers_on_the_route: super::SERVERS.len(),
+            argon2id: "m=19456 KiB, t=2, p=1 (argon2 crate defaults)",
+            processes_skipped,
+            note: NOTE,
         }
     }
+}
 
+/// `median (min-max)` of a spread, or `-`.
+fn show(s: Option<&Spread>, digits: usize) -> String {
+    s.map_or("-".into(), |s| s.show(digits))
+}
+
+fn row(name: &str, r: &Repeated, floor: Option<&Spread>, ratio: Option<&Spread>) {
+    println!(
+        "{:<36} {:>4} {:>22} {:>8.0} {:>22} {:>8} {:>18} {:>9}",
+        name,
+        r.in_flight,
+        r.ops_per_sec.show(0),
+        r.p50_us.median,
+        r.p99_us.show(0),
+        floor.map_or("-".into(), |f| format!("{:.0}", f.median)),
+        show(ratio, 2),
+        r.cpu_us_per_op
+            .map_or("-".into(), |c| format!("{:.0}", c.median)),
+    );
+    if r.errors > 0 {
+        println!("{:<36} {} errors", "", r.errors);
+    }
+}
+
+/// The median over the runs of one figure of each run (`None` when no run has it).
+fn median_of(runs: &[Figures], f: impl Fn(&Figures) -> Option<f64>) -> Option<f64> {
+    Spread::of(runs.iter().filter_map(f)).map(|s| s.median)
+}
+
+fn cell(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+impl Report {
     pub fn print(&self) {
         let m = &self.machine;
         println!(
@@ -187,44 +252,18 @@ impl Report {
         let [one, five, fifteen] = m.load_average_at_start;
         println!("load average at the start: {one:.2} {five:.2} {fifteen:.2} (1, 5, 15 min)");
         println!(
-            "windows: {} ms warm-up, {} ms measured per row; latencies in microseconds",
-            self.settings.warmup_ms, self.settings.measure_ms
+            "windows: {} ms warm-up, {} ms measured; each row {} time(s), interleaved with its \
+             floor; median (min-max) over the repetitions; latencies in microseconds",
+            self.settings.warmup_ms, self.settings.measure_ms, self.settings.repeat
         );
+        if let Some(why) = &self.settings.processes_skipped {
+            println!("workers as processes: not measured ({why})");
+        }
         println!();
         println!(
-            "{:<34} {:>5} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10} {:>6} {:>9}",
-            "scenario",
-            "c",
-            "ops/s",
-            "p50",
-            "p90",
-            "p99",
-            "p99.9",
-            "max",
-            "floor/s",
-            "ratio",
-            "cpu us/op"
+            "{:<36} {:>4} {:>22} {:>8} {:>22} {:>8} {:>18} {:>9}",
+            "scenario", "c", "ops/s", "p50", "p99", "floor/s", "ratio (per pair)", "cpu us/op"
         );
-        let row = |name: &str, f: &Figures, floor: Option<f64>, ratio: Option<f64>| {
-            println!(
-                "{:<34} {:>5} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10} {:>6} {:>9}",
-                name,
-                f.in_flight,
-                f.ops_per_sec,
-                f.p50_us,
-                f.p90_us,
-                f.p99_us,
-                f.p999_us,
-                f.max_us,
-                floor.map_or("-".into(), |v| format!("{v:.0}")),
-                ratio.map_or("-".into(), |r| format!("{r:.2}")),
-                f.cpu_per_op
-                    .map_or("-".into(), |c| format!("{:.0}", c.total_us)),
-            );
-            if f.errors > 0 {
-                println!("{:<34} {} errors", "", f.errors);
-            }
-        };
         let fl = &self.floors;
         for f in &fl.nats_request_reply {
             row("floor: NATS request-reply", f, None, None);
@@ -239,17 +278,26 @@ impl Report {
             None,
         );
         row("floor: Redis SET PX", &fl.redis_set_px, None, None);
-        row("floor: EdDSA sign", &fl.eddsa_sign, None, None);
-        row("floor: EdDSA verify", &fl.eddsa_verify, None, None);
+        let once = |name: &str, f: &Figures| row(name, &Repeated::new(vec![f.clone()]), None, None);
+        once("floor: EdDSA sign", &fl.eddsa_sign);
+        once("floor: EdDSA verify", &fl.eddsa_verify);
         row("floor: argon2id verify", &fl.argon2id_verify, None, None);
         println!();
         for s in &self.scenarios {
-            row(&s.name, &s.figures, s.floor_ops_per_sec, s.ratio);
+            row(
+                &s.name,
+                &s.spread,
+                s.floor_ops_per_sec.as_ref(),
+                s.ratio.as_ref(),
+            );
         }
         println!();
         println!(
-            "cpu us/op: CPU time per operation over the window, this process (workers, load generator, stub identity provider) + nats-server + redis-server; the parts are in the JSON"
+            "cpu us/op: CPU time per operation over the window: the bench process (load \
+             generator, and the workers when in process) + nats-server + redis-server (+ the \
+             worker processes); the parts are in the JSON"
         );
+        self.print_split();
         let mem = &self.memory;
         println!(
             "memory (RSS KiB, start -> end): bench process with workers {} -> {}, nats-server {} -> {}, redis-server {} -> {}",
@@ -260,6 +308,60 @@ impl Report {
             mem.redis_server_kib.0,
             mem.redis_server_kib.1
         );
+        if !mem.worker_processes_kib.is_empty() {
+            let list: Vec<String> = mem
+                .worker_processes_kib
+                .iter()
+                .map(|(n, k)| format!("{n} {k}"))
+                .collect();
+            println!("worker processes at the end (RSS KiB): {}", list.join(", "));
+        }
+    }
+
+    /// Per issued token with the workers as processes: CPU by process, nats-server
+    /// messages and Redis commands (medians over the repetitions).
+    fn print_split(&self) {
+        let rows: Vec<&Scenario> = self
+            .scenarios
+            .iter()
+            .filter(|s| s.name == super::ISSUANCE_PROCESSES)
+            .collect();
+        if rows.is_empty() {
+            return;
+        }
+        println!();
+        println!(
+            "per issued token, workers as processes (median of the repetitions): CPU us by \
+             process, nats-server messages in/out, Redis commands"
+        );
+        println!(
+            "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7}",
+            "c", "broker", "auth", "plugin", "nats", "redis", "served", "load gen", "msg in",
+            "msg out", "redis"
+        );
+        for s in rows {
+            let runs = &s.spread.runs;
+            let cpu = |f: fn(&crate::cpu::CpuPerOp) -> Option<f64>| {
+                cell(median_of(runs, |r| r.cpu_per_op.as_ref().and_then(f)), 0)
+            };
+            println!(
+                "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7}",
+                s.in_flight,
+                cpu(|c| c.broker_us),
+                cpu(|c| c.auth_us),
+                cpu(|c| c.plugin_servers_us),
+                cpu(|c| Some(c.nats_server_us)),
+                cpu(|c| Some(c.redis_server_us)),
+                cpu(|c| c.served_us),
+                cpu(|c| Some(c.bench_process_us)),
+                cell(median_of(runs, |r| r.nats_per_op.map(|n| n.in_msgs)), 1),
+                cell(median_of(runs, |r| r.nats_per_op.map(|n| n.out_msgs)), 1),
+                cell(
+                    median_of(runs, |r| r.redis_per_op.as_ref().map(|n| n.commands)),
+                    1
+                ),
+            );
+        }
     }
 }
 

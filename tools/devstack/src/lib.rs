@@ -339,6 +339,9 @@ pub struct NatsOptions {
     /// `None`: [`find_nats_server`].
     pub binary: Option<PathBuf>,
     pub ready_timeout: Duration,
+    /// The HTTP monitoring endpoint (`/varz`, ...) on a free port of the listen host, for
+    /// the benchmark's message counts; off by default (nothing listens that is not needed).
+    pub monitor: bool,
 }
 
 impl NatsOptions {
@@ -348,6 +351,7 @@ impl NatsOptions {
             dir: dir.into(),
             binary: None,
             ready_timeout: DEFAULT_READY_TIMEOUT,
+            monitor: false,
         }
     }
 }
@@ -357,19 +361,31 @@ pub struct LocalNats {
     proc: Proc,
     opts: NatsOptions,
     port: u16,
+    monitor_port: Option<u16>,
 }
 
 impl LocalNats {
     /// Writes `<dir>/nats.conf` (mode 0600), spawns the server and waits until it is ready.
     pub async fn start(mut opts: NatsOptions) -> Result<LocalNats, DevstackError> {
-        let (proc, port) = spawn_nats(&opts).await?;
+        let (proc, port, monitor_port) = spawn_nats(&opts).await?;
         opts.config.port = Some(port);
         tracing::info!(port, "nats-server ready");
-        Ok(LocalNats { proc, opts, port })
+        Ok(LocalNats {
+            proc,
+            opts,
+            port,
+            monitor_port,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http://host:port` of the monitoring endpoint, when [`NatsOptions::monitor`] is on.
+    pub fn monitor_url(&self) -> Option<String> {
+        self.monitor_port
+            .map(|p| format!("http://{}:{p}", self.host()))
     }
 
     pub fn host(&self) -> &str {
@@ -412,28 +428,43 @@ impl LocalNats {
     /// reconnect and JetStream data survives.
     pub async fn restart(&mut self) -> Result<(), DevstackError> {
         self.proc.stop().await;
-        self.proc = spawn_nats(&self.opts).await?.0;
+        let (proc, _, monitor_port) = spawn_nats(&self.opts).await?;
+        self.proc = proc;
+        // A free port again: the one before may have been taken meanwhile.
+        self.monitor_port = monitor_port;
         Ok(())
     }
 }
 
-async fn spawn_nats(opts: &NatsOptions) -> Result<(Proc, u16), DevstackError> {
+/// The port after `marker` in a nats-server log line (`... on 127.0.0.1:4222`).
+fn port_after(line: &str, marker: &str) -> Option<u16> {
+    let (_, addr) = line.split_once(marker)?;
+    addr.rsplit(':').next()?.trim().parse().ok()
+}
+
+async fn spawn_nats(opts: &NatsOptions) -> Result<(Proc, u16, Option<u16>), DevstackError> {
     let binary = resolve(NATS, opts.binary.as_deref(), find_nats_server)?;
     let conf = opts.dir.join("nats.conf");
     write_private(&conf, &opts.config.render())?;
     let mut cmd = Command::new(&binary);
     cmd.arg("-c").arg(&conf);
+    if opts.monitor {
+        // -1: a free port, as for clients; it binds the listen host (loopback here).
+        cmd.args(["-m", "-1"]);
+    }
     let (mut proc, rx) = Proc::spawn(NATS, &binary, cmd)?;
-    let mut port = None;
+    let (mut port, mut monitor_port) = (None, None);
     proc.wait_ready(rx, opts.ready_timeout, |line| {
-        if let Some((_, addr)) = line.split_once("Listening for client connections on ") {
-            port = addr.rsplit(':').next().and_then(|p| p.trim().parse().ok());
-        }
+        port = port.or_else(|| port_after(line, "Listening for client connections on "));
+        monitor_port = monitor_port.or_else(|| port_after(line, "Starting http monitor on "));
         port.is_some() && line.contains("Server is ready")
     })
     .await?;
     match port {
-        Some(port) => Ok((proc, port)),
+        Some(_) if opts.monitor && monitor_port.is_none() => {
+            Err(proc.startup_error("no monitor port in the log".into()))
+        }
+        Some(port) => Ok((proc, port, monitor_port)),
         None => Err(proc.startup_error("no client port in the log".into())),
     }
 }

@@ -32,6 +32,9 @@ pub struct StackOptions {
     pub token_ttl: Option<Duration>,
     /// The auth node's login limits (the benchmark turns them off: it measures capacity).
     pub login_limits: tessera_auth::limits::LoginLimitsConfig,
+    /// nats-server's monitoring endpoint on a free loopback port (the benchmark reads its
+    /// message counts from `/varz`).
+    pub nats_monitor: bool,
 }
 
 /// One worker replica with its own shutdown, so it can be stopped alone.
@@ -137,7 +140,11 @@ impl DevStack {
             subjects: opts.subjects.clone(),
             credentials: credentials.clone(),
         };
-        let nats = LocalNats::start(NatsOptions::new(nats_config, data.join("nats"))).await?;
+        let nats = LocalNats::start(NatsOptions {
+            monitor: opts.nats_monitor,
+            ..NatsOptions::new(nats_config, data.join("nats"))
+        })
+        .await?;
         let mut redis_opts = RedisOptions::new(data.join("redis"));
         redis_opts.port = opts.redis_port;
         redis_opts.persist = opts.persist;

@@ -73,6 +73,32 @@ async fn nats_serves_and_restarts_on_the_same_port() {
 }
 
 #[tokio::test]
+async fn nats_monitoring_is_off_unless_asked_and_then_on_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut plain = LocalNats::start(nats_options(dir.path())).await.unwrap();
+    assert_eq!(plain.monitor_url(), None);
+    plain.stop().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = LocalNats::start(NatsOptions {
+        monitor: true,
+        ..nats_options(dir.path())
+    })
+    .await
+    .unwrap();
+    let url = nats.monitor_url().expect("a monitor URL");
+    let port: u16 = url
+        .strip_prefix("http://127.0.0.1:")
+        .expect("on the listen host")
+        .parse()
+        .unwrap();
+    assert_ne!(port, nats.port());
+    let status = first_line(port, "GET /varz HTTP/1.0\r\n\r\n").await;
+    assert!(status.contains(" 200 "), "{status}");
+    nats.stop().await;
+}
+
+#[tokio::test]
 async fn nats_startup_failure_reports_the_log_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

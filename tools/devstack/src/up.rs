@@ -41,6 +41,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         subjects: tessera_runtime::config::prefix(&ProcessEnv)?,
         token_ttl: None,
         login_limits: Default::default(),
+        nats_monitor: false,
     };
     let shutdown = tessera_runtime::signal::shutdown_on_signal();
     let stack = DevStack::start(opts, shutdown.clone()).await?;
