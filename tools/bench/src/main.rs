@@ -217,7 +217,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         return soak::run(data.path(), total, timing, repeat, args.json.as_deref()).await;
     }
 
-    let mut floor = new_stack(data.path(), "floors", None).await?;
+    let floor = new_stack(data.path(), "floors", None).await?;
     let mut product = new_stack(data.path(), "in-process", None).await?;
     let mut on_processes = None;
     let result = async {
@@ -247,11 +247,7 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 }
             }
         };
-        let bar = report::progress(scenarios::steps(
-            conc.len(),
-            repeat,
-            on_processes.is_some(),
-        ));
+        let bar = report::progress(scenarios::steps(conc.len(), repeat, on_processes.is_some()));
         let mut memory = Memory::default();
         memory.sample_start(&product);
         let plan = scenarios::Plan {
@@ -268,8 +264,8 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
             timing,
             repeat,
         };
-        let (floors, rows) = scenarios::run(plan, &mut memory, |what| report::step(&bar, what))
-            .await?;
+        let (floors, rows) =
+            scenarios::run(plan, &mut memory, |what| report::step(&bar, what)).await?;
         bar.finish_and_clear();
         memory.sample_end(&product);
         anyhow::Ok(Report {

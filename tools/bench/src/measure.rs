@@ -81,7 +81,12 @@ const FIRST_OP_BOUND: Duration = Duration::from_secs(10);
 /// first operation completes: slow operations (an argon2 login takes tens of milliseconds,
 /// far more on a loaded machine) would otherwise report nothing from a short window. The
 /// rate divides by the span actually measured, so stretching it does not inflate the rate.
-pub async fn closed_loop<F, Fut, E>(probe: &Probe, in_flight: usize, timing: Timing, op: F) -> Figures
+pub async fn closed_loop<F, Fut, E>(
+    probe: &Probe,
+    in_flight: usize,
+    timing: Timing,
+    op: F,
+) -> Figures
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<(), E>> + Send,

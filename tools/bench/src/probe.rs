@@ -85,18 +85,6 @@ impl Probe {
         }))
     }
 
-    /// This process alone, no counters (per-call measurements, unit tests).
-    pub fn this_process() -> Probe {
-        Probe::new(
-            vec![Part {
-                name: cpu::Role::Bench,
-                pids: vec![None],
-            }],
-            None,
-            None,
-        )
-    }
-
     pub async fn sample(&self) -> Sample {
         let cpu = cpu::sample(&self.0.parts);
         let nats = match &self.0.nats_monitor {
@@ -121,20 +109,24 @@ impl Probe {
             in_bytes: a.in_bytes.saturating_sub(b.in_bytes) as f64 / n,
             out_bytes: a.out_bytes.saturating_sub(b.out_bytes) as f64 / n,
         });
-        let redis = before.redis.as_ref().zip(after.redis.as_ref()).map(|(b, a)| {
-            let by_command: BTreeMap<String, f64> = a
-                .iter()
-                .map(|(cmd, &calls)| {
-                    let d = calls.saturating_sub(b.get(cmd).copied().unwrap_or(0));
-                    (cmd.clone(), d as f64 / n)
-                })
-                .filter(|(_, per)| *per > 0.0)
-                .collect();
-            RedisPerOp {
-                commands: by_command.values().sum(),
-                by_command,
-            }
-        });
+        let redis = before
+            .redis
+            .as_ref()
+            .zip(after.redis.as_ref())
+            .map(|(b, a)| {
+                let by_command: BTreeMap<String, f64> = a
+                    .iter()
+                    .map(|(cmd, &calls)| {
+                        let d = calls.saturating_sub(b.get(cmd).copied().unwrap_or(0));
+                        (cmd.clone(), d as f64 / n)
+                    })
+                    .filter(|(_, per)| *per > 0.0)
+                    .collect();
+                RedisPerOp {
+                    commands: by_command.values().sum(),
+                    by_command,
+                }
+            });
         PerOp {
             cpu: cpu::per_op(&self.0.parts, &before.cpu, &after.cpu, ops),
             nats,
@@ -187,8 +179,9 @@ async fn command_calls(redis: &mut ConnectionManager) -> Option<BTreeMap<String,
 
 /// `INFO <section>`, bounded; `None` (and a warning) when Redis does not answer in time.
 pub async fn info(redis: &mut ConnectionManager, section: &str) -> Option<String> {
-    let read = redis::cmd("INFO").arg(section).query_async::<String>(redis);
-    match tokio::time::timeout(READ_BOUND, read).await {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg(section);
+    match tokio::time::timeout(READ_BOUND, cmd.query_async::<String>(redis)).await {
         Ok(Ok(text)) => Some(text),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, section, "reading redis INFO");

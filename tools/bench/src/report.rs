@@ -1,8 +1,6 @@
 //! What `tessera-bench` prints and writes: a table with each figure beside its floor, and
 //! the same as JSON with the machine and the settings.
 
-use std::time::Duration;
-
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -336,8 +334,17 @@ impl Report {
         );
         println!(
             "{:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>9} {:>7} {:>7} {:>7}",
-            "c", "broker", "auth", "plugin", "nats", "redis", "served", "load gen", "msg in",
-            "msg out", "redis"
+            "c",
+            "broker",
+            "auth",
+            "plugin",
+            "nats",
+            "redis",
+            "served",
+            "load gen",
+            "msg in",
+            "msg out",
+            "redis"
         );
         for s in rows {
             let runs = &s.spread.runs;

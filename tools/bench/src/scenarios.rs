@@ -58,7 +58,10 @@ pub async fn run(
         repeat,
     } = plan;
     let servers: Vec<String> = SERVERS.iter().map(|s| s.to_string()).collect();
-    let admin = Client::new(connect(product, Role::Admin).await?, product.subjects.clone());
+    let admin = Client::new(
+        connect(product, Role::Admin).await?,
+        product.subjects.clone(),
+    );
     admin.add_user("bench", PASSWORD).await?;
     admin.set_route(PLUGIN, &servers).await?;
     let client = Client::new(

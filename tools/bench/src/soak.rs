@@ -136,7 +136,8 @@ async fn soak(
 ) -> anyhow::Result<SoakReport> {
     let probe = stack_probe(stack, d.parts(stack)).await?;
     let mut redis = redis_connection(&stack.redis_url(RedisUser::Admin)).await?;
-    let js = async_nats::jetstream::new(super::connect(stack, tessera_bus_config::Role::Admin).await?);
+    let js =
+        async_nats::jetstream::new(super::connect(stack, tessera_bus_config::Role::Admin).await?);
     let mut stream = js.get_stream(stack.subjects.dist_stream()).await?;
     let max_age = stream.info().await?.config.max_age;
     let start = redis_state::memory(&mut redis).await?;
@@ -220,7 +221,9 @@ async fn soak(
         .info()
         .await?
         .clone();
-    let report = summarise(slices, floor, start, peak, end, by_kind, max_age, slice, total);
+    let report = summarise(
+        slices, floor, start, peak, end, by_kind, max_age, slice, total,
+    );
     let report = SoakReport {
         audit_messages: audit.state.messages,
         audit_bytes: audit.state.bytes,

@@ -70,18 +70,14 @@ impl Repeated {
     /// Panics on no runs: every measurement is taken at least once (`--repeat` >= 1).
     pub fn new(runs: Vec<Figures>) -> Repeated {
         assert!(!runs.is_empty(), "a measurement without runs");
-        let spread = |f: fn(&Figures) -> f64| {
-            Spread::of(runs.iter().map(f)).expect("runs are not empty")
-        };
+        let spread =
+            |f: fn(&Figures) -> f64| Spread::of(runs.iter().map(f)).expect("runs are not empty");
         Repeated {
             in_flight: runs[0].in_flight,
             ops_per_sec: spread(|f| f.ops_per_sec),
             p50_us: spread(|f| f.p50_us),
             p99_us: spread(|f| f.p99_us),
-            cpu_us_per_op: Spread::of(
-                runs.iter()
-                    .filter_map(|f| f.cpu_per_op.map(|c| c.total_us)),
-            ),
+            cpu_us_per_op: Spread::of(runs.iter().filter_map(|f| f.cpu_per_op.map(|c| c.total_us))),
             errors: runs.iter().map(|f| f.errors).sum(),
             runs,
         }
@@ -96,20 +92,11 @@ impl Repeated {
     }
 }
 
-/// Each run's rate over its paired floor run's rate.
-pub fn ratios(runs: &Repeated, floor: &Repeated) -> Vec<f64> {
-    runs.runs
-        .iter()
-        .zip(&floor.runs)
-        .filter(|(_, f)| f.ops_per_sec > 0.0)
-        .map(|(r, f)| r.ops_per_sec / f.ops_per_sec)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::measure::{figures, histogram};
+    use crate::report::Scenario;
     use std::time::Duration;
 
     fn run(ops: u64) -> Figures {
@@ -141,8 +128,13 @@ mod tests {
 
     #[test]
     fn ratios_pair_each_run_with_its_own_floor_run() {
-        let runs = Repeated::new(vec![run(10), run(30)]);
         let floor = Repeated::new(vec![run(20), run(30)]);
-        assert_eq!(ratios(&runs, &floor), vec![0.5, 1.0]);
+        let s = Scenario::paired("x", vec![run(10), run(30)], &floor, "floor");
+        assert_eq!(s.ratios, vec![0.5, 1.0]);
+        let r = s.ratio.unwrap();
+        assert_eq!((r.median, r.min, r.max), (0.75, 0.5, 1.0));
+        assert_eq!(s.floor_ops_per_sec.unwrap().median, 25.0);
+        // The median-rate run is a real repetition (the lower middle of two).
+        assert_eq!(s.figures.ops, 10);
     }
 }

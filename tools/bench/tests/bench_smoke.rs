@@ -99,11 +99,20 @@ fn bench_quick_runs_and_reports_every_scenario() {
     }
     let issuance = scenarios.iter().find(|s| s["name"] == "issuance").unwrap();
     let run = &issuance["figures"];
-    assert!(run["cpu_per_op"]["total_us"].as_f64().unwrap() > 0.0, "{run}");
+    assert!(
+        run["cpu_per_op"]["total_us"].as_f64().unwrap() > 0.0,
+        "{run}"
+    );
     assert_eq!(run["cpu_per_op"]["workers_in_process"], true);
     // Every token request crosses nats-server and writes Redis: both counted per token.
-    assert!(run["nats_per_op"]["in_msgs"].as_f64().unwrap() >= 1.0, "{run}");
-    assert!(run["redis_per_op"]["commands"].as_f64().unwrap() >= 1.0, "{run}");
+    assert!(
+        run["nats_per_op"]["in_msgs"].as_f64().unwrap() >= 1.0,
+        "{run}"
+    );
+    assert!(
+        run["redis_per_op"]["commands"].as_f64().unwrap() >= 1.0,
+        "{run}"
+    );
     if processes {
         let row = scenarios
             .iter()
