@@ -101,6 +101,18 @@ impl RedisKeys {
         )
     }
 
+    /// A `KEYS`/`SCAN` pattern that matches every token record (for inspection and tests).
+    pub fn token_pattern(&self) -> String {
+        format!("{}:{{??}}:token:*", self.prefix)
+    }
+
+    /// The token id in a token record's key (`None` for any other key).
+    pub fn token_id_in<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        let (_, id) = rest.split_once("}:token:")?;
+        Some(id)
+    }
+
     /// Sorted set of one shard's token ids recorded but not yet committed (distributed and
     /// handed out), scored by the time (Unix ms) after which a sweeper withdraws them: a
     /// replica that died between recording and committing leaves nothing valid behind.
@@ -212,6 +224,9 @@ mod tests {
         // The layout, spelled out.
         let id = "3f1c2d4e-0000-8000-8000-000000000000";
         assert_eq!(k.token(id), format!("t:{{3f}}:token:{id}"));
+        assert_eq!(k.token_id_in(&k.token(id)), Some(id));
+        assert_eq!(k.token_id_in(&k.pending(Shard(1))), None);
+        assert_eq!(k.token_pattern(), "t:{??}:token:*");
         assert_eq!(k.pending(Shard(0x0a)), "t:{0a}:pending");
         assert_eq!(k.nonce("app", "n"), "t:nonce:app:n");
     }

@@ -96,7 +96,7 @@ async fn each_worker_reaches_only_its_own_keys_in_redis() {
         (
             "touch the pending set",
             redis::cmd("ZADD")
-                .arg(keys.pending())
+                .arg(keys.pending(tessera_ledger::keys::Shard(0)))
                 .arg(0)
                 .arg("x")
                 .clone(),
