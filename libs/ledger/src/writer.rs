@@ -58,6 +58,10 @@ struct Acked {
 /// Connections for acked pipelines (see [`Acked::conns`]).
 const ACKED_CONNECTIONS: usize = 8;
 
+/// A pending-set member that is never a token id (see [`LedgerWriter::push_wait`]); scored
+/// never overdue, so no sweep claims it in the moment it exists.
+const SYNC_MARKER: &str = "~sync";
+
 /// How many ledger shards the sweeper reads at once.
 const SWEEP_CONCURRENCY: usize = 16;
 
@@ -133,8 +137,24 @@ impl LedgerWriter {
     }
 
     /// Appends `WAIT` to `pipe` when acks are asked for; returns how many it must report.
-    fn push_wait(&self, pipe: &mut redis::Pipeline) -> Option<i64> {
+    /// `shard`: first write a marker into that shard's pending set and take it out again.
+    /// `WAIT` waits for the offset of this connection's last write that changed something;
+    /// a revocation retried after its deletion reached the master alone deletes nothing,
+    /// so without the marker its `WAIT` would vouch for nothing.
+    fn push_wait(&self, pipe: &mut redis::Pipeline, shard: Option<Shard>) -> Option<i64> {
         let a = self.acked.as_ref()?;
+        if let Some(shard) = shard {
+            let pending = self.reader.keys.pending(shard);
+            pipe.cmd("ZADD")
+                .arg(&pending)
+                .arg("+inf")
+                .arg(SYNC_MARKER)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&pending)
+                .arg(SYNC_MARKER)
+                .ignore();
+        }
         pipe.cmd("WAIT")
             .arg(a.replicas)
             .arg(a.timeout.as_millis().max(1) as u64);
@@ -180,7 +200,7 @@ impl LedgerWriter {
         });
         // After the ZREM, on the same connection: its acknowledgement covers the record too
         // (written earlier; a master's replication stream is one ordered log).
-        let wanted_acks = self.push_wait(&mut pipe);
+        let wanted_acks = self.push_wait(&mut pipe, None);
         let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let mut replies = replies.into_iter();
         let removed: i64 = next_reply(&mut replies)?;
@@ -300,7 +320,6 @@ impl LedgerWriter {
         }
         Ok(claimed)
     }
-
 
     /// Puts a claimed token back into the pending set (its withdrawal failed; a later sweep
     /// tries again).
@@ -438,9 +457,8 @@ impl LedgerWriter {
     /// back).
     pub async fn delete(&self, account_id: &str, token_ids: &[String]) -> Result<(), WireError> {
         if token_ids.is_empty() {
-            return Ok(());
+            return self.settle(Shard::of_account(account_id)).await;
         }
-        let mut conn = self.conn_for_acked();
         let mut pipe = redis::pipe();
         for id in token_ids {
             pipe.cmd("DEL").arg(self.reader.keys.token(id)).ignore();
@@ -449,12 +467,33 @@ impl LedgerWriter {
             .arg(self.reader.keys.account_tokens(account_id))
             .arg(token_ids)
             .ignore();
-        let Some(wanted) = self.push_wait(&mut pipe) else {
+        self.acknowledged(pipe, Shard::of_account(account_id)).await
+    }
+
+    /// With replica acks asked for: waits until the replicas have every write made so far to
+    /// `shard`'s master (a revocation that found nothing left to delete, perhaps because an
+    /// earlier attempt deleted it on the master alone, must not report done before that
+    /// deletion is replicated). Without: nothing.
+    pub async fn settle(&self, shard: Shard) -> Result<(), WireError> {
+        if self.acked.is_none() {
+            return Ok(());
+        }
+        self.acknowledged(redis::pipe(), shard).await
+    }
+
+    /// Runs `pipe` (its replies ignored), then, with acks asked for, `WAIT`s for them.
+    async fn acknowledged(&self, mut pipe: redis::Pipeline, shard: Shard) -> Result<(), WireError> {
+        let mut conn = self.conn_for_acked();
+        let Some(wanted) = self.push_wait(&mut pipe, Some(shard)) else {
             return pipe.query_async::<()>(&mut conn).await.map_err(unavailable);
         };
         let (acked,): (i64,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         if acked < wanted {
-            tracing::warn!(acked, wanted, "a revocation was not acknowledged by the replicas in time");
+            tracing::warn!(
+                acked,
+                wanted,
+                "a revocation was not acknowledged by the replicas in time"
+            );
             return Err(WireError::new(
                 ErrorCode::Unavailable,
                 "revocation not yet replicated; retry it",

@@ -108,7 +108,11 @@ impl BrokerConfig {
             "must be between 1s and the token TTL",
         );
         let redis_replica_acks: u32 = r.parsed(&REDIS_REPLICA_ACKS);
-        r.check(&REDIS_REPLICA_ACKS, redis_replica_acks <= 16, "must be 0-16");
+        r.check(
+            &REDIS_REPLICA_ACKS,
+            redis_replica_acks <= 16,
+            "must be 0-16",
+        );
         let redis_replica_ack_timeout = r.duration(&REDIS_REPLICA_ACK_TIMEOUT);
         r.check(
             &REDIS_REPLICA_ACK_TIMEOUT,

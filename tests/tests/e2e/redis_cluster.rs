@@ -151,7 +151,10 @@ async fn tokens_flow_revoke_and_reach_the_gateway_across_the_clusters_masters() 
 
     // Revoked by id (the admin knows only the id): refused by introspection and gateway.
     let (_, first) = &tokens[0];
-    assert_eq!(w.admin.revoke_token(&first.token_id).await.unwrap().revoked, 1);
+    assert_eq!(
+        w.admin.revoke_token(&first.token_id).await.unwrap().revoked,
+        1
+    );
     assert_eq!(w.active(&first.token).await, Some(false));
     assert_eq!(w.data(&first.token).await, Some(ErrorCode::Unauthenticated));
     // Revoked by account: every token of it, the others untouched.
@@ -217,8 +220,8 @@ async fn record_uncommitted(store: &LedgerWriter, n: usize) -> Vec<(String, Stri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_withdraws_what_dead_replicas_left_pending_on_every_master() {
     let deadline = Duration::from_secs(1);
-    let w = World::start(cluster_builder(RedisClusterSpec::default()).pending_deadline(deadline))
-        .await;
+    let w =
+        World::start(cluster_builder(RedisClusterSpec::default()).pending_deadline(deadline)).await;
     let keys = w.keys();
     let broker_url = w
         .stack
@@ -370,7 +373,11 @@ async fn a_revoked_token_stays_refused_after_its_master_fails_over() {
         .await
         .unwrap();
     assert_eq!(
-        w.admin.revoke_token(&revoked.token_id).await.unwrap().revoked,
+        w.admin
+            .revoke_token(&revoked.token_id)
+            .await
+            .unwrap()
+            .revoked,
         1
     );
     let (master, replica) = master_and_replica(&w, &revoked.token_id).await;
@@ -383,7 +390,10 @@ async fn a_revoked_token_stays_refused_after_its_master_fails_over() {
         .await;
     wait_for_failover(&w, replica, &kept.token).await;
 
-    assert_eq!(w.data(&revoked.token).await, Some(ErrorCode::Unauthenticated));
+    assert_eq!(
+        w.data(&revoked.token).await,
+        Some(ErrorCode::Unauthenticated)
+    );
     assert_eq!(w.active(&revoked.token).await, Some(false));
     assert_eq!(w.data(&kept.token).await, None);
     assert_eq!(w.active(&kept.token).await, Some(true));
@@ -434,8 +444,7 @@ async fn what_the_replicas_did_not_acknowledge_is_withdrawn_or_reported_failed()
     assert_eq!(failed.code(), ErrorCode::Unavailable);
     // Nothing new is live at the plugin server: every token the refused requests minted
     // was withdrawn (and the revoked one is revoked there: its event went first).
-    let live =
-        tessera_tests::load::distributed_token_ids(&nats, w.stack.subjects(), SERVER).await;
+    let live = tessera_tests::load::distributed_token_ids(&nats, w.stack.subjects(), SERVER).await;
     assert!(live.is_empty(), "live at {SERVER}: {live:?}");
 
     // The master dies before its replica got the deletion: the replica takes over with the
@@ -446,7 +455,11 @@ async fn what_the_replicas_did_not_acknowledge_is_withdrawn_or_reported_failed()
     wait_for_failover(&w, replica, &token.token).await;
     // Introspection says so; the gateway lets it through to the plugin server, which
     // refuses it only because the revocation event reached it first.
-    assert_eq!(w.active(&token.token).await, Some(true), "the lost deletion");
+    assert_eq!(
+        w.active(&token.token).await,
+        Some(true),
+        "the lost deletion"
+    );
     // The old master back, as the new one's replica: the retried revocation holds.
     w.stack
         .servers_mut()

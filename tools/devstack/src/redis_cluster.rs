@@ -309,9 +309,7 @@ impl LocalRedisCluster {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(startup(format!(
-                        "node {i}: {what} not reached:\n{nodes}"
-                    )));
+                    return Err(startup(format!("node {i}: {what} not reached:\n{nodes}")));
                 }
                 tokio::time::sleep(POLL).await;
             }
