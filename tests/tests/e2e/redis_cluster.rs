@@ -427,13 +427,18 @@ async fn what_the_replicas_did_not_acknowledge_is_withdrawn_or_reported_failed()
         tessera_tests::load::distributed_token_ids(&nats, w.stack.subjects(), SERVER).await;
     assert!(live_before.contains(&token.token_id));
 
-    w.stack
-        .servers()
-        .redis_cluster()
-        .unwrap()
-        .freeze(replica)
+    // The replica cut off: frozen (SIGSTOP), and its replication link closed by the master
+    // (frozen alone, it would still read what the master wrote into its socket once thawed).
+    let cluster = w.stack.servers().redis_cluster().unwrap();
+    cluster.freeze(replica).await.unwrap();
+    let links: i64 = cluster
+        .cmd(
+            master,
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("replica"),
+        )
         .await
         .unwrap();
+    assert_eq!(links, 1);
     let refused = w
         .client
         .request_token(&ann.account_token, PLUGIN, None)
