@@ -130,6 +130,13 @@ async fn each_worker_reaches_only_its_own_keys_in_redis() {
             "read a key outside its own",
             redis::cmd("GET").arg("other:key").clone(),
         ),
+        (
+            "write a key of its prefix outside the shard layout",
+            redis::cmd("SET")
+                .arg(format!("{}:{{abc}}:token:x", stack.subjects().prefix()))
+                .arg(1)
+                .clone(),
+        ),
         ("list keys", redis::cmd("KEYS").arg("*").clone()),
         ("flush", redis::cmd("FLUSHALL").clone()),
     ] {
