@@ -4,7 +4,7 @@
 CARGO ?= cargo
 ARGS ?=
 
-.PHONY: setup build up test lint images k8s-validate test-cluster fuzz-smoke python-test
+.PHONY: setup build up test lint images k8s-validate test-cluster redis-cluster-drill fuzz-smoke python-test
 
 setup:
 	@./scripts/setup.sh
@@ -35,6 +35,12 @@ python-test: build
 ## The three-node NATS cluster test alone (containers; also part of `make test`).
 test-cluster: setup
 	CARGO=$(CARGO) ./scripts/with-containers.sh $(CARGO) test -p tessera-tests --test e2e cluster:: -- --nocapture
+
+## The Redis Cluster failover drill (docs/reliability.md, "Redis Cluster"): a master killed
+## under load, local redis-server processes; about a minute. DRILL_ACKS replica acks (0: none).
+DRILL_ACKS ?= 1
+redis-cluster-drill: setup
+	TESSERA_DRILL_ACKS=$(DRILL_ACKS) $(CARGO) test -p tessera-tests --test e2e redis_cluster_drill:: -- --ignored --nocapture
 
 ## Local images FROM scratch for hosts without a registry (see docker/README.md).
 images: setup

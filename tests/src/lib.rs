@@ -57,7 +57,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-pub use servers::{Backend, Servers};
+pub use servers::{Backend, RedisClusterSpec, Servers};
 pub use stack::{PluginServerHandle, Stack, StackBuilder};
 pub use tessera_bus_config::Role;
 

@@ -232,20 +232,19 @@ pub async fn raw_request(
 /// The ids of every token record in Redis under `prefix`.
 pub async fn redis_token_ids(redis_url: &str, prefix: &str) -> BTreeSet<String> {
     let keys = tessera_ledger::keys::RedisKeys::new(prefix);
-    let head = keys.token("");
     let client = redis::Client::open(redis_url).expect("a Redis URL");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("connecting to Redis");
     let found: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{head}*"))
+        .arg(keys.token_pattern())
         .query_async(&mut conn)
         .await
         .expect("KEYS");
     found
-        .into_iter()
-        .filter_map(|k| k.strip_prefix(&head).map(str::to_owned))
+        .iter()
+        .filter_map(|k| keys.token_id_in(k).map(str::to_owned))
         .collect()
 }
 

@@ -6,7 +6,9 @@ use std::time::Duration;
 use tessera_bus_config::plugin_servers::PluginServerSecret;
 use tessera_bus_config::redis_acl::{RedisCredentials, RedisUser};
 use tessera_bus_config::{Credentials, Role, ServerConfig};
-use tessera_devstack::{LocalNats, LocalRedis, NatsOptions, RedisOptions};
+use tessera_devstack::{
+    LocalNats, LocalRedis, LocalRedisCluster, NatsOptions, RedisClusterOptions, RedisOptions,
+};
 use tessera_schemas::Subjects;
 use tessera_schemas::subjects::DEFAULT_PREFIX;
 
@@ -133,6 +135,29 @@ pub struct Servers {
     local: Option<Local>,
     containers: Option<InContainers>,
     external: Option<(String, String)>,
+    /// A local Redis Cluster the workers use instead of the single Redis (see
+    /// [`Servers::start_redis_cluster`]). Its nodes die before their directory goes.
+    redis_cluster: Option<(LocalRedisCluster, tempfile::TempDir)>,
+}
+
+/// The shape of a local Redis Cluster for [`Servers::start_redis_cluster`].
+#[derive(Debug, Clone, Copy)]
+pub struct RedisClusterSpec {
+    pub masters: usize,
+    pub replicas: usize,
+    /// `cluster-node-timeout`: how soon a lost master's replica takes over.
+    pub node_timeout: Duration,
+}
+
+impl Default for RedisClusterSpec {
+    /// Three masters with a replica each; a lost master replaced within about 2 s.
+    fn default() -> Self {
+        RedisClusterSpec {
+            masters: 3,
+            replicas: 1,
+            node_timeout: Duration::from_millis(1000),
+        }
+    }
 }
 
 impl Servers {
@@ -167,6 +192,7 @@ impl Servers {
                     local: Some(local),
                     containers: None,
                     external: None,
+                    redis_cluster: None,
                 }
             }
             Backend::Containers(images) => {
@@ -197,6 +223,7 @@ impl Servers {
                         credentials,
                     }),
                     external: None,
+                    redis_cluster: None,
                 }
             }
             Backend::External {
@@ -211,6 +238,7 @@ impl Servers {
                     local: None,
                     containers: None,
                     external: Some((nats_url, redis_url)),
+                    redis_cluster: None,
                 }
             }
         }
@@ -274,8 +302,21 @@ impl Servers {
         self.redis_url_as(RedisUser::Admin)
     }
 
-    /// The Redis URL of `user` (a worker's own, with only its keys and commands).
+    /// The Redis URL of `user` (a worker's own, with only its keys and commands). With a
+    /// Redis Cluster: every node's URL, comma-separated (the seeds).
     pub fn redis_url_as(&self, user: RedisUser) -> String {
+        if let Some((cluster, _)) = &self.redis_cluster {
+            let credentials = self
+                .redis_credentials
+                .as_ref()
+                .expect("a local cluster has Redis users");
+            return cluster
+                .host_ports()
+                .iter()
+                .map(|hp| credentials.url(user, hp))
+                .collect::<Vec<_>>()
+                .join(",");
+        }
         let host_port = match (&self.containers, &self.local, &self.external) {
             (Some(c), _, _) => c.redis.host_port(),
             (None, Some(l), _) => l.redis.host_port(),
@@ -351,6 +392,43 @@ impl Servers {
     /// The local nats-server, to stop, kill or restart it. `None` for external servers.
     pub fn nats_mut(&mut self) -> Option<&mut LocalNats> {
         self.local.as_mut().map(|l| &mut l.nats)
+    }
+
+    /// Starts a local Redis Cluster (every node with the same Redis users) that the workers
+    /// started from now on use instead of the single Redis. Local servers only.
+    pub async fn start_redis_cluster(&mut self, spec: RedisClusterSpec) {
+        let credentials = self
+            .redis_credentials
+            .as_ref()
+            .expect("a local cluster needs Redis users (local servers)");
+        let dir = tempfile::Builder::new()
+            .prefix("tessera-test-redis-cluster-")
+            .tempdir()
+            .expect("creating a temp dir");
+        let cluster = LocalRedisCluster::start(RedisClusterOptions {
+            dir: dir.path().to_owned(),
+            masters: spec.masters,
+            replicas: spec.replicas,
+            acl: credentials.acl_lines(self.subjects.prefix()),
+            admin: (
+                RedisUser::Admin.name().to_owned(),
+                credentials.password(RedisUser::Admin).to_owned(),
+            ),
+            node_timeout: spec.node_timeout,
+            ready_timeout: Duration::from_secs(30),
+        })
+        .await
+        .unwrap_or_else(|e| panic!("starting a Redis Cluster: {e}"));
+        self.redis_cluster = Some((cluster, dir));
+    }
+
+    /// The local Redis Cluster, if one was started.
+    pub fn redis_cluster(&self) -> Option<&LocalRedisCluster> {
+        self.redis_cluster.as_ref().map(|(c, _)| c)
+    }
+
+    pub fn redis_cluster_mut(&mut self) -> Option<&mut LocalRedisCluster> {
+        self.redis_cluster.as_mut().map(|(c, _)| c)
     }
 
     /// The local redis-server, to stop, kill or restart it. `None` for external servers.

@@ -220,6 +220,7 @@ impl Stack {
         config.clock_leeway = self.config.clock_leeway;
         config.key_renew = self.config.key_renew;
         config.pending_deadline = self.config.pending_deadline;
+        (config.redis_replica_acks, config.redis_replica_ack_timeout) = self.config.replica_acks;
         if let Some(ttl) = self.config.auth_cache_ttl {
             config.auth_cache_ttl = ttl;
         }

@@ -5,9 +5,18 @@
 //!
 //! | user | keys | commands |
 //! |---|---|---|
-//! | `broker` | `<P>:token:*`, `<P>:account:*`, `<P>:idem:*`, `<P>:pending` (read and write) | strings, sorted sets, expiry, `DEL`, `EXISTS`, transactions, `PING` |
-//! | `gateway` | `<P>:token:*` **read only**; `<P>:nonce:*` (write) | `GET`, `SET`, `PING` |
+//! | `broker` | `<P>:{??}:token:*`, `<P>:{??}:account:*`, `<P>:{??}:idem:*`, `<P>:{??}:pending` (read and write) | strings, sorted sets, expiry, `DEL`, `EXISTS`, transactions, `WAIT`, `PING` |
+//! | `gateway` | `<P>:{??}:token:*` **read only**; `<P>:nonce:*` (write) | `GET`, `SET`, `PING` |
 //! | `admin` | all | all |
+//!
+//! `{??}` is a ledger shard's hash tag (`tessera_ledger::keys`, "Shards"): two characters
+//! between braces (a glob's `?`; braces are plain characters to Redis's matcher). Both
+//! workers may also ask a Redis Cluster for its slot map (`CLUSTER SLOTS`, which names no
+//! key), which the cluster client needs; on one Redis the command is refused harmlessly.
+//!
+//! On a Redis Cluster every node needs the same users (the same ACL file or `--user` lines
+//! on each, as the test harness's cluster does): a client logs in to each master it is sent
+//! to, and a replica promoted in a failover must know them too.
 //!
 //! `admin` is the operator's (inspection, `INFO`, `KEYS` while debugging) and the test
 //! harness's; no worker uses it, and no rendered worker env file carries its password.
@@ -46,15 +55,16 @@ impl RedisUser {
         // Connection housekeeping client libraries send (HELLO, AUTH, PING, CLIENT SETNAME,
         // SELECT 0): allowed to all. (`CLIENT SETINFO` is newer than Redis 7.0, which refuses
         // to load a rule naming it; a library that sends it ignores the refusal.)
-        const CONNECTION: &str = "+@connection +client|setname +select";
+        const CONNECTION: &str = "+@connection +client|setname +select +cluster|slots";
         match self {
             RedisUser::Broker => format!(
-                "resetkeys ~{prefix}:token:* ~{prefix}:account:* ~{prefix}:idem:* ~{prefix}:pending \
+                "resetkeys ~{prefix}:{{??}}:token:* ~{prefix}:{{??}}:account:* \
+                 ~{prefix}:{{??}}:idem:* ~{prefix}:{{??}}:pending \
                  resetchannels -@all {CONNECTION} +get +mget +set +del +exists +pexpire +expire \
-                 +zadd +zrem +zrangebyscore +zremrangebyscore +multi +exec +discard"
+                 +zadd +zrem +zrangebyscore +zremrangebyscore +multi +exec +discard +wait"
             ),
             RedisUser::Gateway => format!(
-                "resetkeys %R~{prefix}:token:* %RW~{prefix}:nonce:* resetchannels -@all \
+                "resetkeys %R~{prefix}:{{??}}:token:* %RW~{prefix}:nonce:* resetchannels -@all \
                  {CONNECTION} +get +set"
             ),
             RedisUser::Admin => "resetkeys ~* resetchannels &* +@all".to_owned(),
@@ -163,12 +173,14 @@ mod tests {
     #[test]
     fn the_gateway_reads_token_records_and_writes_nonces_only() {
         let rules = RedisUser::Gateway.rules("tessera");
-        assert!(rules.contains("%R~tessera:token:*"));
+        assert!(rules.contains("%R~tessera:{??}:token:*"));
         assert!(rules.contains("%RW~tessera:nonce:*"));
         assert!(!rules.contains("~tessera:idem"));
         assert!(!rules.contains("+del"));
         let broker = RedisUser::Broker.rules("acme.dev");
-        assert!(broker.contains("~acme.dev:token:*"));
+        assert!(broker.contains("~acme.dev:{??}:token:*"));
+        assert!(broker.contains("~acme.dev:{??}:pending "));
+        assert!(broker.contains("+wait"));
         assert!(!broker.contains("nonce"));
         let c = RedisCredentials::generate();
         let url = c.url_from(RedisUser::Gateway, "rediss://old:pw@redis:6380/0");

@@ -3,6 +3,80 @@
 //! Keys start with the subject prefix, so two stacks can share one Redis. Ids inside keys are
 //! validated ids or uuids; caller-chosen strings (idempotency keys) are hashed first, so no
 //! key can be made to collide or grow without bound.
+//!
+//! # Shards (Redis Cluster)
+//!
+//! The broker's keys carry a hash tag, `{<shard>}` right after the prefix, so that a Redis
+//! Cluster puts every key of one request's pipeline in one slot: a token's record, its
+//! account's index, the account's remembered replies and the pending set they go into. The
+//! shard is [`Shard::of_account`] (the first byte of the account id's SHA-256), so all of an
+//! account's keys share one: [`LedgerWriter::record`](crate::LedgerWriter::record) and
+//! [`commit`](crate::LedgerWriter::commit) stay single-slot pipelines. There are [`SHARDS`]
+//! of them, spread over the cluster's 16384 slots (and so over its masters); the pending
+//! set, one key per shard, is no single hot key.
+//!
+//! A token id carries its account's shard as its first byte ([`new_token_id`]), so whoever
+//! holds only the id (an admin revoking by id, the gateway, introspection) finds the record
+//! without knowing the account. The gateway's nonces are not tagged: a nonce claim is its
+//! own command, sent beside the record read (see
+//! [`LedgerReader::query_with_record`](crate::LedgerReader::query_with_record)).
+//!
+//! **Changing this layout (the tag's place, [`SHARDS`], how a shard is derived) changes
+//! every key**: what the previous layout wrote is no longer found (docs/reliability.md,
+//! "Upgrading").
+
+/// How many ledger shards there are: one byte of the account id's hash, and the first byte
+/// of every token id. 256 hash tags spread the ledger over the slots of any cluster of up to
+/// a few dozen masters; more would need a longer id prefix.
+pub const SHARDS: usize = 256;
+
+/// One of the [`SHARDS`] ledger shards: the hash tag `{xx}` (two lowercase hex digits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Shard(pub u8);
+
+impl Shard {
+    /// The shard of every key of `account_id`: the first byte of its SHA-256.
+    pub fn of_account(account_id: &str) -> Shard {
+        Shard(first_byte_of_sha256(account_id))
+    }
+
+    /// The shard a token id names (its first two hex digits, see [`new_token_id`]). An id
+    /// that does not start with them (not one we minted) gets a shard from its hash; its
+    /// record is not found there, which is the right answer for an id we never issued.
+    pub fn of_token(token_id: &str) -> Shard {
+        match token_id.get(..2).map(|h| u8::from_str_radix(h, 16)) {
+            Some(Ok(b)) if token_id.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit) => Shard(b),
+            _ => Shard(first_byte_of_sha256(token_id)),
+        }
+    }
+
+    /// Every shard, in order (the sweeper's walk).
+    pub fn all() -> impl Iterator<Item = Shard> {
+        (0..=u8::MAX).map(Shard)
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:02x}", self.0)
+    }
+}
+
+fn first_byte_of_sha256(s: &str) -> u8 {
+    let hex = tessera_protocol::signing::token_hash(s);
+    u8::from_str_radix(&hex[..2], 16).unwrap_or(0)
+}
+
+/// A fresh token id for `account_id`: a UUID (version 8, RFC 9562's custom layout) whose
+/// first byte is the account's [`Shard`] and whose other 114 bits outside the version and
+/// variant are random, as unguessable as the v4 ids it replaces.
+pub fn new_token_id(account_id: &str) -> String {
+    let mut bytes = *uuid::Uuid::new_v4().as_bytes();
+    bytes[0] = Shard::of_account(account_id).0;
+    uuid::Builder::from_custom_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
 
 /// Key builders for one prefix.
 #[derive(Debug, Clone)]
@@ -17,26 +91,48 @@ impl RedisKeys {
         }
     }
 
-    /// The record of one issued plugin token (MessagePack), with the token's TTL.
+    /// The record of one issued plugin token (MessagePack), with the token's TTL; in the
+    /// shard its id names.
     pub fn token(&self, token_id: &str) -> String {
-        format!("{}:token:{token_id}", self.prefix)
+        format!(
+            "{}:{{{}}}:token:{token_id}",
+            self.prefix,
+            Shard::of_token(token_id)
+        )
     }
 
-    /// Sorted set of the token ids recorded but not yet committed (distributed and handed
-    /// out), scored by the time (Unix ms) after which a sweeper withdraws them: a replica
-    /// that died between recording and committing leaves nothing valid behind.
-    pub fn pending(&self) -> String {
-        format!("{}:pending", self.prefix)
+    /// A `KEYS`/`SCAN` pattern that matches every token record (for inspection and tests).
+    pub fn token_pattern(&self) -> String {
+        format!("{}:{{??}}:token:*", self.prefix)
+    }
+
+    /// The token id in a token record's key (`None` for any other key).
+    pub fn token_id_in<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        let (_, id) = rest.split_once("}:token:")?;
+        Some(id)
+    }
+
+    /// Sorted set of one shard's token ids recorded but not yet committed (distributed and
+    /// handed out), scored by the time (Unix ms) after which a sweeper withdraws them: a
+    /// replica that died between recording and committing leaves nothing valid behind.
+    pub fn pending(&self, shard: Shard) -> String {
+        format!("{}:{{{shard}}}:pending", self.prefix)
     }
 
     /// Sorted set of the token ids issued to one account, scored by expiry (for revoke-all).
     pub fn account_tokens(&self, account_id: &str) -> String {
-        format!("{}:account:{account_id}:tokens", self.prefix)
+        format!(
+            "{}:{{{}}}:account:{account_id}:tokens",
+            self.prefix,
+            Shard::of_account(account_id)
+        )
     }
 
-    /// The reply to an idempotent token request, kept 5 minutes. `binding` is what the
-    /// token is bound to (see [`idempotency_binding`]; empty when unbound), so a retry for
-    /// another device or IP never gets back a token bound to the first one.
+    /// The reply to an idempotent token request, kept 5 minutes, in the account's shard.
+    /// `binding` is what the token is bound to (see [`idempotency_binding`]; empty when
+    /// unbound), so a retry for another device or IP never gets back a token bound to the
+    /// first one.
     ///
     /// The key is a SHA-256 of [`idempotency_input`]: every field length-prefixed, because
     /// no separator is safe. A third-party account id is `<app_id>:<subject>` and the
@@ -53,14 +149,16 @@ impl RedisKeys {
     ) -> String {
         let input = idempotency_input(account_id, plugin_id, binding, key);
         format!(
-            "{}:idem:{}",
+            "{}:{{{}}}:idem:{}",
             self.prefix,
+            Shard::of_account(account_id),
             tessera_protocol::signing::token_hash(&input)
         )
     }
 
     /// A data-access packet's nonce, scoped by client app, kept for the replay window
-    /// (`SET NX PX`). `app_id` and `nonce` are validated (id, base64url) before use.
+    /// (`SET NX PX`). `app_id` and `nonce` are validated (id, base64url) before use. Not in
+    /// a shard: its claim is a command of its own (a cluster spreads nonces by their hash).
     pub fn nonce(&self, app_id: &str, nonce: &str) -> String {
         format!("{}:nonce:{app_id}:{nonce}", self.prefix)
     }
@@ -101,6 +199,62 @@ pub fn idempotency_binding(device_id: Option<&str>, user_ip: Option<&str>) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tokens_keys_share_its_accounts_shard_and_its_id_names_it() {
+        let k = RedisKeys::new("t");
+        for account in ["ann", "acme:u\nweather", "", "b0b"] {
+            let shard = Shard::of_account(account);
+            let id = new_token_id(account);
+            assert_eq!(Shard::of_token(&id), shard, "{account:?}");
+            assert_eq!(id.len(), 36);
+            assert_eq!(&id[14..15], "8", "a version 8 uuid: {id}");
+            let tag = format!("{{{shard}}}");
+            for key in [
+                k.token(&id),
+                k.account_tokens(account),
+                k.idempotency(account, "p", "", "key"),
+                k.pending(shard),
+            ] {
+                assert_eq!(hash_tag(&key), Some(&tag[1..3]), "{key}");
+            }
+        }
+        // Random apart from the shard: two ids for one account differ.
+        assert_ne!(new_token_id("ann"), new_token_id("ann"));
+        // The layout, spelled out.
+        let id = "3f1c2d4e-0000-8000-8000-000000000000";
+        assert_eq!(k.token(id), format!("t:{{3f}}:token:{id}"));
+        assert_eq!(k.token_id_in(&k.token(id)), Some(id));
+        assert_eq!(k.token_id_in(&k.pending(Shard(1))), None);
+        assert_eq!(k.token_pattern(), "t:{??}:token:*");
+        assert_eq!(k.pending(Shard(0x0a)), "t:{0a}:pending");
+        assert_eq!(k.nonce("app", "n"), "t:nonce:app:n");
+    }
+
+    #[test]
+    fn ids_we_did_not_mint_still_get_a_shard_and_accounts_spread_over_all() {
+        // Not hex, too short, empty, a brace: a shard from the hash, never a panic, and the
+        // id's bytes never come before the tag (they cannot move the key's slot).
+        for id in ["zz-not-ours", "a", "", "{00}x", "é9"] {
+            let key = RedisKeys::new("t").token(id);
+            assert_eq!(
+                hash_tag(&key),
+                Some(format!("{}", Shard::of_token(id)).as_str())
+            );
+        }
+        let shards: std::collections::BTreeSet<Shard> = (0..5000)
+            .map(|i| Shard::of_account(&format!("account-{i}")))
+            .collect();
+        assert_eq!(shards.len(), SHARDS);
+        assert_eq!(Shard::all().count(), SHARDS);
+    }
+
+    /// What Redis Cluster hashes: the text between the first `{` and the next `}`.
+    fn hash_tag(key: &str) -> Option<&str> {
+        let open = key.find('{')?;
+        let close = key[open + 1..].find('}')? + open + 1;
+        Some(&key[open + 1..close])
+    }
 
     #[test]
     fn idempotency_keys_differ_by_binding() {

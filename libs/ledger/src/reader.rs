@@ -2,20 +2,19 @@
 //! live tokens. The broker's introspection and revocation and the gateway read through this;
 //! only [`LedgerWriter`](crate::LedgerWriter) writes.
 
-use redis::aio::ConnectionManager;
 use tessera_schemas::{WireError, codec};
 
-use crate::connection::unavailable;
+use crate::connection::{LedgerConnection, unavailable};
 use crate::{RedisKeys, TokenRecord};
 
 #[derive(Clone)]
 pub struct LedgerReader {
-    pub(crate) conn: ConnectionManager,
+    pub(crate) conn: LedgerConnection,
     pub(crate) keys: RedisKeys,
 }
 
 impl LedgerReader {
-    pub fn new(conn: ConnectionManager, prefix: &str) -> LedgerReader {
+    pub fn new(conn: LedgerConnection, prefix: &str) -> LedgerReader {
         LedgerReader {
             conn,
             keys: RedisKeys::new(prefix),
@@ -46,25 +45,22 @@ impl LedgerReader {
         pipe.query_async(&mut conn).await.map_err(unavailable)
     }
 
-    /// Runs `pipe` (the caller's commands) with a read of `token_id`'s record appended, in
-    /// one round trip: the gateway claims a nonce and reads the record together.
+    /// Runs `pipe` (the caller's commands) and a read of `token_id`'s record side by side:
+    /// the gateway claims a nonce and reads the record in one round trip's time.
+    ///
+    /// Two requests, not one pipeline: on a Redis Cluster the nonce and the record live in
+    /// different slots (a nonce is not tied to a token's shard, so a replayed packet meets
+    /// its nonce whatever its token). On one Redis both go out back to back on the one
+    /// multiplexed connection, which is a pipeline on the wire; on a cluster each goes to
+    /// its master at once.
     pub async fn query_with_record<T: redis::FromRedisValue>(
         &self,
-        mut pipe: redis::Pipeline,
+        pipe: redis::Pipeline,
         token_id: &str,
     ) -> Result<(T, Option<TokenRecord>), WireError> {
-        let mut conn = self.conn.clone();
-        pipe.cmd("GET").arg(self.keys.token(token_id));
-        // The pipeline's replies come as one flat tuple: the caller's, then the record.
-        let mut replies: Vec<redis::Value> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        let raw = replies.pop();
-        let theirs = T::from_redis_value(redis::Value::Array(replies)).map_err(bad_reply)?;
-        let raw: Option<Vec<u8>> = match raw {
-            Some(v) => redis::from_redis_value(v).map_err(bad_reply)?,
-            None => None,
-        };
-        Ok((theirs, decode(raw)))
+        let (theirs, record) =
+            futures::future::join(self.query::<T>(pipe), self.get(token_id)).await;
+        Ok((theirs?, record?))
     }
 
     /// Live tokens of an account, with their records.
@@ -104,15 +100,6 @@ impl LedgerReader {
             .map(drop)
             .map_err(|e| e.to_string())
     }
-}
-
-/// A reply of an unexpected shape (a programming error or a foreign server): `unavailable`.
-fn bad_reply(e: impl std::fmt::Display) -> WireError {
-    tracing::warn!(error = %e, "unexpected redis reply");
-    WireError::new(
-        tessera_schemas::ErrorCode::Unavailable,
-        "token ledger unavailable",
-    )
 }
 
 /// A record that does not decode is treated as absent (it cannot vouch for a token).

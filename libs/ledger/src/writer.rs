@@ -9,14 +9,27 @@
 //! claims it ([`LedgerWriter::sweep`]) and withdraws the token (revocation distributed, record
 //! deleted). Whoever removes the id first wins, so a slow replica never hands out a token a
 //! sweeper withdrew, and no valid token is left recorded but undistributed.
+//!
+//! The pending set is one sorted set per ledger shard (`keys.rs`, "Shards"); the sweeper
+//! walks all of them each pass.
+//!
+//! Replica acknowledgements ([`LedgerWriter::with_replica_acks`]): Redis replicates
+//! asynchronously, so a master lost in a failover can take its last writes with it. With
+//! acks asked for, a commit and a revocation's deletes end with `WAIT <n> <ms>` in their
+//! pipeline; fewer acks than asked is [`Commit::Unreplicated`] (the caller withdraws the
+//! token) or an `unavailable` revocation (the caller retries). docs/reliability.md, "Redis
+//! Cluster", says what this narrows and what it does not.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use futures::StreamExt as _;
 use tessera_schemas::messages::TokenResponse;
-use tessera_schemas::{WireError, codec};
+use tessera_schemas::{ErrorCode, WireError, codec};
 
-use crate::connection::unavailable;
+use crate::connection::{LedgerConnection, unavailable};
+use crate::keys::Shard;
 use crate::{LedgerReader, TokenRecord};
 
 /// How long an idempotency key holds its reply.
@@ -27,7 +40,30 @@ pub struct LedgerWriter {
     reader: LedgerReader,
     /// How long a token may stay pending (see the module doc).
     pending_deadline: Duration,
+    /// Replica acks asked of commits and revocations (`None`: none, no `WAIT`).
+    acked: Option<Arc<Acked>>,
 }
+
+/// `WAIT` after commits and revocations, on connections of their own.
+struct Acked {
+    replicas: u32,
+    timeout: Duration,
+    /// A `WAIT` blocks the connection it came on until the replicas answer (Redis runs a
+    /// client's commands in order), so the hot path's other commands must not queue behind
+    /// it: acked pipelines go round-robin over a few connections of their own.
+    conns: Vec<LedgerConnection>,
+    next: AtomicUsize,
+}
+
+/// Connections for acked pipelines (see [`Acked::conns`]).
+const ACKED_CONNECTIONS: usize = 8;
+
+/// A pending-set member that is never a token id (see [`LedgerWriter::push_wait`]); scored
+/// never overdue, so no sweep claims it in the moment it exists.
+const SYNC_MARKER: &str = "~sync";
+
+/// How many ledger shards the sweeper reads at once.
+const SWEEP_CONCURRENCY: usize = 16;
 
 /// How long the pending set outlives its last addition (it empties itself in normal use).
 const PENDING_KEY_TTL: Duration = Duration::from_secs(3600);
@@ -37,8 +73,12 @@ const PENDING_KEY_TTL: Duration = Duration::from_secs(3600);
 pub enum Commit {
     /// The token is ours to hand out.
     Committed,
-    /// A sweeper withdrew it first (its commit came after the deadline): do not hand it out.
+    /// A sweeper withdrew it first (its commit came after the deadline), or the ledger lost
+    /// it (a failover dropped the record and its pending entry): do not hand it out.
     Withdrawn,
+    /// Committed, but fewer replicas than asked acknowledged it in time: a failover now
+    /// could lose its record. Do not hand it out; withdraw it.
+    Unreplicated,
     /// A concurrent request with the same idempotency key committed first: send its reply
     /// and withdraw ours.
     Lost(TokenResponse),
@@ -52,11 +92,73 @@ fn now_ms() -> u64 {
 
 impl LedgerWriter {
     /// `pending_deadline`: how long a token may stay pending before a sweeper may withdraw it.
-    pub fn new(conn: ConnectionManager, prefix: &str, pending_deadline: Duration) -> LedgerWriter {
+    pub fn new(conn: LedgerConnection, prefix: &str, pending_deadline: Duration) -> LedgerWriter {
         LedgerWriter {
             reader: LedgerReader::new(conn, prefix),
             pending_deadline,
+            acked: None,
         }
+    }
+
+    /// Asks `replicas` replica acks, within `timeout`, of every commit and revocation (see
+    /// the module doc), over connections of their own to `setting` (the URL(s) of
+    /// [`connect`](crate::connect), with its response `bound`). `replicas` 0 changes nothing.
+    pub async fn with_replica_acks(
+        mut self,
+        setting: &str,
+        bound: Duration,
+        replicas: u32,
+        timeout: Duration,
+    ) -> redis::RedisResult<LedgerWriter> {
+        if replicas == 0 {
+            self.acked = None;
+            return Ok(self);
+        }
+        let mut conns = Vec::with_capacity(ACKED_CONNECTIONS);
+        for _ in 0..ACKED_CONNECTIONS {
+            conns.push(crate::connect(setting, bound).await?);
+        }
+        self.acked = Some(Arc::new(Acked {
+            replicas,
+            timeout,
+            conns,
+            next: AtomicUsize::new(0),
+        }));
+        Ok(self)
+    }
+
+    /// The connection for a pipeline that ends in `WAIT` (one of the acked ones), or the
+    /// shared one.
+    fn conn_for_acked(&self) -> LedgerConnection {
+        match &self.acked {
+            Some(a) => a.conns[a.next.fetch_add(1, Ordering::Relaxed) % a.conns.len()].clone(),
+            None => self.conn(),
+        }
+    }
+
+    /// Appends `WAIT` to `pipe` when acks are asked for; returns how many it must report.
+    /// `shard`: first write a marker into that shard's pending set and take it out again.
+    /// `WAIT` waits for the offset of this connection's last write that changed something;
+    /// a revocation retried after its deletion reached the master alone deletes nothing,
+    /// so without the marker its `WAIT` would vouch for nothing.
+    fn push_wait(&self, pipe: &mut redis::Pipeline, shard: Option<Shard>) -> Option<i64> {
+        let a = self.acked.as_ref()?;
+        if let Some(shard) = shard {
+            let pending = self.reader.keys.pending(shard);
+            pipe.cmd("ZADD")
+                .arg(&pending)
+                .arg("+inf")
+                .arg(SYNC_MARKER)
+                .ignore()
+                .cmd("ZREM")
+                .arg(&pending)
+                .arg(SYNC_MARKER)
+                .ignore();
+        }
+        pipe.cmd("WAIT")
+            .arg(a.replicas)
+            .arg(a.timeout.as_millis().max(1) as u64);
+        Some(i64::from(a.replicas))
     }
 
     /// The reads (the writer's connection).
@@ -64,7 +166,7 @@ impl LedgerWriter {
         &self.reader
     }
 
-    fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> LedgerConnection {
         self.reader.conn.clone()
     }
 
@@ -78,10 +180,10 @@ impl LedgerWriter {
         token_id: &str,
         claim: Option<(&str, &str, &TokenResponse)>,
     ) -> Result<Commit, WireError> {
-        let mut conn = self.conn();
+        let mut conn = self.conn_for_acked();
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM")
-            .arg(self.reader.keys.pending())
+            .arg(self.reader.keys.pending(Shard::of_token(token_id)))
             .arg(token_id);
         let idem_key = claim.map(|(key, binding, reply)| {
             let idem_key =
@@ -96,17 +198,28 @@ impl LedgerWriter {
                 .arg(IDEMPOTENCY_WINDOW.as_millis() as u64);
             idem_key
         });
+        // After the ZREM, on the same connection: its acknowledgement covers the record too
+        // (written earlier; a master's replication stream is one ordered log).
+        let wanted_acks = self.push_wait(&mut pipe, None);
+        let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut replies = replies.into_iter();
+        let removed: i64 = next_reply(&mut replies)?;
+        let set: Option<String> = match idem_key {
+            Some(_) => next_reply(&mut replies)?,
+            None => None,
+        };
+        let replicated = match wanted_acks {
+            Some(wanted) => next_reply::<i64>(&mut replies)? >= wanted,
+            None => true,
+        };
         let Some(idem_key) = idem_key else {
-            let (removed,): (i64,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-            return Ok(if removed == 1 {
-                Commit::Committed
-            } else {
-                Commit::Withdrawn
+            return Ok(match (removed == 1, replicated) {
+                (false, _) => Commit::Withdrawn,
+                (true, true) => Commit::Committed,
+                (true, false) => Commit::Unreplicated,
             });
         };
-        let (removed, set): (i64, Option<String>) =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        if removed != 1 {
+        if removed != 1 || (set.is_some() && !replicated) {
             if set.is_some() {
                 // Best effort: a remembered reply whose record is gone is ignored anyway.
                 let _ = redis::cmd("DEL")
@@ -114,7 +227,11 @@ impl LedgerWriter {
                     .query_async::<()>(&mut conn)
                     .await;
             }
-            return Ok(Commit::Withdrawn);
+            return Ok(if removed != 1 {
+                Commit::Withdrawn
+            } else {
+                Commit::Unreplicated
+            });
         }
         if set.is_some() {
             return Ok(Commit::Committed);
@@ -127,19 +244,59 @@ impl LedgerWriter {
         match raw.and_then(|b| codec::decode(&b).ok()) {
             Some(winner) => Ok(Commit::Lost(winner)),
             // The winner's reply expired in between: ours is as good.
-            None => Ok(Commit::Committed),
+            None if replicated => Ok(Commit::Committed),
+            None => Ok(Commit::Unreplicated),
         }
     }
 
-    /// Claims up to `limit` overdue pending tokens for this replica to withdraw, with their
-    /// records (`None`: the record is already gone). Each id is claimed by one replica only.
+    /// Claims up to `limit` overdue pending tokens per shard for this replica to withdraw,
+    /// with their records (`None`: the record is already gone). Each id is claimed by one
+    /// replica only. Every shard is read (a few at once); one that fails (its master is
+    /// down) is skipped until the next pass, the others are not. `unavailable` only when
+    /// every shard failed.
     pub async fn sweep(
         &self,
         limit: usize,
     ) -> Result<Vec<(String, Option<TokenRecord>)>, WireError> {
+        let results: Vec<_> = futures::stream::iter(Shard::all())
+            .map(|shard| self.sweep_shard(shard, limit))
+            .buffer_unordered(SWEEP_CONCURRENCY)
+            .collect()
+            .await;
+        let mut claimed = Vec::new();
+        let mut failed = None;
+        let mut failures = 0;
+        for r in results {
+            match r {
+                Ok(mut c) => claimed.append(&mut c),
+                Err(e) => {
+                    failures += 1;
+                    failed = Some(e);
+                }
+            }
+        }
+        match failed {
+            Some(e) if failures == crate::keys::SHARDS => Err(e),
+            Some(_) => {
+                tracing::warn!(
+                    failed_shards = failures,
+                    "pending sweep skipped the shards it could not read"
+                );
+                Ok(claimed)
+            }
+            None => Ok(claimed),
+        }
+    }
+
+    async fn sweep_shard(
+        &self,
+        shard: Shard,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<TokenRecord>)>, WireError> {
         let mut conn = self.conn();
+        let pending = self.reader.keys.pending(shard);
         let overdue: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.reader.keys.pending())
+            .arg(&pending)
             .arg("-inf")
             .arg(now_ms())
             .arg("LIMIT")
@@ -151,7 +308,7 @@ impl LedgerWriter {
         let mut claimed = Vec::new();
         for id in overdue {
             let removed: i64 = redis::cmd("ZREM")
-                .arg(self.reader.keys.pending())
+                .arg(&pending)
                 .arg(&id)
                 .query_async(&mut conn)
                 .await
@@ -170,7 +327,7 @@ impl LedgerWriter {
         let mut conn = self.conn();
         let deadline = now_ms() + self.pending_deadline.as_millis() as u64;
         if let Err(e) = redis::cmd("ZADD")
-            .arg(self.reader.keys.pending())
+            .arg(self.reader.keys.pending(Shard::of_token(token_id)))
             .arg(deadline)
             .arg(token_id)
             .query_async::<()>(&mut conn)
@@ -199,6 +356,9 @@ impl LedgerWriter {
     ) -> Result<Option<TokenResponse>, WireError> {
         let mut conn = self.conn();
         let account_key = self.reader.keys.account_tokens(&record.account_id);
+        // The token id names its account's shard (`keys::new_token_id`), so on a cluster
+        // this pipeline stays in one slot.
+        let pending = self.reader.keys.pending(Shard::of_token(token_id));
         let idem_key = idempotency_key.map(|k| {
             self.reader
                 .keys
@@ -232,12 +392,12 @@ impl LedgerWriter {
             .ignore()
             // Pending until committed (see the module doc).
             .cmd("ZADD")
-            .arg(self.reader.keys.pending())
+            .arg(&pending)
             .arg(now_ms() + self.pending_deadline.as_millis() as u64)
             .arg(token_id)
             .ignore()
             .cmd("PEXPIRE")
-            .arg(self.reader.keys.pending())
+            .arg(&pending)
             .arg(PENDING_KEY_TTL.as_millis() as u64)
             .ignore();
         let Some(idem_key) = idem_key else {
@@ -280,7 +440,7 @@ impl LedgerWriter {
             .arg(token_id)
             .ignore()
             .cmd("ZREM")
-            .arg(self.reader.keys.pending())
+            .arg(self.reader.keys.pending(Shard::of_token(token_id)))
             .arg(token_id)
             .ignore()
             .query_async::<()>(&mut conn)
@@ -290,12 +450,15 @@ impl LedgerWriter {
         }
     }
 
-    /// Removes token records (after their revocation was distributed).
+    /// Removes token records (after their revocation was distributed): one account's, so
+    /// one shard's (one slot on a cluster). With replica acks asked for, fewer acks than
+    /// asked is `unavailable`: the revocation may not survive a failover, and the caller
+    /// retries it (revocations are idempotent, and a retry finds a record a failover brought
+    /// back).
     pub async fn delete(&self, account_id: &str, token_ids: &[String]) -> Result<(), WireError> {
         if token_ids.is_empty() {
-            return Ok(());
+            return self.settle(Shard::of_account(account_id)).await;
         }
-        let mut conn = self.conn();
         let mut pipe = redis::pipe();
         for id in token_ids {
             pipe.cmd("DEL").arg(self.reader.keys.token(id)).ignore();
@@ -304,6 +467,49 @@ impl LedgerWriter {
             .arg(self.reader.keys.account_tokens(account_id))
             .arg(token_ids)
             .ignore();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        self.acknowledged(pipe, Shard::of_account(account_id)).await
     }
+
+    /// With replica acks asked for: waits until the replicas have every write made so far to
+    /// `shard`'s master (a revocation that found nothing left to delete, perhaps because an
+    /// earlier attempt deleted it on the master alone, must not report done before that
+    /// deletion is replicated). Without: nothing.
+    pub async fn settle(&self, shard: Shard) -> Result<(), WireError> {
+        if self.acked.is_none() {
+            return Ok(());
+        }
+        self.acknowledged(redis::pipe(), shard).await
+    }
+
+    /// Runs `pipe` (its replies ignored), then, with acks asked for, `WAIT`s for them.
+    async fn acknowledged(&self, mut pipe: redis::Pipeline, shard: Shard) -> Result<(), WireError> {
+        let mut conn = self.conn_for_acked();
+        let Some(wanted) = self.push_wait(&mut pipe, Some(shard)) else {
+            return pipe.query_async::<()>(&mut conn).await.map_err(unavailable);
+        };
+        let (acked,): (i64,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        if acked < wanted {
+            tracing::warn!(
+                acked,
+                wanted,
+                "a revocation was not acknowledged by the replicas in time"
+            );
+            return Err(WireError::new(
+                ErrorCode::Unavailable,
+                "revocation not yet replicated; retry it",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The next reply of a pipeline, of the type the command answers.
+fn next_reply<T: redis::FromRedisValue>(
+    replies: &mut impl Iterator<Item = redis::Value>,
+) -> Result<T, WireError> {
+    let v = replies.next().unwrap_or(redis::Value::Nil);
+    redis::from_redis_value(v).map_err(|e| {
+        tracing::warn!(error = %e, "unexpected redis reply");
+        WireError::new(ErrorCode::Unavailable, "token ledger unavailable")
+    })
 }

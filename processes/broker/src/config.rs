@@ -7,8 +7,8 @@ use tessera_bus_config::provision::Durability;
 use tessera_protocol::signing::SigningKey;
 use tessera_runtime::audit::AuditConfig;
 use tessera_runtime::config::registry::{
-    AUTH_CACHE_TTL, BROKER_KEY_FILE, BROKER_URL, GRACE, MAX_IN_FLIGHT, PENDING_DEADLINE, REDIS_URL,
-    TOKEN_TTL,
+    AUTH_CACHE_TTL, BROKER_KEY_FILE, BROKER_URL, GRACE, MAX_IN_FLIGHT, PENDING_DEADLINE,
+    REDIS_REPLICA_ACK_TIMEOUT, REDIS_REPLICA_ACKS, REDIS_URL, TOKEN_TTL,
 };
 use tessera_runtime::config::{ConfigError, Reader, Source, WorkerSettings, keys};
 use tessera_schemas::Subjects;
@@ -43,6 +43,10 @@ pub struct BrokerConfig {
     /// How long a token may stay recorded but uncommitted (its distribution not yet
     /// acknowledged, or its replica dead) before a sweeper withdraws it.
     pub pending_deadline: Duration,
+    /// Redis replicas that must acknowledge a commit and a revocation (`WAIT`; 0: none).
+    pub redis_replica_acks: u32,
+    /// How long to wait for them.
+    pub redis_replica_ack_timeout: Duration,
 }
 
 impl BrokerConfig {
@@ -71,6 +75,8 @@ impl BrokerConfig {
             key_renew: Duration::from_secs(60),
             audit: AuditConfig::default(),
             pending_deadline: PENDING_DEADLINE.default_duration(),
+            redis_replica_acks: REDIS_REPLICA_ACKS.default_parsed(),
+            redis_replica_ack_timeout: REDIS_REPLICA_ACK_TIMEOUT.default_duration(),
         }
     }
 
@@ -101,6 +107,19 @@ impl BrokerConfig {
             pending_deadline >= Duration::from_secs(1) && pending_deadline <= token_ttl,
             "must be between 1s and the token TTL",
         );
+        let redis_replica_acks: u32 = r.parsed(&REDIS_REPLICA_ACKS);
+        r.check(
+            &REDIS_REPLICA_ACKS,
+            redis_replica_acks <= 16,
+            "must be 0-16",
+        );
+        let redis_replica_ack_timeout = r.duration(&REDIS_REPLICA_ACK_TIMEOUT);
+        r.check(
+            &REDIS_REPLICA_ACK_TIMEOUT,
+            redis_replica_ack_timeout >= Duration::from_millis(10)
+                && redis_replica_ack_timeout <= Duration::from_millis(800),
+            "must be between 10ms and 800ms (a WAIT must end before the 1 s bound on the command)",
+        );
         r.finish()?;
         // `finish` reported an unusable key; this only keeps the types honest.
         let signing_key =
@@ -119,6 +138,8 @@ impl BrokerConfig {
         c.auth_cache_ttl = auth_cache_ttl;
         c.audit = audit;
         c.pending_deadline = pending_deadline;
+        c.redis_replica_acks = redis_replica_acks;
+        c.redis_replica_ack_timeout = redis_replica_ack_timeout;
         Ok(c)
     }
 }
@@ -140,11 +161,15 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(15 * 60));
         assert_eq!(c.pending_deadline, Duration::from_secs(30));
         assert_eq!(c.max_in_flight, 256);
+        assert_eq!(c.redis_replica_acks, 0);
+        assert_eq!(c.redis_replica_ack_timeout, Duration::from_millis(250));
 
         let bad = env(&[
             ("TESSERA_TOKEN_TTL", "5s"),
             ("TESSERA_AUTH_CACHE_TTL", "2h"),
             ("TESSERA_GRACE", "later"),
+            ("TESSERA_REDIS_REPLICA_ACKS", "17"),
+            ("TESSERA_REDIS_REPLICA_ACK_TIMEOUT", "1s"),
         ]);
         assert_eq!(
             BrokerConfig::from_env(&bad).unwrap_err().keys(),
@@ -155,6 +180,8 @@ mod tests {
                 "TESSERA_BROKER_KEY_FILE",
                 "TESSERA_TOKEN_TTL",
                 "TESSERA_AUTH_CACHE_TTL",
+                "TESSERA_REDIS_REPLICA_ACKS",
+                "TESSERA_REDIS_REPLICA_ACK_TIMEOUT",
             ]
         );
     }

@@ -124,7 +124,14 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         tessera_ledger::connect(&config.redis_url, config.redis_timeout).await?,
         subjects.prefix(),
         config.pending_deadline,
-    );
+    )
+    .with_replica_acks(
+        &config.redis_url,
+        config.redis_timeout,
+        config.redis_replica_acks,
+        config.redis_replica_ack_timeout,
+    )
+    .await?;
     let routes = WatchedKv::start(routes_kv, decode_route, shutdown.clone())
         .await
         .context("watching routes")?;

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use tessera_ledger::keys::Shard;
 use tessera_runtime::audit::outcome_of;
 use tessera_runtime::service::{Incoming, Reply};
 use tessera_schemas::audit::{AuditKind, AuditRole, AuditTarget, MAX_AUDIT_TOKEN_IDS};
@@ -69,6 +70,17 @@ async fn revoke(state: &State, body: &RevokeRequest) -> Result<Vec<String>, Wire
         }
     };
 
+    if tokens.is_empty() {
+        // Nothing (left) to revoke: an earlier attempt may have deleted it on the master
+        // alone; with replica acks asked for, report done only once that is replicated.
+        let shard = match (body.token_id.as_deref(), body.account_id.as_deref()) {
+            (Some(id), _) => Shard::of_token(id),
+            (_, Some(account)) => Shard::of_account(account),
+            _ => unreachable!("checked above"),
+        };
+        state.ledger.settle(shard).await?;
+        return Ok(Vec::new());
+    }
     let mut by_server: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (id, record) in &tokens {
         for server in &record.servers {

@@ -9,6 +9,7 @@ use tessera_protocol::signing::SigningKey;
 use tessera_sdk::operator::packages::PublisherKey;
 
 use super::Stack;
+use crate::servers::RedisClusterSpec;
 use crate::{Backend, Servers};
 
 /// Configures a [`Stack`].
@@ -30,6 +31,9 @@ pub struct StackBuilder {
     pub(super) pending_deadline: Duration,
     pub(super) auth_cache_ttl: Option<Duration>,
     pub(super) login_limits: tessera_auth::limits::LoginLimitsConfig,
+    pub(super) redis_cluster: Option<RedisClusterSpec>,
+    /// Replica acks (`WAIT`) the brokers ask of commits and revocations, and how long.
+    pub(super) replica_acks: (u32, Duration),
 }
 
 impl Default for StackBuilder {
@@ -51,6 +55,8 @@ impl Default for StackBuilder {
             pending_deadline: Duration::from_secs(30),
             auth_cache_ttl: None,
             login_limits: Default::default(),
+            redis_cluster: None,
+            replica_acks: (0, Duration::from_millis(250)),
         }
     }
 }
@@ -158,9 +164,28 @@ impl StackBuilder {
         self
     }
 
+    /// Workers on a local Redis Cluster of this shape instead of a single Redis (local
+    /// servers).
+    pub fn redis_cluster(mut self, spec: RedisClusterSpec) -> Self {
+        self.redis_cluster = Some(spec);
+        self.backend = Some(Backend::Local);
+        self
+    }
+
+    /// Replica acks the brokers ask of every commit and revocation
+    /// (`TESSERA_REDIS_REPLICA_ACKS`, `TESSERA_REDIS_REPLICA_ACK_TIMEOUT`; default none).
+    pub fn replica_acks(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_acks = (replicas, timeout);
+        self
+    }
+
     pub async fn start(self) -> Stack {
         let backend = self.backend.clone().unwrap_or_else(Backend::from_env);
-        let servers = Servers::start_nodes(backend, self.prefix.as_deref(), self.nats_nodes).await;
+        let mut servers =
+            Servers::start_nodes(backend, self.prefix.as_deref(), self.nats_nodes).await;
+        if let Some(spec) = self.redis_cluster {
+            servers.start_redis_cluster(spec).await;
+        }
         let mut stack = Stack {
             gateways: Vec::new(),
             brokers: Vec::new(),

@@ -27,6 +27,8 @@ mod idempotency;
 mod key_rotation;
 mod login_limits;
 mod permissions;
+mod redis_cluster;
+mod redis_cluster_drill;
 mod redis_users;
 mod request_metrics;
 mod sealed;

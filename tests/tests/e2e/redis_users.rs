@@ -96,7 +96,7 @@ async fn each_worker_reaches_only_its_own_keys_in_redis() {
         (
             "touch the pending set",
             redis::cmd("ZADD")
-                .arg(keys.pending())
+                .arg(keys.pending(tessera_ledger::keys::Shard(0)))
                 .arg(0)
                 .arg("x")
                 .clone(),
@@ -129,6 +129,13 @@ async fn each_worker_reaches_only_its_own_keys_in_redis() {
         (
             "read a key outside its own",
             redis::cmd("GET").arg("other:key").clone(),
+        ),
+        (
+            "write a key of its prefix outside the shard layout",
+            redis::cmd("SET")
+                .arg(format!("{}:{{abc}}:token:x", stack.subjects().prefix()))
+                .arg(1)
+                .clone(),
         ),
         ("list keys", redis::cmd("KEYS").arg("*").clone()),
         ("flush", redis::cmd("FLUSHALL").clone()),

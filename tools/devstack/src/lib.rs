@@ -18,10 +18,12 @@
 pub mod conformance;
 pub mod idp;
 mod redis;
+mod redis_cluster;
 pub mod stack;
 pub mod up;
 pub use idp::StubIdp;
-pub use redis::{LocalRedis, RedisOptions};
+pub use redis::{ClusterNodeOptions, LocalRedis, RedisOptions};
+pub use redis_cluster::{LocalRedisCluster, RedisClusterOptions};
 
 use std::collections::VecDeque;
 use std::io::{self, Write as _};

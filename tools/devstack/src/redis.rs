@@ -28,6 +28,21 @@ pub struct RedisOptions {
     /// Keep data across restarts (append-only file in `dir`): the dev stack wants issued
     /// tokens to survive a restart; tests want a clean, fast server.
     pub persist: bool,
+    /// Start as a Redis Cluster node (see `LocalRedisCluster`, which forms the cluster).
+    pub cluster: Option<ClusterNodeOptions>,
+}
+
+/// A cluster node's own settings.
+#[derive(Debug, Clone)]
+pub struct ClusterNodeOptions {
+    /// The cluster bus port (Redis's default, port + 10000, can fall past 65535 for a free
+    /// port from the ephemeral range).
+    pub bus_port: u16,
+    /// `cluster-node-timeout`: how long a master may be unreachable before its replica takes
+    /// over.
+    pub node_timeout: Duration,
+    /// The user and password a replica logs in to its master with (the default user is off).
+    pub master_auth: (String, String),
 }
 
 impl RedisOptions {
@@ -40,6 +55,7 @@ impl RedisOptions {
             ready_timeout: DEFAULT_READY_TIMEOUT,
             port: None,
             persist: false,
+            cluster: None,
         }
     }
 }
@@ -121,7 +137,7 @@ impl LocalRedis {
     }
 }
 
-fn free_port() -> Result<u16, DevstackError> {
+pub(crate) fn free_port() -> Result<u16, DevstackError> {
     // Free when asked; the short race until redis binds it is covered by retrying.
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -145,6 +161,19 @@ async fn spawn_redis(opts: &RedisOptions, port: u16) -> Result<Proc, DevstackErr
             text.push_str(line);
             text.push('\n');
         }
+    }
+    if let Some(c) = &opts.cluster {
+        // Each node keeps its cluster state in its own directory. Without full coverage a
+        // lost master stops only its own slots, not the whole cluster, until its replica
+        // takes over.
+        text.push_str(&format!(
+            "cluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout {}\n\
+             cluster-port {}\ncluster-require-full-coverage no\nmasteruser {}\nmasterauth {}\n",
+            c.node_timeout.as_millis(),
+            c.bus_port,
+            redis_quote(&c.master_auth.0),
+            redis_quote(&c.master_auth.1),
+        ));
     }
     write_private(&conf, &text)?;
     let mut cmd = Command::new(&binary);

@@ -138,7 +138,7 @@ settings! {
     PLUGIN_SERVER_URL = "TESSERA_PLUGIN_SERVER_URL", IfUnset::Required, &[PluginServer],
         "A plugin server's own NATS URL, as `tessera plugin-servers add ID` printed it.";
     REDIS_URL = "REDIS_URL", IfUnset::Required, &[Broker, Gateway],
-        "The broker's Redis URL (its Redis user); the gateway's when its own is unset. `rediss://` for TLS.";
+        "The broker's Redis URL (its Redis user); the gateway's when its own is unset. `rediss://` for TLS. Several, comma-separated (or one ending in `?cluster=1`): a Redis Cluster's seed nodes.";
     GATEWAY_REDIS_URL = "TESSERA_GATEWAY_REDIS_URL", IfUnset::Means("`REDIS_URL`"), &[Gateway],
         "The gateway's Redis URL (a user that may only read token records and claim nonces).";
     // What every process shares.
@@ -178,6 +178,10 @@ settings! {
         "Lifetime of a plugin token (10s-24h).";
     AUTH_CACHE_TTL = "TESSERA_AUTH_CACHE_TTL", IfUnset::Value("30s"), &[Broker],
         "How long the broker reuses an auth result for the same account token (at most 1h; `0s`: ask every time).";
+    REDIS_REPLICA_ACKS = "TESSERA_REDIS_REPLICA_ACKS", IfUnset::Value("0"), &[Broker],
+        "Redis replicas that must acknowledge (`WAIT`) a token's commit before it is handed out, and a revocation before it is reported done (0-16; 0: no wait). On a Redis Cluster with a replica per master: 1 (docs/reliability.md).";
+    REDIS_REPLICA_ACK_TIMEOUT = "TESSERA_REDIS_REPLICA_ACK_TIMEOUT", IfUnset::Value("250ms"), &[Broker],
+        "How long the broker waits for those acknowledgements (10ms-800ms, inside the 1 s bound on every Redis command); without them the request answers `unavailable`.";
     PENDING_DEADLINE = "TESSERA_BROKER_PENDING_DEADLINE", IfUnset::Value("30s"), &[Broker],
         "How long a token may stay recorded but uncommitted (its replica died mid-request) before another replica withdraws it (1s to the token TTL; never above the TTL by default).";
     // Auth.

@@ -132,11 +132,28 @@ pub(crate) async fn record_distribute_commit(
         Commit::Withdrawn => {
             tracing::warn!(
                 token_id = minted.token_id,
-                "distribution outlasted the pending deadline; token withdrawn"
+                "token no longer pending at its commit (a sweeper withdrew it, or a Redis failover lost it); not handed out"
             );
+            // Usually a sweeper already withdrew it; but a failover that lost the record
+            // with its pending entry leaves nobody else to tell the plugin servers. A second
+            // revocation of a token is harmless.
+            let _ = withdraw(ledger, dist, &minted.token_id, &minted.record).await;
             Err(WireError::new(
                 ErrorCode::Unavailable,
                 "token distribution took too long; try again",
+            ))
+        }
+        Commit::Unreplicated => {
+            // Handed out now, a failover could lose its record: plugin servers would accept
+            // it while the gateway and introspection refuse it. Nobody has it yet: withdraw.
+            tracing::warn!(
+                token_id = minted.token_id,
+                "token ledger replicas did not acknowledge the commit in time; token withdrawn"
+            );
+            let _ = withdraw(ledger, dist, &minted.token_id, &minted.record).await;
+            Err(WireError::new(
+                ErrorCode::Unavailable,
+                "token ledger not replicated in time; try again",
             ))
         }
         Commit::Lost(winner) => {

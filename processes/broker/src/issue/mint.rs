@@ -115,7 +115,9 @@ pub(super) fn mint(
             "signing key not published",
         ));
     }
-    let token_id = uuid::Uuid::new_v4().to_string();
+    // The id names the account's ledger shard, so whoever holds only the id finds the
+    // record (tessera_ledger::keys, "Shards").
+    let token_id = tessera_ledger::keys::new_token_id(&account.account_id);
     let claims = PluginClaims {
         iss: PLUGIN_TOKEN_ISSUER.to_owned(),
         sub: account.account_id.clone(),

@@ -182,18 +182,48 @@ async fn a_failed_distribution_forgets_the_record_and_commits_nothing() {
 }
 
 #[tokio::test]
-async fn a_token_a_sweeper_withdrew_first_is_not_handed_out() {
+async fn a_token_no_longer_pending_at_its_commit_is_withdrawn_not_handed_out() {
     let ledger = ScriptedLedger::committing(Ok(Commit::Withdrawn));
     let dist = ScriptedDistributor::default();
     let err = record_distribute_commit(&ledger, &dist, minted(), TTL, None)
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Unavailable);
-    // The sweeper that won the removal withdraws it; this request adds nothing.
-    assert_eq!(dist.published().len(), 1);
+    // A sweeper may have withdrawn it already, or a Redis failover lost its pending entry
+    // (then nobody else would): this request withdraws it too.
+    let published = dist.published();
+    assert_eq!(published.len(), 2);
+    assert_eq!(
+        published[1],
+        ("revoke".into(), servers(), "withdraw.t1".into())
+    );
     assert_eq!(
         ledger.calls(),
-        ["record t1 key=None", "commit t1 remember=None"]
+        ["record t1 key=None", "commit t1 remember=None", "forget t1"]
+    );
+}
+
+#[tokio::test]
+async fn a_commit_the_replicas_did_not_acknowledge_is_withdrawn_not_handed_out() {
+    let ledger = ScriptedLedger::committing(Ok(Commit::Unreplicated));
+    let dist = ScriptedDistributor::default();
+    let err = record_distribute_commit(&ledger, &dist, minted(), TTL, Some("k"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    let published = dist.published();
+    assert_eq!(published.len(), 2);
+    assert_eq!(
+        published[1],
+        ("revoke".into(), servers(), "withdraw.t1".into())
+    );
+    assert_eq!(
+        ledger.calls(),
+        [
+            "record t1 key=Some(\"k\")",
+            "commit t1 remember=Some((\"k\", \"t1\"))",
+            "forget t1"
+        ]
     );
 }
 
