@@ -34,7 +34,8 @@ impl RedisKeys {
         format!("{}:account:{account_id}:tokens", self.prefix)
     }
 
-    /// The reply to an idempotent token request, kept 5 minutes. `binding` is what the
+    /// The id of the token an idempotent token request was answered with, kept for the
+    /// token's life, at most 5 minutes (never the token: see `LedgerWriter::record`). `binding` is what the
     /// token is bound to (see [`idempotency_binding`]; empty when unbound), so a retry for
     /// another device or IP never gets back a token bound to the first one.
     ///

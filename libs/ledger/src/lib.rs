@@ -23,4 +23,4 @@ pub use connection::connect;
 pub use keys::RedisKeys;
 pub use reader::LedgerReader;
 pub use record::TokenRecord;
-pub use writer::{Commit, IDEMPOTENCY_WINDOW, LedgerWriter};
+pub use writer::{Commit, IDEMPOTENCY_WINDOW, LedgerWriter, Remember};

@@ -3,7 +3,7 @@
 //! only [`LedgerWriter`](crate::LedgerWriter) writes.
 
 use redis::aio::ConnectionManager;
-use tessera_schemas::{WireError, codec};
+use tessera_schemas::WireError;
 
 use crate::connection::unavailable;
 use crate::{RedisKeys, TokenRecord};
@@ -117,5 +117,5 @@ fn bad_reply(e: impl std::fmt::Display) -> WireError {
 
 /// A record that does not decode is treated as absent (it cannot vouch for a token).
 fn decode(raw: Option<Vec<u8>>) -> Option<TokenRecord> {
-    raw.and_then(|b| codec::decode(&b).ok())
+    raw.and_then(|b| TokenRecord::decode(&b))
 }
