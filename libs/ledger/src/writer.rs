@@ -137,10 +137,10 @@ impl LedgerWriter {
         if set.is_some() {
             return Ok(Commit::Committed);
         }
-        if let Some((winner_id, winner)) = self.remembered(&idem_key).await? {
-            if let Some(reply) = reproduce(&winner_id, &winner) {
-                return Ok(Commit::Lost(reply));
-            }
+        if let Some((winner_id, winner)) = self.remembered(&idem_key).await?
+            && let Some(reply) = reproduce(&winner_id, &winner)
+        {
+            return Ok(Commit::Lost(reply));
         }
         // The winner's token is gone (expired or revoked) or cannot be signed again here:
         // ours is as good, and later retries must find ours.
