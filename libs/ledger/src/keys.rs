@@ -129,10 +129,11 @@ impl RedisKeys {
         )
     }
 
-    /// The reply to an idempotent token request, kept 5 minutes, in the account's shard.
-    /// `binding` is what the token is bound to (see [`idempotency_binding`]; empty when
-    /// unbound), so a retry for another device or IP never gets back a token bound to the
-    /// first one.
+    /// The id of the token an idempotent token request was answered with, in the account's
+    /// shard, kept for the token's life, at most 5 minutes (never the token: see
+    /// `LedgerWriter::record`). `binding` is what the token is bound to (see
+    /// [`idempotency_binding`]; empty when unbound), so a retry for another device or IP
+    /// never gets back a token bound to the first one.
     ///
     /// The key is a SHA-256 of [`idempotency_input`]: every field length-prefixed, because
     /// no separator is safe. A third-party account id is `<app_id>:<subject>` and the

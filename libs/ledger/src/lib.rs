@@ -25,4 +25,4 @@ pub use connection::{LedgerConnection, RedisTarget, connect};
 pub use keys::RedisKeys;
 pub use reader::LedgerReader;
 pub use record::TokenRecord;
-pub use writer::{Commit, IDEMPOTENCY_WINDOW, LedgerWriter};
+pub use writer::{Commit, IDEMPOTENCY_WINDOW, LedgerWriter, Remember};

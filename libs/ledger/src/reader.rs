@@ -2,7 +2,7 @@
 //! live tokens. The broker's introspection and revocation and the gateway read through this;
 //! only [`LedgerWriter`](crate::LedgerWriter) writes.
 
-use tessera_schemas::{WireError, codec};
+use tessera_schemas::WireError;
 
 use crate::connection::{LedgerConnection, unavailable};
 use crate::{RedisKeys, TokenRecord};
@@ -104,5 +104,5 @@ impl LedgerReader {
 
 /// A record that does not decode is treated as absent (it cannot vouch for a token).
 fn decode(raw: Option<Vec<u8>>) -> Option<TokenRecord> {
-    raw.and_then(|b| codec::decode(&b).ok())
+    raw.and_then(|b| TokenRecord::decode(&b))
 }

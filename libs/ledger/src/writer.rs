@@ -1,6 +1,7 @@
 //! Writing the ledger (the broker): one record per issued token (a hash of the token, never
 //! the bearer string) with the token's TTL, a per-account index for revoke-all, and the
-//! replies to idempotent requests.
+//! token ids remembered for idempotent requests (an id, never the token: a retry's reply is
+//! signed again from the record, see [`LedgerWriter::record`]).
 //!
 //! A token is *pending* from its record until its commit ([`LedgerWriter::commit`], after its
 //! distribution was acknowledged): its id sits in a sorted set scored by a deadline. The
@@ -25,14 +26,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use tessera_schemas::messages::TokenResponse;
-use tessera_schemas::{ErrorCode, WireError, codec};
+use tessera_schemas::{ErrorCode, WireError};
 
 use crate::connection::{LedgerConnection, unavailable};
 use crate::keys::Shard;
 use crate::{LedgerReader, TokenRecord};
 
-/// How long an idempotency key holds its reply.
+/// The longest an idempotency key is remembered (a shorter-lived token's key goes with its
+/// record).
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(300);
 
 #[derive(Clone)]
@@ -68,9 +69,19 @@ const SWEEP_CONCURRENCY: usize = 16;
 /// How long the pending set outlives its last addition (it empties itself in normal use).
 const PENDING_KEY_TTL: Duration = Duration::from_secs(3600);
 
-/// The outcome of [`LedgerWriter::commit`].
+/// An idempotent request, as the ledger remembers it: the caller's key, what the token is
+/// bound to (see [`idempotency_binding`](crate::keys::idempotency_binding)), and how long
+/// the token's record lives (the key is kept no longer).
+#[derive(Debug, Clone, Copy)]
+pub struct Remember<'a> {
+    pub key: &'a str,
+    pub binding: &'a str,
+    pub ttl: Duration,
+}
+
+/// The outcome of [`LedgerWriter::commit`]; `T` is the reply of a concurrent winner.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Commit {
+pub enum Commit<T> {
     /// The token is ours to hand out.
     Committed,
     /// A sweeper withdrew it first (its commit came after the deadline), or the ledger lost
@@ -81,7 +92,7 @@ pub enum Commit {
     Unreplicated,
     /// A concurrent request with the same idempotency key committed first: send its reply
     /// and withdraw ours.
-    Lost(TokenResponse),
+    Lost(T),
 }
 
 fn now_ms() -> u64 {
@@ -171,32 +182,42 @@ impl LedgerWriter {
     }
 
     /// Commits a recorded and distributed token: takes it out of the pending set and, for an
-    /// idempotent request (`claim`: key, binding and reply), remembers the reply, in one
+    /// idempotent request, remembers its id under the request's key and binding, in one
     /// round trip. See [`Commit`] for what the caller must do. An error leaves the outcome
     /// unknown: the caller answers `unavailable` (a committed token nobody received expires
     /// with its TTL; an uncommitted one is withdrawn by a sweeper).
-    pub async fn commit(
+    ///
+    /// The key holds the token id alone, for as long as the token's record lives (at most
+    /// [`IDEMPOTENCY_WINDOW`]): a retry after that gets a fresh token either way, since a
+    /// reply whose token has expired is never sent again. When a concurrent request
+    /// committed first, `reproduce` turns its id and record back into its reply.
+    pub async fn commit<T>(
         &self,
         token_id: &str,
-        claim: Option<(&str, &str, &TokenResponse)>,
-    ) -> Result<Commit, WireError> {
+        record: &TokenRecord,
+        remember: Option<Remember<'_>>,
+        reproduce: impl FnOnce(&str, &TokenRecord) -> Option<T>,
+    ) -> Result<Commit<T>, WireError> {
         let mut conn = self.conn_for_acked();
         let mut pipe = redis::pipe();
         pipe.cmd("ZREM")
             .arg(self.reader.keys.pending(Shard::of_token(token_id)))
             .arg(token_id);
-        let idem_key = claim.map(|(key, binding, reply)| {
-            let idem_key =
-                self.reader
-                    .keys
-                    .idempotency(&reply.account_id, &reply.plugin_id, binding, key);
+        let idem = remember.map(|remember| {
+            let idem_key = self.reader.keys.idempotency(
+                &record.account_id,
+                &record.plugin_id,
+                remember.binding,
+                remember.key,
+            );
+            let window = remember.ttl.min(IDEMPOTENCY_WINDOW).as_millis().max(1) as u64;
             pipe.cmd("SET")
                 .arg(&idem_key)
-                .arg(codec::encode(reply))
+                .arg(token_id)
                 .arg("NX")
                 .arg("PX")
-                .arg(IDEMPOTENCY_WINDOW.as_millis() as u64);
-            idem_key
+                .arg(window);
+            (idem_key, window)
         });
         // After the ZREM, on the same connection: its acknowledgement covers the record too
         // (written earlier; a master's replication stream is one ordered log).
@@ -204,7 +225,7 @@ impl LedgerWriter {
         let replies: Vec<redis::Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let mut replies = replies.into_iter();
         let removed: i64 = next_reply(&mut replies)?;
-        let set: Option<String> = match idem_key {
+        let set: Option<String> = match idem {
             Some(_) => next_reply(&mut replies)?,
             None => None,
         };
@@ -212,7 +233,7 @@ impl LedgerWriter {
             Some(wanted) => next_reply::<i64>(&mut replies)? >= wanted,
             None => true,
         };
-        let Some(idem_key) = idem_key else {
+        let Some((idem_key, window)) = idem else {
             return Ok(match (removed == 1, replicated) {
                 (false, _) => Commit::Withdrawn,
                 (true, true) => Commit::Committed,
@@ -221,7 +242,7 @@ impl LedgerWriter {
         };
         if removed != 1 || (set.is_some() && !replicated) {
             if set.is_some() {
-                // Best effort: a remembered reply whose record is gone is ignored anyway.
+                // Best effort: a remembered id whose record is gone is ignored anyway.
                 let _ = redis::cmd("DEL")
                     .arg(&idem_key)
                     .query_async::<()>(&mut conn)
@@ -236,17 +257,39 @@ impl LedgerWriter {
         if set.is_some() {
             return Ok(Commit::Committed);
         }
-        let raw: Option<Vec<u8>> = redis::cmd("GET")
+        if let Some((winner_id, winner)) = self.remembered(&idem_key).await?
+            && let Some(reply) = reproduce(&winner_id, &winner)
+        {
+            return Ok(Commit::Lost(reply));
+        }
+        if !replicated {
+            return Ok(Commit::Unreplicated);
+        }
+        // The winner's token is gone (expired or revoked) or cannot be signed again here:
+        // ours is as good, and later retries must find ours.
+        redis::cmd("SET")
             .arg(&idem_key)
+            .arg(token_id)
+            .arg("PX")
+            .arg(window)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Commit::Committed)
+    }
+
+    /// The token id remembered under `idem_key` and its record, if both are still there.
+    async fn remembered(&self, idem_key: &str) -> Result<Option<(String, TokenRecord)>, WireError> {
+        let mut conn = self.conn();
+        let id: Option<String> = redis::cmd("GET")
+            .arg(idem_key)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        match raw.and_then(|b| codec::decode(&b).ok()) {
-            Some(winner) => Ok(Commit::Lost(winner)),
-            // The winner's reply expired in between: ours is as good.
-            None if replicated => Ok(Commit::Committed),
-            None => Ok(Commit::Unreplicated),
-        }
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        Ok(self.reader.get(&id).await?.map(|record| (id, record)))
     }
 
     /// Claims up to `limit` overdue pending tokens per shard for this replica to withdraw,
@@ -338,31 +381,32 @@ impl LedgerWriter {
     }
 
     /// Records an issued token and indexes it under its account, in one round trip, which
-    /// also reads the reply remembered for `idempotency_key` if one was given.
+    /// also reads the token id remembered for the request's idempotency key, if any.
     ///
-    /// When that earlier reply's token is still live, our record is removed again and the
-    /// earlier reply returned: the caller sends it instead of its own (a retry gets the same
-    /// token). A remembered reply whose token was revoked or has expired is forgotten, so the
-    /// retry gets a fresh token rather than a dead one. Reading the reply in the same round
-    /// trip as the record keeps the common case (no earlier reply) to one round trip.
-    pub async fn record(
+    /// When that earlier token is still recorded (live, not revoked) and `reproduce` gives
+    /// its reply back, our record is removed again and that reply returned: the caller sends
+    /// it instead of its own (a retry gets the same token). Otherwise the remembered id is
+    /// forgotten and our token goes ahead, so a retry never gets a dead token. Reading the id
+    /// in the same round trip as the record keeps the common case (no earlier request) to one
+    /// round trip.
+    pub async fn record<T>(
         &self,
         token_id: &str,
         record: &TokenRecord,
         ttl: Duration,
         max_ttl: Duration,
-        idempotency_key: Option<&str>,
-        binding: &str,
-    ) -> Result<Option<TokenResponse>, WireError> {
+        idempotency: Option<Remember<'_>>,
+        reproduce: impl FnOnce(&str, &TokenRecord) -> Option<T>,
+    ) -> Result<Option<T>, WireError> {
         let mut conn = self.conn();
         let account_key = self.reader.keys.account_tokens(&record.account_id);
         // The token id names its account's shard (`keys::new_token_id`), so on a cluster
         // this pipeline stays in one slot.
         let pending = self.reader.keys.pending(Shard::of_token(token_id));
-        let idem_key = idempotency_key.map(|k| {
+        let idem_key = idempotency.map(|r| {
             self.reader
                 .keys
-                .idempotency(&record.account_id, &record.plugin_id, binding, k)
+                .idempotency(&record.account_id, &record.plugin_id, r.binding, r.key)
         });
         let mut pipe = redis::pipe();
         if let Some(k) = &idem_key {
@@ -370,7 +414,7 @@ impl LedgerWriter {
         }
         pipe.cmd("SET")
             .arg(self.reader.keys.token(token_id))
-            .arg(codec::encode(record))
+            .arg(record.encode())
             .arg("PX")
             .arg(ttl.as_millis() as u64)
             .ignore()
@@ -406,18 +450,18 @@ impl LedgerWriter {
                 .map_err(unavailable)?;
             return Ok(None);
         };
-        let (raw,): (Option<Vec<u8>>,) = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        let Some(previous) = raw.and_then(|b| codec::decode::<TokenResponse>(&b).ok()) else {
+        let (previous_id,): (Option<String>,) =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let Some(previous_id) = previous_id else {
             return Ok(None);
         };
-        let live: bool = redis::cmd("EXISTS")
-            .arg(self.reader.keys.token(&previous.token_id))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if live {
+        let previous = match self.reader.get(&previous_id).await? {
+            Some(previous) => reproduce(&previous_id, &previous),
+            None => None,
+        };
+        if let Some(reply) = previous {
             self.forget(token_id, record).await;
-            return Ok(Some(previous));
+            return Ok(Some(reply));
         }
         redis::cmd("DEL")
             .arg(&idem_key)

@@ -184,7 +184,8 @@ async fn introspection_reports_live_tokens_only() {
     assert_eq!(after.token_id, None);
 }
 
-/// What the broker records in Redis for an issued token (`processes/broker/src/store.rs`).
+/// A token record as brokers wrote it before records became positional (by field name,
+/// without the claims added since): still honoured (libs/ledger/src/record.rs).
 #[derive(serde::Serialize)]
 struct TokenRecord<'a> {
     account_id: &'a str,

@@ -80,3 +80,70 @@ async fn accounts_whose_fields_share_bytes_get_their_own_tokens() {
         .unwrap();
     assert_eq!(again.token_id, news.token_id);
 }
+
+/// Whoever reads Redis (a leaked admin password, a backup, a replica's disk) finds no
+/// bearer token in it, not even for the idempotency window: a retry's reply is signed again
+/// from the token's record (the same bytes: Ed25519 is deterministic), and the key holds the
+/// token id alone. Before, the whole reply, token included, sat there for 5 minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_holds_no_bearer_token_yet_a_retry_gets_the_same_one() {
+    let stack = Stack::builder().backend(Backend::Local).start().await;
+    let ann = stack.user("ann", "correct horse battery").await;
+    stack.route("weather", &["ps1"]).await;
+    let _ps1 = stack.plugin_server("ps1").await;
+    let client = stack.client().await;
+    let first = client
+        .request_token(&ann.account_token, "weather", Some("k1"))
+        .await
+        .unwrap();
+    let again = client
+        .request_token(&ann.account_token, "weather", Some("k1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        again, first,
+        "the retry's reply is the first one, byte for byte"
+    );
+
+    let redis = redis::Client::open(stack.servers().redis_url()).unwrap();
+    let mut conn = redis.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // The signature is the secret half of a JWT: neither it nor the whole token is there.
+    let signature = first.token.rsplit('.').next().unwrap().to_owned();
+    let mut strings = 0;
+    for key in &keys {
+        let kind: String = redis::cmd("TYPE")
+            .arg(key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let values: Vec<Vec<u8>> = match kind.as_str() {
+            "string" => vec![
+                redis::cmd("GET")
+                    .arg(key)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap(),
+            ],
+            "zset" => redis::cmd("ZRANGE")
+                .arg(key)
+                .arg(0)
+                .arg(-1)
+                .query_async(&mut conn)
+                .await
+                .unwrap(),
+            other => panic!("{key}: a {other} the ledger does not write"),
+        };
+        strings += usize::from(kind == "string");
+        for v in values {
+            let v = String::from_utf8_lossy(&v);
+            assert!(!v.contains(&signature), "{key} holds the token's signature");
+        }
+    }
+    // The record and the remembered id, at least: the scan saw the ledger.
+    assert!(strings >= 2, "{keys:?}");
+}

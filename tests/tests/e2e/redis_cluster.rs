@@ -189,6 +189,9 @@ fn pending_record(account_id: &str) -> TokenRecord {
         servers: vec![SERVER.into()],
         token_hash: "0".repeat(64),
         expires_at: tessera_protocol::now_unix() + 600,
+        issued_at: tessera_protocol::now_unix(),
+        device_id: None,
+        user_ip: None,
     }
 }
 
@@ -206,7 +209,7 @@ async fn record_uncommitted(store: &LedgerWriter, n: usize) -> Vec<(String, Stri
                 Duration::from_secs(600),
                 Duration::from_secs(600),
                 None,
-                "",
+                |_, _| None::<()>,
             )
             .await
             .expect("recording");

@@ -10,11 +10,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_ledger::{Commit, LedgerWriter, TokenRecord};
+use tessera_ledger::{Commit, Remember, TokenRecord};
 use tessera_schemas::messages::{DistEvent, TokenResponse};
 use tessera_schemas::{ErrorCode, WireError};
 
-use super::mint::Minted;
+use super::mint::{self, Minted};
 use crate::State;
 use crate::distribute;
 
@@ -28,11 +28,12 @@ pub(crate) trait Ledger {
         max_ttl: Duration,
         idempotency_key: Option<&str>,
     ) -> Result<Option<TokenResponse>, WireError>;
+    /// Commits a recorded and distributed token, remembering it under `idempotency_key`.
     async fn commit(
         &self,
-        token_id: &str,
-        claim: Option<(&str, &str, &TokenResponse)>,
-    ) -> Result<Commit, WireError>;
+        minted: &Minted,
+        idempotency_key: Option<&str>,
+    ) -> Result<Commit<TokenResponse>, WireError>;
     /// Best effort: a failure leaves the token pending, for a sweeper.
     async fn forget(&self, token_id: &str, record: &TokenRecord);
     async fn repend(&self, token_id: &str);
@@ -48,36 +49,53 @@ pub(crate) trait Distributor {
     ) -> Result<(), WireError>;
 }
 
-impl Ledger for LedgerWriter {
+/// Production: the Redis ledger, and this replica's signing key to give a retried request
+/// its earlier token back (see [`mint::reproduce`]).
+impl Ledger for State {
     async fn record(
         &self,
         minted: &Minted,
         max_ttl: Duration,
         idempotency_key: Option<&str>,
     ) -> Result<Option<TokenResponse>, WireError> {
-        LedgerWriter::record(
-            self,
-            &minted.token_id,
-            &minted.record,
-            minted.record_ttl,
-            max_ttl,
-            idempotency_key,
-            &minted.binding,
-        )
-        .await
+        self.ledger
+            .record(
+                &minted.token_id,
+                &minted.record,
+                minted.record_ttl,
+                max_ttl,
+                idempotency_key.map(|key| remember(minted, key)),
+                |id, record| mint::reproduce(self, id, record),
+            )
+            .await
     }
     async fn commit(
         &self,
-        token_id: &str,
-        claim: Option<(&str, &str, &TokenResponse)>,
-    ) -> Result<Commit, WireError> {
-        LedgerWriter::commit(self, token_id, claim).await
+        minted: &Minted,
+        idempotency_key: Option<&str>,
+    ) -> Result<Commit<TokenResponse>, WireError> {
+        self.ledger
+            .commit(
+                &minted.token_id,
+                &minted.record,
+                idempotency_key.map(|key| remember(minted, key)),
+                |id, record| mint::reproduce(self, id, record),
+            )
+            .await
     }
     async fn forget(&self, token_id: &str, record: &TokenRecord) {
-        LedgerWriter::forget(self, token_id, record).await
+        self.ledger.forget(token_id, record).await
     }
     async fn repend(&self, token_id: &str) {
-        LedgerWriter::repend(self, token_id).await
+        self.ledger.repend(token_id).await
+    }
+}
+
+fn remember<'a>(minted: &'a Minted, key: &'a str) -> Remember<'a> {
+    Remember {
+        key,
+        binding: &minted.binding,
+        ttl: minted.record_ttl,
     }
 }
 
@@ -105,7 +123,7 @@ pub(crate) enum Issued {
 pub(crate) async fn record_distribute_commit(
     ledger: &impl Ledger,
     dist: &impl Distributor,
-    minted: Minted,
+    mut minted: Minted,
     max_ttl: Duration,
     idempotency_key: Option<&str>,
 ) -> Result<Issued, WireError> {
@@ -115,7 +133,7 @@ pub(crate) async fn record_distribute_commit(
     }
     // The token string goes into the event (the reply holds its own copy).
     let event = DistEvent::Token {
-        token: minted.token,
+        token: std::mem::take(&mut minted.token),
     };
     if let Err(e) = dist
         .publish(&minted.record.servers, &minted.token_id, &event)
@@ -126,8 +144,7 @@ pub(crate) async fn record_distribute_commit(
     }
     // Only a recorded and distributed token that no sweeper withdrew is handed out, and only
     // it becomes the idempotent reply.
-    let claim = idempotency_key.map(|k| (k, minted.binding.as_str(), &minted.response));
-    match ledger.commit(&minted.token_id, claim).await? {
+    match ledger.commit(&minted, idempotency_key).await? {
         Commit::Committed => Ok(Issued::Fresh(minted.response)),
         Commit::Withdrawn => {
             tracing::warn!(
@@ -207,7 +224,7 @@ pub(crate) async fn sweep(state: Arc<State>, every: Duration, shutdown: tessera_
             // No record: forgotten after a failed distribution, or expired.
             if let Some(record) = record {
                 tracing::warn!(token_id, "withdrawing a token its replica never committed");
-                let _ = withdraw(&state.ledger, &*state, &token_id, &record).await;
+                let _ = withdraw(&*state, &*state, &token_id, &record).await;
             }
         }
     }

@@ -118,36 +118,24 @@ pub(super) fn mint(
     // The id names the account's ledger shard, so whoever holds only the id finds the
     // record (tessera_ledger::keys, "Shards").
     let token_id = tessera_ledger::keys::new_token_id(&account.account_id);
-    let claims = PluginClaims {
-        iss: PLUGIN_TOKEN_ISSUER.to_owned(),
-        sub: account.account_id.clone(),
-        plugin_id: plugin_id.to_owned(),
-        aud: bound.servers.clone(),
-        jti: token_id.clone(),
-        iat: now,
-        exp: expires_at,
-        device_id: bound.device_id,
-        user_ip: bound.user_ip,
-    };
-    let token = state
-        .config
-        .signing_key
-        .sign(&claims)
-        .map_err(|e| WireError::new(ErrorCode::Internal, format!("signing failed: {e}")))?;
     let record = TokenRecord {
         account_id: account.account_id.clone(),
         plugin_id: plugin_id.to_owned(),
-        servers: bound.servers.clone(),
-        token_hash: token_hash(&token),
+        servers: bound.servers,
+        token_hash: String::new(),
         expires_at,
+        issued_at: now,
+        device_id: bound.device_id,
+        user_ip: bound.user_ip,
     };
+    let (token, record) = sign(state, &token_id, record)?;
     let response = TokenResponse {
         token: token.clone(),
         token_id: token_id.clone(),
         plugin_id: plugin_id.to_owned(),
         account_id: account.account_id.clone(),
         expires_at,
-        servers: bound.servers,
+        servers: record.servers.clone(),
     };
     Ok(Minted {
         token_id,
@@ -156,5 +144,64 @@ pub(super) fn mint(
         response,
         record_ttl: Duration::from_secs(expires_at - now) + state.config.clock_leeway,
         binding: bound.binding,
+    })
+}
+
+/// The claims of the token a record stands for.
+fn claims(token_id: &str, record: &TokenRecord) -> PluginClaims {
+    PluginClaims {
+        iss: PLUGIN_TOKEN_ISSUER.to_owned(),
+        sub: record.account_id.clone(),
+        plugin_id: record.plugin_id.clone(),
+        aud: record.servers.clone(),
+        jti: token_id.to_owned(),
+        iat: record.issued_at,
+        exp: record.expires_at,
+        device_id: record.device_id.clone(),
+        user_ip: record.user_ip.clone(),
+    }
+}
+
+/// Signs the token `record` stands for, and fills in the record's hash of it.
+fn sign(
+    state: &State,
+    token_id: &str,
+    mut record: TokenRecord,
+) -> Result<(String, TokenRecord), WireError> {
+    let token = state
+        .config
+        .signing_key
+        .sign(&claims(token_id, &record))
+        .map_err(|e| WireError::new(ErrorCode::Internal, format!("signing failed: {e}")))?;
+    record.token_hash = token_hash(&token);
+    Ok((token, record))
+}
+
+/// The reply an earlier request got, for a retry with the same idempotency key: its token
+/// signed again from its record. Ed25519 signatures are deterministic (RFC 8032), so the same
+/// claims and key give the same token, byte for byte, and the record's hash confirms it. So
+/// Redis never holds a bearer token, not even for a retry. `None` when the token cannot be
+/// reproduced here (signed with a key this replica does not hold, after a rotation, or
+/// recorded before the record kept its claims): the retry then gets a fresh token.
+pub(crate) fn reproduce(
+    state: &State,
+    token_id: &str,
+    record: &TokenRecord,
+) -> Option<TokenResponse> {
+    let (token, again) = sign(state, token_id, record.clone()).ok()?;
+    if again.token_hash != record.token_hash {
+        tracing::info!(
+            token_id,
+            "an idempotent retry's earlier token cannot be signed again here; issuing a fresh one"
+        );
+        return None;
+    }
+    Some(TokenResponse {
+        token,
+        token_id: token_id.to_owned(),
+        plugin_id: record.plugin_id.clone(),
+        account_id: record.account_id.clone(),
+        expires_at: record.expires_at,
+        servers: record.servers.clone(),
     })
 }

@@ -43,7 +43,7 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     .await
     .inspect_err(|e| audit::refused(&state, &req, plugin_id, Some(&account), e))?;
     let issued = record_distribute_commit(
-        &state.ledger,
+        &*state,
         &*state,
         minted,
         state.config.token_ttl,

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use tessera_ledger::{Commit, LedgerWriter as Store, TokenRecord};
+use tessera_ledger::{Commit, LedgerWriter as Store, Remember, TokenRecord};
 use tessera_schemas::claims::{PLUGIN_TOKEN_ISSUER, PluginClaims};
-use tessera_schemas::messages::{DIST_EVENT, DistEvent, TokenResponse};
+use tessera_schemas::messages::{DIST_EVENT, DistEvent};
 use tessera_schemas::{ErrorCode, codec, headers};
 use tessera_tests::{Backend, Role, Servers, Stack, assert_eventually};
 
@@ -44,7 +44,24 @@ fn record(account_id: &str, expires_at: u64) -> TokenRecord {
         servers: vec!["ps1".into()],
         token_hash: "0".repeat(64),
         expires_at,
+        issued_at: expires_at - 600,
+        device_id: None,
+        user_ip: None,
     }
+}
+
+/// The ledger's idempotency memory for key `key`, unbound.
+fn remember(key: &str) -> Option<Remember<'_>> {
+    Some(Remember {
+        key,
+        binding: "",
+        ttl: Duration::from_secs(600),
+    })
+}
+
+/// A retry's reply: only the id matters here (the broker signs the token again).
+fn reproduce(id: &str, _record: &TokenRecord) -> Option<String> {
+    Some(id.to_owned())
 }
 
 /// Recorded, distributed to ps1, never committed: once overdue, a live replica's sweeper
@@ -87,7 +104,7 @@ async fn a_token_its_replica_never_committed_is_withdrawn() {
     let ttl = Duration::from_secs(600);
     assert_eq!(
         dying
-            .record(&token_id, &rec, ttl, ttl, None, "")
+            .record(&token_id, &rec, ttl, ttl, None, reproduce)
             .await
             .unwrap(),
         None
@@ -138,28 +155,26 @@ async fn a_commit_and_a_sweep_never_both_win() {
     let s = store(&servers.redis_url(), &prefix).await;
     let exp = tessera_protocol::now_unix() + 600;
     let ttl = Duration::from_secs(600);
-    let reply = |id: &str| TokenResponse {
-        token: "t".into(),
-        token_id: id.into(),
-        plugin_id: "weather".into(),
-        account_id: "acct".into(),
-        expires_at: exp,
-        servers: vec!["ps1".into()],
-    };
 
     // Swept first, then committed (with an idempotency key): withdrawn, not remembered.
     let late = uuid::Uuid::new_v4().to_string();
-    s.record(&late, &record("acct", exp), ttl, ttl, Some("k1"), "")
-        .await
-        .unwrap();
+    s.record(
+        &late,
+        &record("acct", exp),
+        ttl,
+        ttl,
+        remember("k1"),
+        reproduce,
+    )
+    .await
+    .unwrap();
     let claimed = claim_overdue(&s).await;
     assert!(!claimed.is_empty(), "the overdue token is claimed");
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].0, late);
     assert_eq!(claimed[0].1, Some(record("acct", exp)));
-    let late_reply = reply(&late);
     assert_eq!(
-        s.commit(&late, Some(("k1", "", &late_reply)))
+        s.commit(&late, &record("acct", exp), remember("k1"), reproduce)
             .await
             .unwrap(),
         Commit::Withdrawn
@@ -168,19 +183,28 @@ async fn a_commit_and_a_sweep_never_both_win() {
     // withdrawal, and the remembered reply (none here) would be dropped as dead.
     let retry = uuid::Uuid::new_v4().to_string();
     assert_eq!(
-        s.record(&retry, &record("acct", exp), ttl, ttl, Some("k1"), "")
-            .await
-            .unwrap(),
+        s.record(
+            &retry,
+            &record("acct", exp),
+            ttl,
+            ttl,
+            remember("k1"),
+            reproduce
+        )
+        .await
+        .unwrap(),
         None
     );
 
     // Committed first: the sweep can never claim it.
     let on_time = uuid::Uuid::new_v4().to_string();
-    s.record(&on_time, &record("acct", exp), ttl, ttl, None, "")
+    s.record(&on_time, &record("acct", exp), ttl, ttl, None, reproduce)
         .await
         .unwrap();
-    assert_eq!(s.commit(&on_time, None).await.unwrap(), Commit::Committed);
-    assert_eq!(s.commit(&on_time, None).await.unwrap(), Commit::Withdrawn);
+    let on_time_record = record("acct", exp);
+    let commit = || s.commit(&on_time, &on_time_record, None, reproduce);
+    assert_eq!(commit().await.unwrap(), Commit::Committed);
+    assert_eq!(commit().await.unwrap(), Commit::Withdrawn);
     // `retry` is still pending (never committed): once overdue it is the only one claimed.
     let claimed = claim_overdue(&s).await;
     assert!(!claimed.is_empty(), "the uncommitted retry is claimed");

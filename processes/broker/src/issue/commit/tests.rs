@@ -15,12 +15,12 @@ use crate::issue::mint::Minted;
 #[derive(Default)]
 struct ScriptedLedger {
     previous: Option<TokenResponse>,
-    commit: Mutex<Option<Result<Commit, WireError>>>,
+    commit: Mutex<Option<Result<Commit<TokenResponse>, WireError>>>,
     calls: Mutex<Vec<String>>,
 }
 
 impl ScriptedLedger {
-    fn committing(outcome: Result<Commit, WireError>) -> Self {
+    fn committing(outcome: Result<Commit<TokenResponse>, WireError>) -> Self {
         ScriptedLedger {
             commit: Mutex::new(Some(outcome)),
             ..Default::default()
@@ -46,11 +46,14 @@ impl Ledger for ScriptedLedger {
     }
     async fn commit(
         &self,
-        token_id: &str,
-        claim: Option<(&str, &str, &TokenResponse)>,
-    ) -> Result<Commit, WireError> {
-        let remembered = claim.map(|(k, _, reply)| (k.to_owned(), reply.token_id.clone()));
-        self.call(format!("commit {token_id} remember={remembered:?}"));
+        minted: &Minted,
+        key: Option<&str>,
+    ) -> Result<Commit<TokenResponse>, WireError> {
+        let remembered = key.map(|k| (k.to_owned(), minted.token_id.clone()));
+        self.call(format!(
+            "commit {} remember={remembered:?}",
+            minted.token_id
+        ));
         self.commit.lock().unwrap().take().expect("one commit")
     }
     async fn forget(&self, token_id: &str, _record: &TokenRecord) {
@@ -124,6 +127,9 @@ fn minted() -> Minted {
             servers: response.servers.clone(),
             token_hash: "h".into(),
             expires_at: response.expires_at,
+            issued_at: response.expires_at - 60,
+            device_id: None,
+            user_ip: None,
         },
         response,
         record_ttl: Duration::from_secs(60),
