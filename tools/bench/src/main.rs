@@ -77,7 +77,7 @@ const SERVERS: [&str; 2] = ["bench-a", "bench-b"];
 const PASSWORD: &str = "correct horse battery";
 
 fn main() -> std::process::ExitCode {
-    tessera_runtime::telemetry::init("warn");
+    let _telemetry = tessera_runtime::telemetry::init("warn", "tessera-bench");
     let args = BenchArgs::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
