@@ -184,3 +184,67 @@ pub fn init(default: &str, service: &str) -> Telemetry {
         Telemetry::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{from_pairs, read};
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Option<TraceSettings>, Vec<String>> {
+        read(&from_pairs(pairs), |r| {
+            TraceSettings::read(r, "tessera-broker")
+        })
+        .map_err(|e| e.keys().into_iter().map(str::to_owned).collect())
+    }
+
+    #[test]
+    fn traces_are_off_unless_an_endpoint_is_set() {
+        assert_eq!(settings(&[]), Ok(None));
+        assert_eq!(settings(&[("OTEL_SERVICE_NAME", "x")]), Ok(None));
+    }
+
+    #[test]
+    fn the_base_url_gets_the_traces_path_and_the_signal_url_is_used_as_it_is() {
+        let on = settings(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(on.endpoint, "http://collector:4318/v1/traces");
+        assert_eq!(on.service_name, "tessera-broker");
+        assert_eq!(on.export_interval, Duration::from_secs(5));
+        let on = settings(&[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "http://agent:9999/spans",
+            ),
+            ("OTEL_SERVICE_NAME", "broker-eu"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "250"),
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(on.endpoint, "http://agent:9999/spans");
+        assert_eq!(on.service_name, "broker-eu");
+        assert_eq!(on.export_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_bad_endpoint_or_delay_is_a_bad_setting() {
+        for (key, value) in [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http:///v1/traces"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "0"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "5s"),
+        ] {
+            let other = if key == "OTEL_BSP_SCHEDULE_DELAY" {
+                vec![
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318"),
+                    (key, value),
+                ]
+            } else {
+                vec![(key, value)]
+            };
+            assert_eq!(settings(&other), Err(vec![key.to_owned()]), "{key}={value}");
+        }
+    }
+}
