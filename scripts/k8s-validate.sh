@@ -16,7 +16,7 @@ cp -r docker/k8s "$tmp/k8s"
 rm -rf "$tmp/k8s/deploy/secrets"
 cp -r docker/k8s/deploy/secrets.example "$tmp/k8s/deploy/secrets"
 
-for dir in base deploy; do
+for dir in base deploy observability; do
   "$KUBECTL" kustomize "$tmp/k8s/$dir" >"$tmp/$dir.yaml"
   # One document per file: kubernetes-validate reports each by file name.
   mkdir -p "$tmp/$dir"
@@ -30,3 +30,16 @@ grep -q 'kind: HorizontalPodAutoscaler' "$tmp/deploy.yaml"
 grep -q 'kind: PodDisruptionBudget' "$tmp/deploy.yaml"
 grep -q 'kind: NetworkPolicy' "$tmp/deploy.yaml"
 if grep -q 'CHANGE-ME' docker/k8s/base/*.yaml; then echo "k8s-validate: a secret in base/" >&2; exit 1; fi
+# The example alert rules: a Prometheus rules file (no promtool here), each rule complete.
+.tools/k8s/bin/python - docker/k8s/observability/tessera-alerts.yaml <<'PY'
+import sys, yaml
+groups = yaml.safe_load(open(sys.argv[1]))["groups"]
+rules = [r for g in groups for r in g["rules"]]
+for r in rules:
+    missing = {"alert", "expr", "labels", "annotations"} - r.keys()
+    assert not missing, f"{r.get('alert')}: missing {missing}"
+    assert r["labels"].get("severity") in {"critical", "warning", "info"}, r["alert"]
+    assert r["annotations"].get("summary"), r["alert"]
+assert len({r["alert"] for r in rules}) == len(rules), "an alert name twice"
+print(f"k8s-validate: docker/k8s/observability/tessera-alerts.yaml: {len(rules)} rules, each complete")
+PY

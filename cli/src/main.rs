@@ -155,7 +155,19 @@ fn main() -> ExitCode {
         cli.command,
         Command::Worker { .. } | Command::PluginServer { .. }
     );
-    tessera_runtime::telemetry::init(if long_running { "info" } else { "warn" });
+    // The process's name in traces (unless OTEL_SERVICE_NAME says otherwise). Kept to the
+    // end of main: dropping it sends the spans still batched.
+    let service = match &cli.command {
+        Command::Worker { name } => match name {
+            workers::WorkerName::Broker => "tessera-broker",
+            workers::WorkerName::Auth => "tessera-auth",
+            workers::WorkerName::Gateway => "tessera-gateway",
+        },
+        Command::PluginServer { .. } => "tessera-plugin-server",
+        _ => "tessera-cli",
+    };
+    let _telemetry =
+        tessera_runtime::telemetry::init(if long_running { "info" } else { "warn" }, service);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -11,6 +11,8 @@
 //!   checks, typed and counted rejections.
 //! - [`data_sign`]: the HMAC-SHA256 protocol signature of data-access packets (the client
 //!   SDK signs, the gateway verifies).
+//! - [`trace`]: W3C trace context in message headers (OpenTelemetry with the `otel`
+//!   feature).
 //!
 //! Architecture invariant: nothing here runs a service, reads process settings or knows
 //! Redis; a client app links this crate, so its dependencies stay few.
@@ -22,6 +24,7 @@ pub mod data_sign;
 pub mod jwt;
 pub mod rpc;
 pub mod signing;
+pub mod trace;
 
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> u64 {

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde::{Serialize, de::DeserializeOwned};
 use tessera_schemas::{ErrorCode, Schema, WireError, codec, headers};
 use thiserror::Error;
+use tracing::{Instrument, field};
 
 #[derive(Debug, Error)]
 pub enum RpcError {
@@ -42,7 +43,38 @@ impl RpcError {
 
 /// Sends a request with raw headers and body; returns the reply message, with error replies
 /// (micro error headers) already turned into [`RpcError::Wire`].
+///
+/// In a span of its own (kind client, named by the subject), whose trace context the request
+/// carries ([`crate::trace::inject`]): the service's span for it becomes its child.
 pub async fn request_raw(
+    client: &Client,
+    subject: String,
+    mut headers: HeaderMap,
+    payload: Bytes,
+    timeout: Duration,
+) -> Result<Message, RpcError> {
+    let span = tracing::info_span!(
+        "rpc",
+        otel.name = %subject,
+        otel.kind = "client",
+        subject = %subject,
+        outcome = field::Empty,
+    );
+    async move {
+        crate::trace::inject(&mut headers, None);
+        let result = send(client, subject, headers, payload, timeout).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code().as_str(),
+        };
+        tracing::Span::current().record("outcome", outcome);
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn send(
     client: &Client,
     subject: String,
     headers: HeaderMap,
@@ -112,7 +144,8 @@ pub struct Parent<'a> {
 }
 
 /// [`request`] on behalf of a request being handled: its request id and trace context
-/// travel on, so logs of both services join up.
+/// travel on, so logs of both services join up. (With OpenTelemetry spans, the context sent
+/// is the current span's, see [`request_raw`]; the parent's `traceparent` is the fallback.)
 pub async fn request_in<Req: Serialize, Resp: DeserializeOwned>(
     client: &Client,
     subject: String,

@@ -11,7 +11,8 @@
 //! - [`signal`]: SIGTERM/Ctrl-C to a [`Shutdown`].
 //! - [`config`]: reading and validating environment settings, errors that name the key;
 //!   [`env_file`]: the `KEY=VALUE` file the dev stack writes and commands read.
-//! - [`telemetry`]: `tracing` set-up from `RUST_LOG`, text or JSON (`TESSERA_LOG_FORMAT`).
+//! - [`telemetry`]: `tracing` set-up from `RUST_LOG`, text or JSON (`TESSERA_LOG_FORMAT`),
+//!   and (`otel` feature) the OTLP trace exporter.
 //! - [`health`]: the `/healthz`, `/readyz`, `/metrics` endpoint (`TESSERA_HEALTH_ADDR`);
 //!   [`metrics`]: what is measured (recorded once, in the request loop, for every service).
 //! - [`watched`]: a KV bucket mirrored in memory, kept current by a watch.

@@ -40,6 +40,20 @@ pub const TOKENS_WITHDRAWN: &str = "tessera_tokens_withdrawn_total";
 /// Requests left unanswered because their reply subject was not a reply inbox.
 pub const REPLIES_REFUSED: &str = "tessera_replies_refused_total";
 
+/// Every metric this module and [`tessera_protocol::jwt`] record, by the name `/metrics`
+/// shows (a histogram also as `<name>_bucket`, `_sum` and `_count`). The Grafana dashboard
+/// and the alert rules in docker/k8s/observability use only these (tests below).
+pub const ALL: &[&str] = &[
+    REQUESTS,
+    REQUEST_DURATION,
+    TOKENS_ISSUED,
+    DISTRIBUTIONS_ACKED,
+    TOKENS_REJECTED,
+    AUDIT_EVENTS,
+    TOKENS_WITHDRAWN,
+    REPLIES_REFUSED,
+];
+
 /// Latency buckets (seconds): sub-millisecond local answers up to the 2 s auth timeout.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -142,4 +156,91 @@ pub fn record_audit(outcome: &'static str) {
         return;
     }
     metrics::counter!(AUDIT_EVENTS, "outcome" => outcome).increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The `tessera_*` names in `text`, histogram series names folded into their metric's.
+    fn metric_names(text: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut rest = text;
+        while let Some(at) = rest.find("tessera_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            if name.len() == "tessera_".len() {
+                // Prose such as `tessera_*`, not a name.
+                continue;
+            }
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    let base = name.strip_suffix(suffix)?;
+                    ALL.contains(&base).then(|| base.to_owned())
+                })
+                .unwrap_or(name);
+            names.insert(name);
+        }
+        names
+    }
+
+    /// Every metric in [`ALL`] is on `/metrics` once recorded, and nothing else is.
+    #[test]
+    fn all_lists_every_metric_the_recorder_renders() {
+        let handle = install();
+        let endpoint: Arc<str> = "token-request".into();
+        record_request(&endpoint, "ok", Duration::from_millis(3));
+        count_reply_refused();
+        record_token_issued(2);
+        record_token_withdrawn();
+        record_audit("published");
+        tessera_protocol::jwt::count(
+            tessera_protocol::jwt::Verifier::Gateway,
+            tessera_protocol::jwt::Reason::Expired,
+        );
+        let rendered = metric_names(&handle.render());
+        let declared: BTreeSet<String> = ALL.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(rendered, declared);
+    }
+
+    /// The Grafana dashboard and the alert rules shipped beside the Kubernetes manifests
+    /// use only metrics the workers export: a renamed or removed metric fails here instead
+    /// of leaving an empty panel or an alert that can never fire.
+    #[test]
+    fn the_dashboard_and_the_alert_rules_use_only_exported_metrics() {
+        let files = [
+            (
+                "tessera-dashboard.json",
+                include_str!("../../../docker/k8s/observability/tessera-dashboard.json"),
+            ),
+            (
+                "tessera-alerts.yaml",
+                include_str!("../../../docker/k8s/observability/tessera-alerts.yaml"),
+            ),
+        ];
+        for (file, text) in files {
+            let used = metric_names(text);
+            // Each file uses a good part of them (the scan itself is not broken).
+            assert!(used.len() >= 6, "{file}: {used:?}");
+            for name in &used {
+                assert!(
+                    ALL.contains(&name.as_str()),
+                    "{file} uses {name}, which no worker exports (metrics::ALL)"
+                );
+            }
+        }
+        // The dashboard is JSON Grafana can import.
+        let dashboard: serde_json::Value = serde_json::from_str(files[0].1).expect("JSON");
+        assert!(
+            dashboard["panels"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+        );
+    }
 }

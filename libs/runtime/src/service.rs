@@ -5,7 +5,9 @@
 //!
 //! 0. the reply subject must be a reply inbox ([`reply_allowed`]), or the request is dropped
 //!    unserved, counted (`tessera_replies_refused_total`) and logged;
-//! 1. a span with `subject`, `endpoint`, `request_id` and, once known, `outcome`;
+//! 1. a span with `subject`, `endpoint`, `request_id` and, once known, `outcome`: for
+//!    OpenTelemetry a server span named by the endpoint, whose parent is the trace context
+//!    the request carries (`traceparent`, [`tessera_protocol::trace`]);
 //! 2. the handler decodes (size and schema-version checked) and answers;
 //! 3. the reply is the body, or an error: the micro headers (`Nats-Service-Error-Code`,
 //!    `Nats-Service-Error`) plus a MessagePack [`WireError`] body;
@@ -357,6 +359,9 @@ async fn handle(req: async_nats::service::Request, handler: Handler, endpoint: A
         .unwrap_or_else(nuid_like);
     let span = tracing::info_span!(
         "request",
+        otel.name = %endpoint,
+        otel.kind = "server",
+        otel.status_code = field::Empty,
         subject = %msg.subject,
         endpoint = %endpoint,
         request_id = %request_id,
@@ -370,6 +375,7 @@ async fn handle(req: async_nats::service::Request, handler: Handler, endpoint: A
     {
         span.record("traceparent", tp.as_str());
     }
+    tessera_protocol::trace::adopt(&span, msg.headers.as_ref());
     let incoming = Incoming {
         subject: msg.subject.to_string(),
         headers: msg.headers.clone(),
@@ -403,6 +409,11 @@ async fn handle(req: async_nats::service::Request, handler: Handler, endpoint: A
             }
             Err(err) => {
                 tracing::Span::current().record("outcome", err.code.as_str());
+                // A failure of ours, not a refusal of the caller's input: marked as an
+                // error in traces.
+                if matches!(err.code, ErrorCode::Internal | ErrorCode::Unavailable) {
+                    tracing::Span::current().record("otel.status_code", "error");
+                }
                 if err.code == ErrorCode::Internal {
                     tracing::error!(message = %err.message, "request failed");
                 } else {

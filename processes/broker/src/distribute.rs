@@ -24,6 +24,8 @@ pub async fn publish(
         let mut h = HeaderMap::new();
         h.insert(headers::SCHEMA, DIST_EVENT.header_value().as_str());
         h.insert(headers::MSG_ID, format!("{msg_id}.{server}").as_str());
+        // The request's trace goes on to the plugin server's receipt of the event.
+        tessera_protocol::trace::inject(&mut h, None);
         let ack = state
             .dist_js
             .publish_with_headers(state.subjects.dist(server), h, payload.clone())

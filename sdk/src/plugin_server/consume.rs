@@ -18,6 +18,7 @@ use tessera_runtime::Shutdown;
 use tessera_schemas::messages::{DIST_EVENT, DIST_OPEN, DistEvent, DistOpenRequest};
 use tessera_schemas::{Subjects, codec, headers};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::TokenStore;
 use super::verify::Verifier;
@@ -173,7 +174,9 @@ async fn consume_once(
             ));
         }
         delivered = consumer_seq;
-        apply(&msg, cx.store, cx.verifier).await;
+        apply(&msg, cx.store, cx.verifier)
+            .instrument(receipt_span(&msg))
+            .await;
         if seq > 0 {
             *next_seq = seq + 1;
         }
@@ -220,6 +223,19 @@ fn rpc_error(reply: &async_nats::Message) -> Option<String> {
     Some(format!("the broker refused to open a consumer: {message}"))
 }
 
+/// The receipt of one event, as the child of the broker span that published it (its
+/// `traceparent`): so a token request's trace reaches every plugin server it was sent to.
+fn receipt_span(msg: &jetstream::Message) -> tracing::Span {
+    let span = tracing::info_span!(
+        "distribution",
+        otel.name = "distribution receive",
+        otel.kind = "consumer",
+        event = tracing::field::Empty,
+    );
+    tessera_protocol::trace::adopt(&span, msg.headers.as_ref());
+    span
+}
+
 async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier) {
     let schema = msg
         .headers
@@ -237,6 +253,11 @@ async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier
             return;
         }
     };
+    let kind = match &event {
+        DistEvent::Token { .. } => "token",
+        DistEvent::Revoke { .. } => "revoke",
+    };
+    tracing::Span::current().record("event", kind);
     match event {
         DistEvent::Token { token } => match verifier.claims(&token) {
             // Stored now, its signature checked on first use: the distribution subject is

@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use tessera_runtime::config::ProcessEnv;
 
 fn main() -> ExitCode {
-    tessera_runtime::telemetry::init("info,async_nats=warn");
+    let _telemetry = tessera_runtime::telemetry::init("info,async_nats=warn", "tessera-broker");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

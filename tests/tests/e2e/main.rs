@@ -33,4 +33,5 @@ mod redis_users;
 mod request_metrics;
 mod sealed;
 mod token_attacks;
+mod traces;
 mod wire_table;

@@ -103,7 +103,7 @@ const PASSWORD: &str = "correct horse battery";
 const ISSUANCE_PROCESSES: &str = "issuance, workers as processes";
 
 fn main() -> std::process::ExitCode {
-    tessera_runtime::telemetry::init("warn");
+    let _telemetry = tessera_runtime::telemetry::init("warn", "tessera-bench");
     let args = BenchArgs::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

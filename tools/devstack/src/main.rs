@@ -59,7 +59,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    tessera_runtime::telemetry::init("info");
+    let _telemetry = tessera_runtime::telemetry::init("info", "tessera-dev");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

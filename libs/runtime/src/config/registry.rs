@@ -162,6 +162,15 @@ settings! {
         "`text`, or `json`: one JSON object per line with the request span's fields.";
     RUST_LOG = "RUST_LOG", IfUnset::Means("`info` (workers), `warn` (commands)"), EVERYONE,
         "Log filter (tracing's `EnvFilter` syntax).";
+    // Traces (the standard OpenTelemetry names; docs/observability.md).
+    OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT", IfUnset::Means("traces off"), EVERYONE,
+        "An OTLP/HTTP collector's `http://` base URL, e.g. `http://localhost:4318`: spans go to `<url>/v1/traces` (protobuf). Needs a build with the `otel` feature; without it the process warns at start.";
+    OTEL_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", IfUnset::Means("from `OTEL_EXPORTER_OTLP_ENDPOINT`"), EVERYONE,
+        "The full `http://` URL spans are posted to, used as it is (instead of the base URL's `/v1/traces`).";
+    OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME", IfUnset::Means("`tessera-<process>` (`tessera-broker`, ...)"), EVERYONE,
+        "`service.name` of the spans this process exports.";
+    OTEL_BSP_SCHEDULE_DELAY = "OTEL_BSP_SCHEDULE_DELAY", IfUnset::Value("5000"), EVERYONE,
+        "Milliseconds between two exports of batched spans (1-600000).";
     AUDIT_MAX_AGE = "TESSERA_AUDIT_MAX_AGE", IfUnset::Value("720h"), &[Broker, Auth],
         "Retention of the audit stream (30 days by default); at least 60s.";
     AUDIT_MAX_BYTES = "TESSERA_AUDIT_MAX_BYTES", IfUnset::Value("1073741824"), &[Broker, Auth],

@@ -1,6 +1,6 @@
 //! What every worker reads the same way, read by one function ([`WorkerSettings::read`]) that
 //! each worker's config calls: the bus connection, the drain, the concurrency bound, the
-//! JetStream replicas, the clock leeway, and the process-wide health and log settings.
+//! JetStream replicas, the clock leeway, and the process-wide health, log and trace settings.
 
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub struct WorkerSettings {
 
 impl WorkerSettings {
     /// Reads them; `own_url` is the worker's own NATS URL setting, `NATS_URL` its fallback.
-    /// Also checks the health endpoint's and the log's settings: the worker does not keep
+    /// Also checks the health endpoint's, the log's and the traces' settings: the worker does not keep
     /// them (the process serves health and logs), but must not start with them bad.
     pub fn read(r: &mut Reader, own_url: &'static Setting) -> WorkerSettings {
         let subjects = prefix_of(r);
@@ -39,6 +39,7 @@ impl WorkerSettings {
         let clock_leeway = clock_leeway_of(r);
         crate::health::HealthSettings::read(r);
         crate::telemetry::LogFormat::read(r);
+        crate::telemetry::TraceSettings::read(r, "");
         WorkerSettings {
             nats_url,
             subjects,
