@@ -7,11 +7,12 @@ use tessera_bus_config::provision::Durability;
 use tessera_protocol::signing::SigningKey;
 use tessera_runtime::audit::AuditConfig;
 use tessera_runtime::config::registry::{
-    AUTH_CACHE_TTL, BROKER_KEY_FILE, BROKER_URL, GRACE, MAX_IN_FLIGHT, PENDING_DEADLINE, REDIS_URL,
-    TOKEN_TTL,
+    AUTH_CACHE_TTL, BROKER_KEY_FILE, BROKER_URL, DIST_SHARDS, GRACE, MAX_IN_FLIGHT,
+    PENDING_DEADLINE, REDIS_URL, TOKEN_TTL,
 };
 use tessera_runtime::config::{ConfigError, Reader, Source, WorkerSettings, keys};
 use tessera_schemas::Subjects;
+use tessera_schemas::dist_shards::MAX_DIST_SHARDS;
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -43,6 +44,9 @@ pub struct BrokerConfig {
     /// How long a token may stay recorded but uncommitted (its distribution not yet
     /// acknowledged, or its replica dead) before a sweeper withdraws it.
     pub pending_deadline: Duration,
+    /// Distribution streams (`TESSERA_DIST_SHARDS`, 1 ..= `MAX_DIST_SHARDS`; see
+    /// `tessera_schemas::dist_shards`).
+    pub dist_shards: u32,
 }
 
 impl BrokerConfig {
@@ -71,6 +75,7 @@ impl BrokerConfig {
             key_renew: Duration::from_secs(60),
             audit: AuditConfig::default(),
             pending_deadline: PENDING_DEADLINE.default_duration(),
+            dist_shards: DIST_SHARDS.default_parsed(),
         }
     }
 
@@ -101,6 +106,12 @@ impl BrokerConfig {
             pending_deadline >= Duration::from_secs(1) && pending_deadline <= token_ttl,
             "must be between 1s and the token TTL",
         );
+        let dist_shards: u32 = r.parsed(&DIST_SHARDS);
+        r.check(
+            &DIST_SHARDS,
+            (1..=MAX_DIST_SHARDS).contains(&dist_shards),
+            "must be between 1 and 8 (the shard streams nats.conf allows)",
+        );
         r.finish()?;
         // `finish` reported an unusable key; this only keeps the types honest.
         let signing_key =
@@ -119,6 +130,7 @@ impl BrokerConfig {
         c.auth_cache_ttl = auth_cache_ttl;
         c.audit = audit;
         c.pending_deadline = pending_deadline;
+        c.dist_shards = dist_shards;
         Ok(c)
     }
 }
@@ -140,11 +152,13 @@ mod tests {
         assert_eq!(c.token_ttl, Duration::from_secs(15 * 60));
         assert_eq!(c.pending_deadline, Duration::from_secs(30));
         assert_eq!(c.max_in_flight, 256);
+        assert_eq!(c.dist_shards, 1);
 
         let bad = env(&[
             ("TESSERA_TOKEN_TTL", "5s"),
             ("TESSERA_AUTH_CACHE_TTL", "2h"),
             ("TESSERA_GRACE", "later"),
+            ("TESSERA_DIST_SHARDS", "9"),
         ]);
         assert_eq!(
             BrokerConfig::from_env(&bad).unwrap_err().keys(),
@@ -155,6 +169,7 @@ mod tests {
                 "TESSERA_BROKER_KEY_FILE",
                 "TESSERA_TOKEN_TTL",
                 "TESSERA_AUTH_CACHE_TTL",
+                "TESSERA_DIST_SHARDS",
             ]
         );
     }
