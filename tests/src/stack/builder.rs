@@ -30,6 +30,7 @@ pub struct StackBuilder {
     pub(super) pending_deadline: Duration,
     pub(super) auth_cache_ttl: Option<Duration>,
     pub(super) login_limits: tessera_auth::limits::LoginLimitsConfig,
+    pub(super) dist_shards: u32,
 }
 
 impl Default for StackBuilder {
@@ -51,6 +52,7 @@ impl Default for StackBuilder {
             pending_deadline: Duration::from_secs(30),
             auth_cache_ttl: None,
             login_limits: Default::default(),
+            dist_shards: 1,
         }
     }
 }
@@ -77,6 +79,12 @@ impl StackBuilder {
     }
 
     /// Broker replicas, all with the same signing key (default 1).
+    /// The brokers' `TESSERA_DIST_SHARDS` (default 1).
+    pub fn dist_shards(mut self, n: u32) -> Self {
+        self.dist_shards = n;
+        self
+    }
+
     pub fn brokers(mut self, n: usize) -> Self {
         self.brokers = n;
         self

@@ -5,6 +5,7 @@
 //! then the workers start and each scenario runs at each concurrency for a warm-up and a
 //! measured window. Everything stays on loopback and stops by itself.
 
+mod cluster;
 mod cpu;
 mod data_access;
 mod floors;
@@ -61,6 +62,14 @@ pub struct BenchArgs {
     /// whether the load is held with bounded state; also the run to profile issuance alone.
     #[arg(long, value_parser = parse_duration)]
     soak: Option<Duration>,
+    /// Instead of the scenarios: issuance on a three-node NATS cluster in containers, once
+    /// per number of distribution shards listed (e.g. 1,3), at each --concurrency, on a
+    /// fresh cluster each time; the shard counts alternate within each round.
+    #[arg(long, value_delimiter = ',')]
+    cluster_shards: Vec<u32>,
+    /// Rounds of --cluster-shards (each runs every shard count once).
+    #[arg(long, default_value_t = 3)]
+    cluster_rounds: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -118,6 +127,11 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "--concurrency: give 1-4096 per level"
     );
 
+    if !args.cluster_shards.is_empty() {
+        let json = args.json.as_deref();
+        let shards = &args.cluster_shards;
+        return cluster::run(shards, args.cluster_rounds, &conc, warmup, window, json).await;
+    }
     let data = tempfile::tempdir().context("creating a temporary data directory")?;
     let shutdown = Shutdown::new();
     let opts = StackOptions {
