@@ -53,8 +53,12 @@ impl Client {
         nats.flush().await.map_err(Error::unavailable)?;
         let deadline = tokio::time::Instant::now() + PING_WAIT;
         let mut n = 0;
-        while let Ok(Some(_)) = tokio::time::timeout_at(deadline, replies.next()).await {
-            n += 1;
+        while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, replies.next()).await {
+            // With no broker subscribed, nats-server answers at once with a "no responders"
+            // status (an empty message): that is not a replica.
+            if msg.status.is_none() {
+                n += 1;
+            }
         }
         Ok(n)
     }

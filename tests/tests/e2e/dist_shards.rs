@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
+use futures::StreamExt;
 use tessera_schemas::ErrorCode;
 use tessera_schemas::dist_shards::dist_shard;
 use tessera_schemas::messages::TokenResponse;
