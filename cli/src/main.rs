@@ -12,6 +12,7 @@ mod check_config;
 mod connect;
 mod data;
 mod deploy;
+mod dist_shards;
 mod env;
 mod output;
 mod packages;
@@ -135,6 +136,10 @@ enum Command {
     /// The bus configuration of a deployed cluster (Docker Compose, Kubernetes).
     #[command(subcommand)]
     BusConfig(deploy::BusConfigCmd),
+    /// The number of distribution streams the brokers publish to (admin): show, or set
+    /// while no broker runs.
+    #[command(subcommand)]
+    DistShards(dist_shards::DistShardsCmd),
 
     /// Plugin static assets: publish a directory (admin), fetch the verified bundle into a
     /// cache, get one file, list the signed manifest.
@@ -223,6 +228,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         } => tokens::call(s, &server, &operation, &token, data).await,
         Command::Keys => tokens::keys(s).await,
         Command::PluginServers(cmd) => plugin_servers::run(s, cmd).await,
+        Command::DistShards(cmd) => dist_shards::run(s, cmd).await,
         Command::Routes(cmd) => routes::run(s, cmd).await,
         Command::Apps(cmd) => packages::apps(s, cmd).await,
         Command::Packages(cmd) => packages::packages(s, cmd).await,

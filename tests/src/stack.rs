@@ -210,6 +210,27 @@ impl Stack {
 
     /// Starts one more broker replica (same signing key as the others).
     pub async fn start_broker(&mut self) {
+        let config = self.broker_config();
+        let shutdown = Shutdown::new();
+        let attempts = self.start_attempts();
+        let broker = retry_start(attempts, "a broker", || {
+            tessera_broker::start(config.clone(), shutdown.clone())
+        })
+        .await;
+        self.brokers.push(Worker {
+            shutdown,
+            join: Some(Box::pin(broker.join())),
+        });
+    }
+
+    /// The `TESSERA_DIST_SHARDS` of brokers started from now on (a change of the number:
+    /// stop every broker and record it first, docs/reliability.md).
+    pub fn set_broker_dist_shards(&mut self, n: u32) {
+        self.config.dist_shards = n;
+    }
+
+    /// What [`Stack::start_broker`] starts a replica with.
+    pub fn broker_config(&self) -> BrokerConfig {
         let mut config = BrokerConfig::new(
             self.url(Role::Broker),
             self.servers.redis_url_as(RedisUser::Broker),
@@ -227,16 +248,8 @@ impl Stack {
         config.durability.replicas = self.config.nats_nodes;
         config.grace = GRACE;
         config.connect_wait = BOUND;
-        let shutdown = Shutdown::new();
-        let attempts = self.start_attempts();
-        let broker = retry_start(attempts, "a broker", || {
-            tessera_broker::start(config.clone(), shutdown.clone())
-        })
-        .await;
-        self.brokers.push(Worker {
-            shutdown,
-            join: Some(Box::pin(broker.join())),
-        });
+        config.dist_shards = self.config.dist_shards;
+        config
     }
 
     /// Starts one more gateway replica (same queue group as the others).

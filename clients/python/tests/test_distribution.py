@@ -11,7 +11,7 @@ import nats
 from nats.aio.msg import Msg
 
 from tessera import Client, bus
-from tessera.distribution import Distribution, ack_sequences, stream_name
+from tessera.distribution import Distribution, ack_sequences
 from tessera.keys import unverified_claims
 
 from .conftest import PASSWORD
@@ -67,7 +67,7 @@ async def test_a_lost_consumer_is_replaced_after_the_last_applied_event(stack, a
 
             # The consumer goes away (an admin deletes it; a server restart loses it too):
             # tokens issued meanwhile must still arrive, and the earlier ones not again.
-            await admin.jetstream().delete_consumer(stream_name("tessera"), lost)
+            await admin.jetstream().delete_consumer(dist.stream, lost)
             after = await tokens(3)
             await applied_all(before | after)
     finally:

@@ -130,15 +130,24 @@ pub fn services(s: &Subjects) -> Vec<Service> {
         // broker's choice) and pulls from by name (a pull names no deliver subject).
         Service::same(Workers, s.token_introspect(), &[PluginServers]),
         Service::same(Workers, s.dist_open_all(), &[PluginServers]),
+    ]
+    .into_iter()
+    // Every stream the distribution may be split into (`tessera_schemas::dist_shards`).
+    .chain(s.dist_streams_possible().iter().map(|stream| {
         Service::js(
             s,
-            &format!("CONSUMER.MSG.NEXT.{}.*", s.dist_stream()),
+            &format!("CONSUMER.MSG.NEXT.{stream}.*"),
             &[PluginServers],
             true,
-        ),
-        // Plugin servers' operations, called by client apps and forwarded by the gateway.
-        Service::same(PluginServers, s.svc_all(), &[Clients, Workers]),
-    ]
+        )
+    }))
+    // Plugin servers' operations, called by client apps and forwarded by the gateway.
+    .chain([Service::same(
+        PluginServers,
+        s.svc_all(),
+        &[Clients, Workers],
+    )])
+    .collect()
 }
 
 /// The subjects `account`'s connections may send requests to across a boundary.
@@ -168,7 +177,8 @@ mod tests {
                 assert!(
                     rest.starts_with("DIRECT.GET.OBJ_TESSERA_ASSETS")
                         || rest.starts_with("DIRECT.GET.KV_TESSERA_ASSET_VERSIONS.")
-                        || rest == "CONSUMER.MSG.NEXT.TESSERA_DIST.*",
+                        || rest == "CONSUMER.MSG.NEXT.TESSERA_DIST.*"
+                        || (1..8).any(|k| rest == format!("CONSUMER.MSG.NEXT.TESSERA_DIST_{k}.*")),
                     "{rest}"
                 );
             }
@@ -180,6 +190,7 @@ mod tests {
                 s.auth_packages_upload(),
                 s.audit_all(),
                 s.dist("ps1"),
+                s.dist_in(2, "ps1"),
             ] {
                 assert!(!subject_matches(&svc.subject, &sensitive), "{svc:?}");
             }

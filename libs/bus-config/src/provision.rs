@@ -7,10 +7,12 @@
 //! workers, with the library default of one replica, does not leave the routes on one node
 //! for good: the broker's start raises them to `TESSERA_JS_REPLICAS`.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv, object_store, stream};
 use tessera_schemas::Subjects;
+use tessera_schemas::dist_shards::DIST_SHARDS_METADATA;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -49,10 +51,122 @@ pub async fn dist_stream(
     max_token_ttl: Duration,
     d: Durability,
 ) -> Result<stream::Stream, ProvisionError> {
+    dist_shard_stream(js, s, 0, max_token_ttl, d, HashMap::new()).await
+}
+
+/// The distribution split into `shards` streams (`tessera_schemas::dist_shards`): each
+/// shard's stream created if missing, and the layout checked against the one recorded in
+/// shard 0's stream, which its creator writes. A stream from before shards existed records
+/// nothing, which means 1. Brokers that disagree on the number would publish a server's
+/// revocations where its consumer does not read, so a mismatch is an error: the caller
+/// refuses to start (changing the number: [`set_dist_shards`]).
+pub async fn dist_streams(
+    js: &jetstream::Context,
+    s: &Subjects,
+    shards: u32,
+    max_token_ttl: Duration,
+    d: Durability,
+) -> Result<Vec<stream::Stream>, ProvisionError> {
+    let record = HashMap::from([(DIST_SHARDS_METADATA.to_owned(), shards.to_string())]);
+    let mut first = dist_shard_stream(js, s, 0, max_token_ttl, d, record).await?;
+    let recorded = recorded_dist_shards(first.info().await.map_err(|e| ProvisionError {
+        what: format!("stream {}", s.dist_stream()),
+        source: e.into(),
+    })?);
+    if recorded != shards {
+        return Err(ProvisionError {
+            what: "the distribution layout".to_owned(),
+            source: format!(
+                "the streams are laid out for {recorded} shard(s) (metadata of stream {}) but \
+                 TESSERA_DIST_SHARDS is {shards}: every broker replica must use the same \
+                 number; change it with `tessera dist-shards set {shards}` while no broker \
+                 runs (docs/reliability.md, \"Changing the number of distribution shards\")",
+                s.dist_stream()
+            )
+            .into(),
+        });
+    }
+    let mut streams = vec![first];
+    for k in 1..shards {
+        streams.push(dist_shard_stream(js, s, k, max_token_ttl, d, HashMap::new()).await?);
+    }
+    Ok(streams)
+}
+
+/// The number of shards recorded in shard 0's stream (absent: 1, the layout before shards).
+pub fn recorded_dist_shards(info: &stream::Info) -> u32 {
+    info.config
+        .metadata
+        .get(DIST_SHARDS_METADATA)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The layout recorded in shard 0's stream; `None` while no broker has created it.
+pub async fn dist_shards(
+    js: &jetstream::Context,
+    s: &Subjects,
+) -> Result<Option<u32>, ProvisionError> {
     let name = s.dist_stream();
+    let err = |e: async_nats::Error| ProvisionError {
+        what: format!("stream {name}"),
+        source: e,
+    };
+    match js.get_stream(&name).await {
+        Ok(mut stream) => Ok(Some(recorded_dist_shards(
+            stream.info().await.map_err(|e| err(e.into()))?,
+        ))),
+        Err(e) => match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(je)
+                if je.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(None)
+            }
+            _ => Err(err(e.into())),
+        },
+    }
+}
+
+/// Records `shards` as the distribution layout in shard 0's stream and returns the number
+/// it replaced. Only for a change of the number while no broker runs (the operator command
+/// checks that first): a running broker keeps publishing in the layout it started with.
+/// Before any broker has made the stream there is nothing to change: the first broker
+/// records its own `TESSERA_DIST_SHARDS`.
+pub async fn set_dist_shards(
+    js: &jetstream::Context,
+    s: &Subjects,
+    shards: u32,
+) -> Result<u32, ProvisionError> {
+    let name = s.dist_stream();
+    let err = |e: async_nats::Error| ProvisionError {
+        what: format!("the layout recorded in stream {name}"),
+        source: e,
+    };
+    let mut stream = js.get_stream(&name).await.map_err(|e| err(e.into()))?;
+    let info = stream.info().await.map_err(|e| err(e.into()))?;
+    let before = recorded_dist_shards(info);
+    let mut config = info.config.clone();
+    config
+        .metadata
+        .insert(DIST_SHARDS_METADATA.to_owned(), shards.to_string());
+    js.update_stream(config).await.map_err(|e| err(e.into()))?;
+    Ok(before)
+}
+
+/// Shard `shard`'s stream, with `metadata` if this call creates it.
+async fn dist_shard_stream(
+    js: &jetstream::Context,
+    s: &Subjects,
+    shard: u32,
+    max_token_ttl: Duration,
+    d: Durability,
+    metadata: HashMap<String, String>,
+) -> Result<stream::Stream, ProvisionError> {
+    let name = s.dist_stream_in(shard);
     let config = stream::Config {
         name: name.clone(),
-        subjects: vec![s.dist_all()],
+        subjects: vec![s.dist_all_in(shard)],
+        metadata,
         max_age: max_token_ttl,
         storage: stream::StorageType::File,
         num_replicas: d.replicas,

@@ -1,6 +1,7 @@
 //! Roles and their permissions on the bus.
 
 use tessera_schemas::Subjects;
+use tessera_schemas::dist_shards::MAX_DIST_SHARDS;
 use tessera_schemas::subjects::AUTH_CALLOUT;
 
 use crate::accounts::{self, Account};
@@ -242,16 +243,20 @@ impl Permissions {
                 publish: [
                     vec![
                         s.auth_verify(),
-                        s.dist_all(),
                         format!("$KV.{}.>", s.routes_bucket()),
                         format!("$KV.{}.>", s.keys_bucket()),
                     ],
+                    // Every shard the distribution may be split into (the setting may change
+                    // without a new nats.conf).
+                    (0..MAX_DIST_SHARDS).map(|k| s.dist_all_in(k)).collect(),
                     // Workers provision their own streams and buckets at start.
-                    js_own(&[
-                        s.dist_stream(),
-                        kv_stream(&s.routes_bucket()),
-                        kv_stream(&s.keys_bucket()),
-                    ]),
+                    js_own(
+                        &[
+                            s.dist_streams_possible(),
+                            vec![kv_stream(&s.routes_bucket()), kv_stream(&s.keys_bucket())],
+                        ]
+                        .concat(),
+                    ),
                 ]
                 .concat(),
                 subscribe: vec![
@@ -325,18 +330,24 @@ impl Permissions {
                         // Plugin-server credentials (`tessera plugin-servers add`).
                         format!("$KV.{}.>", s.plugin_servers_bucket()),
                     ],
-                    // Routes and apps are the admin's to write; the DIST stream may be
-                    // inspected; the package index may be read (`tessera packages list`).
-                    js_own(&[
-                        kv_stream(&s.routes_bucket()),
-                        s.dist_stream(),
-                        kv_stream(&s.client_apps_bucket()),
-                        kv_stream(&s.data_routes_bucket()),
-                        kv_stream(&s.apps_bucket()),
-                        kv_stream(&s.app_secrets_bucket()),
-                        kv_stream(&s.package_index_bucket()),
-                        kv_stream(&s.plugin_servers_bucket()),
-                    ]),
+                    // Routes and apps are the admin's to write; the DIST streams may be
+                    // inspected (and the layout recorded: `tessera dist-shards set`); the
+                    // package index may be read (`tessera packages list`).
+                    js_own(
+                        &[
+                            vec![kv_stream(&s.routes_bucket())],
+                            s.dist_streams_possible(),
+                            vec![
+                                kv_stream(&s.client_apps_bucket()),
+                                kv_stream(&s.data_routes_bucket()),
+                                kv_stream(&s.apps_bucket()),
+                                kv_stream(&s.app_secrets_bucket()),
+                                kv_stream(&s.package_index_bucket()),
+                                kv_stream(&s.plugin_servers_bucket()),
+                            ],
+                        ]
+                        .concat(),
+                    ),
                     // Uploads go to staging; only auth nodes write the packages store.
                     js_object_store(&s.package_staging_store()),
                 ]
@@ -405,16 +416,17 @@ impl Permissions {
     /// and JetStream would publish there): it asks the broker to open one on `dist.<id>`
     /// ([`Subjects::dist_open`]; the subject's last token is the id the bus admitted it as)
     /// and pulls from it by the random name the broker answers with.
+    ///
+    /// It may pull from a consumer of any shard's stream (the auth callout that grants this
+    /// does not know the number of shards): what keeps it to its own distributions is that
+    /// only the broker creates consumers, filtered on the id, with unguessable names.
     pub fn for_plugin_server_distribution(id: &str, s: &Subjects) -> Permissions {
-        let publish = vec![
-            "$JS.API.INFO".to_owned(),
-            s.dist_open(id),
-            format!(
-                "{}.CONSUMER.MSG.NEXT.{}.*",
-                s.js_api_import(),
-                s.dist_stream()
-            ),
-        ];
+        let mut publish = vec!["$JS.API.INFO".to_owned(), s.dist_open(id)];
+        publish.extend(
+            s.dist_streams_possible()
+                .iter()
+                .map(|stream| format!("{}.CONSUMER.MSG.NEXT.{stream}.*", s.js_api_import())),
+        );
         Permissions {
             publish,
             subscribe: vec![format!("{}.>", s.plugin_server_inbox(id))],

@@ -4,6 +4,8 @@
 //!
 //! - [`subjects`]: every NATS subject, queue group, stream and bucket name, built from one
 //!   configurable prefix. No other crate writes a subject literal.
+//! - [`dist_shards`]: the distribution split into N streams: a plugin server's shard,
+//!   each shard's stream and subjects.
 //! - [`headers`]: header names (schema, request id, trace context, micro error headers).
 //! - [`messages`]: the request and reply bodies, one struct per message, plus the
 //!   distribution events that flow to plugin servers.
@@ -38,6 +40,7 @@ pub mod claims;
 pub mod clients;
 pub mod codec;
 pub mod data;
+pub mod dist_shards;
 pub mod error;
 pub mod headers;
 pub mod ids;

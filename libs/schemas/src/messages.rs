@@ -131,6 +131,13 @@ pub struct DistOpenRequest {
     /// The stream sequence to start at; 0: the first event still kept.
     #[serde(default)]
     pub start_seq: u64,
+    /// The stream `start_seq` counts in (the `stream_name` of the consumer the plugin
+    /// server read last). When the distribution's layout changed since (another number of
+    /// shards, docs/reliability.md), the broker opens the consumer on the new stream from
+    /// its first event instead: a sequence of another stream means nothing there. Empty
+    /// (older plugin servers): `start_seq` is taken as counting in the server's stream.
+    #[serde(default, deserialize_with = "strict::text")]
+    pub stream: String,
 }
 
 /// `token.introspect`: for plugin servers that have not received a token's distribution yet.

@@ -7,11 +7,12 @@ use tessera_bus_config::provision::Durability;
 use tessera_protocol::signing::SigningKey;
 use tessera_runtime::audit::AuditConfig;
 use tessera_runtime::config::registry::{
-    AUTH_CACHE_TTL, BROKER_KEY_FILE, BROKER_URL, GRACE, MAX_IN_FLIGHT, PENDING_DEADLINE,
-    REDIS_REPLICA_ACK_TIMEOUT, REDIS_REPLICA_ACKS, REDIS_URL, TOKEN_TTL,
+    AUTH_CACHE_TTL, BROKER_KEY_FILE, BROKER_URL, DIST_SHARDS, GRACE, MAX_IN_FLIGHT,
+    PENDING_DEADLINE, REDIS_REPLICA_ACK_TIMEOUT, REDIS_REPLICA_ACKS, REDIS_URL, TOKEN_TTL,
 };
 use tessera_runtime::config::{ConfigError, Reader, Source, WorkerSettings, keys};
 use tessera_schemas::Subjects;
+use tessera_schemas::dist_shards::MAX_DIST_SHARDS;
 
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -47,6 +48,9 @@ pub struct BrokerConfig {
     pub redis_replica_acks: u32,
     /// How long to wait for them.
     pub redis_replica_ack_timeout: Duration,
+    /// Distribution streams (`TESSERA_DIST_SHARDS`, 1 ..= `MAX_DIST_SHARDS`; see
+    /// `tessera_schemas::dist_shards`).
+    pub dist_shards: u32,
 }
 
 impl BrokerConfig {
@@ -77,6 +81,7 @@ impl BrokerConfig {
             pending_deadline: PENDING_DEADLINE.default_duration(),
             redis_replica_acks: REDIS_REPLICA_ACKS.default_parsed(),
             redis_replica_ack_timeout: REDIS_REPLICA_ACK_TIMEOUT.default_duration(),
+            dist_shards: DIST_SHARDS.default_parsed(),
         }
     }
 
@@ -120,6 +125,12 @@ impl BrokerConfig {
                 && redis_replica_ack_timeout <= Duration::from_millis(800),
             "must be between 10ms and 800ms (a WAIT must end before the 1 s bound on the command)",
         );
+        let dist_shards: u32 = r.parsed(&DIST_SHARDS);
+        r.check(
+            &DIST_SHARDS,
+            (1..=MAX_DIST_SHARDS).contains(&dist_shards),
+            "must be between 1 and 8 (the shard streams nats.conf allows)",
+        );
         r.finish()?;
         // `finish` reported an unusable key; this only keeps the types honest.
         let signing_key =
@@ -140,6 +151,7 @@ impl BrokerConfig {
         c.pending_deadline = pending_deadline;
         c.redis_replica_acks = redis_replica_acks;
         c.redis_replica_ack_timeout = redis_replica_ack_timeout;
+        c.dist_shards = dist_shards;
         Ok(c)
     }
 }
@@ -163,6 +175,7 @@ mod tests {
         assert_eq!(c.max_in_flight, 256);
         assert_eq!(c.redis_replica_acks, 0);
         assert_eq!(c.redis_replica_ack_timeout, Duration::from_millis(250));
+        assert_eq!(c.dist_shards, 1);
 
         let bad = env(&[
             ("TESSERA_TOKEN_TTL", "5s"),
@@ -170,6 +183,7 @@ mod tests {
             ("TESSERA_GRACE", "later"),
             ("TESSERA_REDIS_REPLICA_ACKS", "17"),
             ("TESSERA_REDIS_REPLICA_ACK_TIMEOUT", "1s"),
+            ("TESSERA_DIST_SHARDS", "9"),
         ]);
         assert_eq!(
             BrokerConfig::from_env(&bad).unwrap_err().keys(),
@@ -182,6 +196,7 @@ mod tests {
                 "TESSERA_AUTH_CACHE_TTL",
                 "TESSERA_REDIS_REPLICA_ACKS",
                 "TESSERA_REDIS_REPLICA_ACK_TIMEOUT",
+                "TESSERA_DIST_SHARDS",
             ]
         );
     }

@@ -5,7 +5,9 @@
 //! broker creates it, with a config of its own choosing (pull, the filter `dist.<id>` of
 //! the id in the subject, which the plugin server's credentials alone may publish on, no
 //! acks, removed after a short idle time), and answers with its info; the plugin server
-//! pulls from it by its random name (docs/protocol.md, "Distribution").
+//! pulls from it by its random name (docs/protocol.md, "Distribution"). With the
+//! distribution in shards, the consumer is on the stream of the server's shard: the plugin
+//! server reads the stream name from the answer and never computes a shard.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +27,9 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
     ids::check("server id", server_id)
         .map_err(|e| WireError::new(ErrorCode::BadRequest, e.to_string()))?;
     let body: DistOpenRequest = req.decode(DIST_OPEN)?;
-    let stream = state.subjects.dist_stream();
-    let filter = state.subjects.dist(server_id);
+    let (stream, filter) = state
+        .subjects
+        .dist_route(server_id, state.config.dist_shards);
     // Random and 128 bits: the name is what lets a plugin server pull, and nobody else
     // learns it (plugin servers cannot list consumers).
     let name = uuid::Uuid::new_v4().simple().to_string();
@@ -39,7 +42,11 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         "mem_storage": true,
         "num_replicas": 1,
     });
-    if body.start_seq > 0 {
+    // A sequence counts in one stream: one the plugin server read before the number of
+    // shards changed means nothing in its new stream, so it starts at the first event kept
+    // there (what it re-reads is applied again harmlessly: tokens by hash, revocations by id).
+    let same_stream = body.stream.is_empty() || body.stream == stream;
+    if body.start_seq > 0 && same_stream {
         config["deliver_policy"] = "by_start_sequence".into();
         config["opt_start_seq"] = body.start_seq.into();
     }

@@ -1,4 +1,5 @@
-//! Publishing distribution events to `dist.<server_id>` on JetStream.
+//! Publishing distribution events to `dist.<server_id>` on JetStream (in the server's shard:
+//! `tessera_schemas::dist_shards`).
 //!
 //! Each publish carries `Nats-Msg-Id`, so a retried publish is stored once (the stream's
 //! de-duplication window), and we wait for every server's ack before answering: a reply
@@ -6,6 +7,7 @@
 
 use async_nats::HeaderMap;
 use futures::future::try_join_all;
+use tessera_schemas::dist_shards::dist_shard;
 use tessera_schemas::messages::{DIST_EVENT, DistEvent};
 use tessera_schemas::{ErrorCode, WireError, codec, headers};
 
@@ -26,9 +28,10 @@ pub async fn publish(
         h.insert(headers::MSG_ID, format!("{msg_id}.{server}").as_str());
         // The request's trace goes on to the plugin server's receipt of the event.
         tessera_protocol::trace::inject(&mut h, None);
+        let shard = dist_shard(server, state.config.dist_shards);
         let ack = state
             .dist_js
-            .publish_with_headers(state.subjects.dist(server), h, payload.clone())
+            .publish_with_headers(state.subjects.dist_in(shard, server), h, payload.clone())
             .await
             .map_err(|e| dist_error("publish", e))?;
         acks.push(ack.into_future());

@@ -101,7 +101,10 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         bus::connect(&config.nats_url, "tessera-broker-dist", config.connect_wait).await?;
     let dist_js = jetstream::new(dist_nats);
     let d = config.durability;
-    provision::dist_stream(&js, &subjects, config.token_ttl + config.dist_margin, d).await?;
+    // Refuses to start if the streams are laid out for another number of shards: replicas
+    // that disagree would publish a server's revocations where its consumer does not read.
+    let dist_retention = config.token_ttl + config.dist_margin;
+    provision::dist_streams(&js, &subjects, config.dist_shards, dist_retention, d).await?;
     let routes_kv = provision::routes_bucket(&js, &subjects, d).await?;
     let keys_kv = provision::keys_bucket(&js, &subjects, d).await?;
     let assets = provision::assets_store(&js, &subjects, d).await?;

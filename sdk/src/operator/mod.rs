@@ -12,11 +12,13 @@
 //!   `auth.nodes.status`;
 //! - `assets_publish`: publish a plugin's static files ([`Client::publish_assets`]);
 //! - `plugin_keys`: register a plugin's sealing key;
-//! - [`audit`]: read the audit stream.
+//! - [`audit`]: read the audit stream;
+//! - `dist_shards`: the number of distribution shards, read and changed while no broker runs.
 
 pub mod assets_publish;
 pub mod audit;
 pub mod data_routes;
+mod dist_shards;
 pub mod packages;
 mod plugin_keys;
 pub mod plugin_server_credentials;

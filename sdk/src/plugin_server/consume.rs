@@ -37,9 +37,11 @@ pub(super) async fn consume(
     // The workers' JetStream API, as the plugin servers' account imports it (pulls only).
     let js = jetstream::with_prefix(nats.clone(), &subjects.js_api_import());
     let mut backoff = Duration::from_millis(100);
-    // The stream sequence to resume from: a new consumer picks up after the last event
-    // applied instead of replaying the whole stream.
-    let mut next_seq = 0u64;
+    // Where to resume: a new consumer picks up after the last event applied instead of
+    // replaying the whole stream. The sequence counts in one stream, whose name goes with
+    // it: after the number of distribution shards changed, the broker answers with a
+    // consumer on another stream, from its start.
+    let mut next = Resume::default();
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -52,18 +54,22 @@ pub(super) async fn consume(
             store: &store,
             verifier: &verifier,
         };
-        match consume_once(&cx, &mut next_seq, &caught_up, &shutdown).await {
+        match consume_once(&cx, &mut next, &caught_up, &shutdown).await {
             Ok(()) => return,
             Err(ConsumeError::Stalled) => {
                 tracing::debug!(
                     server_id,
-                    next_seq,
+                    next_seq = next.seq,
                     "no distribution for a while; renewing the consumer"
                 );
                 backoff = Duration::from_millis(100);
             }
             Err(ConsumeError::Reconnected) => {
-                tracing::info!(server_id, next_seq, "reconnected; renewing the consumer");
+                tracing::info!(
+                    server_id,
+                    next_seq = next.seq,
+                    "reconnected; renewing the consumer"
+                );
                 backoff = Duration::from_millis(100);
             }
             Err(ConsumeError::Failed(e)) => {
@@ -90,6 +96,13 @@ const STALL: Duration = Duration::from_secs(10);
 /// back brings the distributions missed meanwhile within a fraction of a second
 /// (`tests/tests/e2e/faults_servers.rs`).
 const RECONNECT_CHECK: Duration = Duration::from_millis(250);
+
+/// The stream sequence to resume from, and the stream it counts in.
+#[derive(Default)]
+struct Resume {
+    seq: u64,
+    stream: String,
+}
 
 struct Consume<'a> {
     nats: &'a async_nats::Client,
@@ -125,13 +138,18 @@ impl std::fmt::Display for ConsumeError {
 
 async fn consume_once(
     cx: &Consume<'_>,
-    next_seq: &mut u64,
+    next: &mut Resume,
     caught_up: &watch::Sender<bool>,
     shutdown: &Shutdown,
 ) -> Result<(), ConsumeError> {
     let connects = || cx.nats.statistics().connects.load(Ordering::Relaxed);
     let connected_at = connects();
-    let consumer = open(cx, *next_seq).await?;
+    let consumer = open(cx, next).await?;
+    let stream = consumer.cached_info().stream_name.clone();
+    if stream != next.stream {
+        // A new stream (the first open, or the layout changed): sequences start over.
+        *next = Resume { seq: 0, stream };
+    }
     if consumer.cached_info().num_pending == 0 {
         caught_up.send_replace(true);
     }
@@ -146,7 +164,7 @@ async fn consume_once(
     // does by itself).
     let mut delivered = 0u64;
     loop {
-        let next = tokio::select! {
+        let polled = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             _ = reconnect_check.tick() => {
                 if connects() != connected_at {
@@ -156,10 +174,10 @@ async fn consume_once(
             }
             next = tokio::time::timeout_at(silent_until, messages.next()) => next,
         };
-        let Ok(next) = next else {
+        let Ok(polled) = polled else {
             return Err(ConsumeError::Stalled);
         };
-        let Some(msg) = next else {
+        let Some(msg) = polled else {
             return Err(ConsumeError::Failed("distribution stream ended".into()));
         };
         silent_until = tokio::time::Instant::now() + STALL;
@@ -178,7 +196,7 @@ async fn consume_once(
             .instrument(receipt_span(&msg))
             .await;
         if seq > 0 {
-            *next_seq = seq + 1;
+            next.seq = seq + 1;
         }
         if pending == 0 {
             caught_up.send_replace(true);
@@ -186,17 +204,20 @@ async fn consume_once(
     }
 }
 
-/// Asks the broker for a consumer of `dist.<server_id>` starting at `start_seq` (0: the
+/// Asks the broker for a consumer of `dist.<server_id>` resuming at `from` (sequence 0: the
 /// first event kept) and makes the pull consumer it named, read through the workers'
 /// JetStream API as the plugin servers' account imports it.
 async fn open(
     cx: &Consume<'_>,
-    start_seq: u64,
+    from: &Resume,
 ) -> Result<consumer::Consumer<consumer::pull::Config>, ConsumeError> {
     let subject = cx.subjects.dist_open(cx.server_id);
     let mut h = async_nats::HeaderMap::new();
     h.insert(headers::SCHEMA, DIST_OPEN.header_value().as_str());
-    let body = codec::encode(&DistOpenRequest { start_seq });
+    let body = codec::encode(&DistOpenRequest {
+        start_seq: from.seq,
+        stream: from.stream.clone(),
+    });
     let reply = cx
         .nats
         .request_with_headers(subject, h, body.into())

@@ -34,6 +34,7 @@ pub struct StackBuilder {
     pub(super) redis_cluster: Option<RedisClusterSpec>,
     /// Replica acks (`WAIT`) the brokers ask of commits and revocations, and how long.
     pub(super) replica_acks: (u32, Duration),
+    pub(super) dist_shards: u32,
 }
 
 impl Default for StackBuilder {
@@ -57,6 +58,7 @@ impl Default for StackBuilder {
             login_limits: Default::default(),
             redis_cluster: None,
             replica_acks: (0, Duration::from_millis(250)),
+            dist_shards: 1,
         }
     }
 }
@@ -83,6 +85,12 @@ impl StackBuilder {
     }
 
     /// Broker replicas, all with the same signing key (default 1).
+    /// The brokers' `TESSERA_DIST_SHARDS` (default 1).
+    pub fn dist_shards(mut self, n: u32) -> Self {
+        self.dist_shards = n;
+        self
+    }
+
     pub fn brokers(mut self, n: usize) -> Self {
         self.brokers = n;
         self

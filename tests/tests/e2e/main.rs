@@ -17,6 +17,7 @@ mod cluster_durability;
 mod data_access;
 mod data_binding;
 mod data_raw_packet;
+mod dist_shards;
 mod distribution;
 mod external_issuers;
 mod faults;

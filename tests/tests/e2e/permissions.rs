@@ -20,6 +20,9 @@ mod plugin_servers;
 /// Each client connection's own inbox.
 mod clients;
 
+/// Per-plugin-server isolation with the distribution in shards.
+mod dist_shards;
+
 /// The matrix: every kind of connection against the subjects that matter.
 mod matrix;
 

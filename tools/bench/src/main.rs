@@ -15,6 +15,7 @@
 //! - `processes.rs`: workers as processes; `soak.rs` and `redis_state.rs`: `--soak`;
 //!   `report.rs`: output.
 
+mod cluster;
 mod cpu;
 mod data_access;
 mod floors;
@@ -85,6 +86,14 @@ pub struct BenchArgs {
     /// distribution stream every 5 s. Shows whether the load is held with bounded state.
     #[arg(long, value_parser = parse_duration)]
     soak: Option<Duration>,
+    /// Instead of the scenarios: issuance on a three-node NATS cluster in containers, once
+    /// per number of distribution shards listed (e.g. 1,3), at each --concurrency, on a
+    /// fresh cluster each time; the shard counts alternate within each round.
+    #[arg(long, value_delimiter = ',')]
+    cluster_shards: Vec<u32>,
+    /// Rounds of --cluster-shards (each runs every shard count once).
+    #[arg(long, default_value_t = 3)]
+    cluster_rounds: usize,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -212,6 +221,19 @@ async fn run(args: BenchArgs) -> anyhow::Result<()> {
         !conc.is_empty() && conc.iter().all(|&c| c > 0 && c <= 4096),
         "--concurrency: give 1-4096 per level"
     );
+    if !args.cluster_shards.is_empty() {
+        let json = args.json.as_deref();
+        let shards = &args.cluster_shards;
+        return cluster::run(
+            shards,
+            args.cluster_rounds,
+            &conc,
+            timing.warmup,
+            timing.window,
+            json,
+        )
+        .await;
+    }
     let data = tempfile::tempdir().context("creating a temporary data directory")?;
     if let Some(total) = args.soak {
         return soak::run(data.path(), total, timing, repeat, args.json.as_deref()).await;

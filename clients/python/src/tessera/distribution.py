@@ -27,10 +27,6 @@ SILENCE = PULL_EXPIRES + 3 * HEARTBEAT
 Apply = Callable[[Msg], Awaitable[None]]
 
 
-def stream_name(prefix: str) -> str:
-    return prefix.replace(".", "_").upper() + "_DIST"
-
-
 def ack_sequences(reply: str) -> tuple[int, int] | None:
     """(stream sequence, consumer sequence) of a delivery, from its `$JS.ACK...` subject
     (with or without the domain and account-hash tokens of newer servers)."""
@@ -53,6 +49,9 @@ class Distribution:
         self.apply = apply
         #: The stream sequence of the last applied event: a new consumer starts after it.
         self.last_stream_seq = 0
+        #: The stream that sequence counts in (the broker's answer names it: with the
+        #: distribution in shards, the stream of this server's shard).
+        self.stream = ""
         #: The name of the consumer being pulled (a new one after each reopening).
         self.consumer: str | None = None
         self.opened = asyncio.Event()
@@ -64,14 +63,24 @@ class Distribution:
         self._reopen.set()
 
     async def open(self) -> str:
-        body = {"start_seq": self.last_stream_seq + 1 if self.last_stream_seq else 0}
+        body = {
+            "start_seq": self.last_stream_seq + 1 if self.last_stream_seq else 0,
+            "stream": self.stream,
+        }
         msg = await bus.request(
             self.nc,
             f"{self.prefix}.distribution.open.{self.server_id}",
             msgpack.packb(body),
             {"Tessera-Schema": "distribution.open/1"},
         )
-        name: str = json.loads(msg.data)["name"]
+        info = json.loads(msg.data)
+        stream: str = info["stream_name"]
+        if stream != self.stream:
+            # Another stream (the first open, or the number of shards changed): the broker
+            # starts it from its first event, and sequences count from there.
+            self.stream = stream
+            self.last_stream_seq = 0
+        name: str = info["name"]
         return name
 
     async def run(self) -> None:
@@ -99,7 +108,7 @@ class Distribution:
             await queue.put(msg)
 
         sub = await self.nc.subscribe(inbox, cb=deliver)
-        subject = f"{self.prefix}.js.CONSUMER.MSG.NEXT.{stream_name(self.prefix)}.{name}"
+        subject = f"{self.prefix}.js.CONSUMER.MSG.NEXT.{self.stream}.{name}"
         request = json.dumps(
             {
                 "batch": BATCH,

@@ -293,3 +293,52 @@ fn client_permissions_are_scoped_to_its_own_inbox() {
     // The client role alone (what no connection gets) subscribes to nothing.
     assert!(Permissions::for_role(Role::Client, &s).subscribe.is_empty());
 }
+
+/// With the distribution in shards, a plugin server gets on every shard's stream what it
+/// gets on the single one: pulls by consumer name, and no consumer create, message get,
+/// listing or purge; only the broker publishes to any shard's subjects.
+#[test]
+fn every_distribution_shard_is_guarded_like_the_single_stream() {
+    use tessera_schemas::dist_shards::MAX_DIST_SHARDS;
+    let s = Subjects::default();
+    let ps1 = Permissions::for_plugin_server("ps1", &s);
+    let ps1_dist = Permissions::for_plugin_server_distribution("ps1", &s);
+    for k in 0..MAX_DIST_SHARDS {
+        let dist = s.dist_stream_in(k);
+        let pull = format!("{}.CONSUMER.MSG.NEXT.{dist}.c1", s.js_api_import());
+        assert!(ps1_dist.may_publish(&pull), "{pull}");
+        assert!(!ps1.may_publish(&pull), "{pull}");
+        for no in [
+            format!("$JS.API.CONSUMER.CREATE.{dist}"),
+            format!("$JS.API.CONSUMER.CREATE.{dist}.c1.{}", s.dist_in(k, "ps1")),
+            format!("$JS.API.STREAM.MSG.GET.{dist}"),
+            format!("$JS.API.DIRECT.GET.{dist}"),
+            format!("$JS.API.DIRECT.GET.{dist}.{}", s.dist_in(k, "ps2")),
+            format!("$JS.API.CONSUMER.NAMES.{dist}"),
+            format!("$JS.API.STREAM.PURGE.{dist}"),
+            s.dist_in(k, "ps1"),
+        ] {
+            assert!(!ps1.may_publish(&no), "{no}");
+            assert!(!ps1_dist.may_publish(&no), "{no}");
+        }
+        for role in Role::ALL {
+            let p = Permissions::for_role(role, &s);
+            assert_eq!(
+                p.may_publish(&s.dist_in(k, "ps1")),
+                role == Role::Broker,
+                "{role:?} shard {k}"
+            );
+            let create = format!("$JS.API.STREAM.CREATE.{dist}");
+            assert_eq!(
+                p.may_publish(&create),
+                matches!(role, Role::Broker | Role::Admin),
+                "{role:?} {create}"
+            );
+        }
+    }
+    // Past the bound, nothing: the setting refuses more shards than nats.conf allows.
+    let beyond = s.dist_stream_in(MAX_DIST_SHARDS);
+    let pull = format!("{}.CONSUMER.MSG.NEXT.{beyond}.c1", s.js_api_import());
+    assert!(!ps1_dist.may_publish(&pull));
+    assert!(!Permissions::for_role(Role::Broker, &s).may_publish(&s.dist_in(MAX_DIST_SHARDS, "x")));
+}

@@ -193,6 +193,8 @@ settings! {
         "How long the broker waits for those acknowledgements (10ms-800ms, inside the 1 s bound on every Redis command); without them the request answers `unavailable`.";
     PENDING_DEADLINE = "TESSERA_BROKER_PENDING_DEADLINE", IfUnset::Value("30s"), &[Broker],
         "How long a token may stay recorded but uncommitted (its replica died mid-request) before another replica withdraws it (1s to the token TTL; never above the TTL by default).";
+    DIST_SHARDS = "TESSERA_DIST_SHARDS", IfUnset::Value("1"), &[Broker],
+        "Distribution streams (1-8), each with a Raft leader of its own; a plugin server reads the one its id hashes to. Every broker replica must agree: one refuses to start against streams laid out for another number (changing it: docs/reliability.md).";
     // Auth.
     AUTH_KEY_FILE = "TESSERA_AUTH_KEY_FILE", IfUnset::Required, &[Auth],
         "PEM file of the key that signs account tokens; every replica shares it.";

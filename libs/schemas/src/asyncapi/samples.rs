@@ -125,7 +125,13 @@ pub(super) fn check_every_message(doc: &Value) -> BTreeSet<String> {
             servers: vec![s("ps1")],
         },
     );
-    c.check("distributionOpenRequest", DistOpenRequest { start_seq: 1 });
+    c.check(
+        "distributionOpenRequest",
+        DistOpenRequest {
+            start_seq: 1,
+            stream: "TESSERA_DIST".into(),
+        },
+    );
     c.check("distEventToken", DistEvent::Token { token: s("t") });
     c.check(
         "distEventRevoke",

@@ -20,7 +20,11 @@ use super::{PASSWORD, local};
 
 /// A raw JetStream API request that nats-server drops for lack of permission: no reply at
 /// all, so it times out.
-async fn refused_api_call(nats: &async_nats::Client, subject: &str, body: serde_json::Value) {
+pub(super) async fn refused_api_call(
+    nats: &async_nats::Client,
+    subject: &str,
+    body: serde_json::Value,
+) {
     let r = rpc::request_raw(
         nats,
         subject.to_owned(),
