@@ -192,6 +192,13 @@ fn main() {
     );
     w.msg("dist_token", 12, &DistEvent::Token { token: s("a.b.c") });
     w.msg(
+        "dist_tokens",
+        12,
+        &DistEvent::Tokens {
+            tokens: vec![s("a.b.c"), s("d.e.f")],
+        },
+    );
+    w.msg(
         "dist_revoke",
         12,
         &DistEvent::Revoke {

@@ -248,8 +248,8 @@ pub async fn redis_token_ids(redis_url: &str, prefix: &str) -> BTreeSet<String> 
         .collect()
 }
 
-/// The ids of the live tokens in the distribution stream for `server`: every token event
-/// (its id from the message's `Nats-Msg-Id`, `<token_id>.<server_id>`) not followed by a
+/// The ids of the live tokens in the distribution stream for `server`: every distributed
+/// token (its id from its claims, read unverified: the stream is the broker's) not followed by a
 /// revocation event for it (an admin's, or the broker withdrawing a token that lost an
 /// idempotency race). Read with `nats` (admin role).
 pub async fn distributed_token_ids(
@@ -271,7 +271,13 @@ pub async fn distributed_token_ids(
         .state
         .last_sequence;
     let subject = subjects.dist(server);
-    let suffix = format!(".{server}");
+    let id_of = |token: &str| {
+        jsonwebtoken::dangerous::insecure_decode_claims::<tessera_schemas::claims::PluginClaims>(
+            token,
+        )
+        .expect("a distributed token has readable claims")
+        .jti
+    };
     let mut ids = BTreeSet::new();
     let seqs = futures::stream::iter(1..=last)
         .map(|seq| {
@@ -286,13 +292,11 @@ pub async fn distributed_token_ids(
             continue;
         }
         match tessera_schemas::codec::decode::<DistEvent>(&msg.payload) {
-            Ok(DistEvent::Token { .. }) => {
-                let id = msg
-                    .headers
-                    .get(headers::MSG_ID)
-                    .and_then(|v| v.as_str().strip_suffix(&suffix).map(str::to_owned))
-                    .expect("a token event carries <token_id>.<server_id>");
-                ids.insert(id);
+            Ok(DistEvent::Token { token }) => {
+                ids.insert(id_of(&token));
+            }
+            Ok(DistEvent::Tokens { tokens }) => {
+                ids.extend(tokens.iter().map(|t| id_of(t)));
             }
             Ok(DistEvent::Revoke { token_ids }) => {
                 for id in token_ids {

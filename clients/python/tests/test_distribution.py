@@ -29,8 +29,9 @@ async def test_a_lost_consumer_is_replaced_after_the_last_applied_event(stack, a
     async def apply(msg: Msg) -> None:
         seqs = ack_sequences(msg.reply or "")
         event = msgpack.unpackb(msg.data, raw=False)
-        assert seqs is not None and event["kind"] == "token"
-        applied.append((seqs[0], unverified_claims(event["token"])["jti"]))
+        assert seqs is not None and event["kind"] in ("token", "tokens")
+        for token in event["tokens"] if event["kind"] == "tokens" else [event["token"]]:
+            applied.append((seqs[0], unverified_claims(token)["jti"]))
         async with changed:
             changed.notify_all()
 

@@ -63,8 +63,7 @@ impl std::fmt::Display for Shard {
 }
 
 fn first_byte_of_sha256(s: &str) -> u8 {
-    let hex = tessera_protocol::signing::token_hash(s);
-    u8::from_str_radix(&hex[..2], 16).unwrap_or(0)
+    tessera_protocol::signing::sha256_first_byte(s)
 }
 
 /// A fresh token id for `account_id`: a UUID (version 8, RFC 9562's custom layout) whose

@@ -14,13 +14,7 @@ use crate::signing::token_hash;
 
 /// Lowercase hex SHA-256 of bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let d = digest::digest(&digest::SHA256, bytes);
-    let mut out = String::with_capacity(64);
-    for b in d.as_ref() {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    hex::encode(digest::digest(&digest::SHA256, bytes))
 }
 
 /// The canonical signing string of `packet` (the `signature` field is not part of it).

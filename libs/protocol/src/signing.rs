@@ -239,18 +239,34 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// SHA-256 of a bearer token, hex encoded: what we store instead of the token itself.
 pub fn token_hash(token: &str) -> String {
-    let d = digest::digest(&digest::SHA256, token.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in d.as_ref() {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
-    }
-    out
+    crate::data_sign::sha256_hex(token.as_bytes())
+}
+
+/// The first byte of SHA-256 of `s` (what picks a ledger shard).
+pub fn sha256_first_byte(s: &str) -> u8 {
+    digest::digest(&digest::SHA256, s.as_bytes()).as_ref()[0]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_hash_is_lowercase_hex_sha256_and_the_first_byte_agrees() {
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            token_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        for s in ["", "abc", "acc-1", "a much longer account id with spaces"] {
+            let hex = token_hash(s);
+            assert_eq!(
+                sha256_first_byte(s),
+                u8::from_str_radix(&hex[..2], 16).unwrap(),
+                "{s:?}"
+            );
+        }
+    }
     use jsonwebtoken::{Validation, decode};
 
     #[derive(Debug, Serialize, serde::Deserialize, PartialEq)]

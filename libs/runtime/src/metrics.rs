@@ -152,10 +152,15 @@ pub fn record_token_withdrawn() {
 
 /// One audit event settled: `published`, `failed` or `dropped` (see [`crate::audit`]).
 pub fn record_audit(outcome: &'static str) {
+    record_audit_n(outcome, 1);
+}
+
+/// `n` audit events with one outcome (a batch published or failed together).
+pub fn record_audit_n(outcome: &'static str, n: u64) {
     if !INSTALLED.load(Ordering::Acquire) {
         return;
     }
-    metrics::counter!(AUDIT_EVENTS, "outcome" => outcome).increment(1);
+    metrics::counter!(AUDIT_EVENTS, "outcome" => outcome).increment(n);
 }
 
 #[cfg(test)]

@@ -13,6 +13,21 @@ use crate::codec::Schema;
 use crate::error::ErrorCode;
 
 pub const AUDIT_EVENT: Schema = Schema::v1("audit.event");
+/// A message of several events of one kind (a MessagePack array of [`AuditEvent`]s): how
+/// the workers publish them (docs/protocol.md §10).
+pub const AUDIT_EVENTS: Schema = Schema::v1("audit.events");
+
+/// The most events one `audit.events` message holds: with the largest events (a
+/// `token.revoked` naming 100 token ids, ~4 KiB) the message stays well under
+/// [`MAX_MESSAGE_BYTES`](crate::codec::MAX_MESSAGE_BYTES) only when few are that large,
+/// so a publisher also cuts a batch by its encoded size.
+pub const MAX_AUDIT_BATCH: usize = 128;
+
+/// The body of an [`AUDIT_EVENTS`] message: events of one kind, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditEvents {
+    pub events: Vec<AuditEvent>,
+}
 
 /// How many token ids one `token.revoked` event lists; `target.count` has the total.
 pub const MAX_AUDIT_TOKEN_IDS: usize = 100;

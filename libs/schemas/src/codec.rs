@@ -120,6 +120,23 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     rmp_serde::to_vec_named(value).expect("wire types always serialise")
 }
 
+/// Encodes the map `{ <field>: [<items>] }` from items each already encoded with
+/// [`encode`], without encoding them again: how a publisher that sizes what it gathers
+/// (the audit queue) frames a batch. The bytes are those [`encode`] gives for a struct
+/// whose one field `field` holds the items.
+pub fn encode_list(field: &str, items: &[Vec<u8>]) -> Vec<u8> {
+    let len = items.iter().map(Vec::len).sum::<usize>() + field.len() + 16;
+    let mut out = Vec::with_capacity(len);
+    // Writing into a Vec cannot fail.
+    let _ = rmp::encode::write_map_len(&mut out, 1);
+    let _ = rmp::encode::write_str(&mut out, field);
+    let _ = rmp::encode::write_array_len(&mut out, items.len() as u32);
+    for item in items {
+        out.extend_from_slice(item);
+    }
+    out
+}
+
 /// Decodes a body, refusing oversized input before looking at it, and any body that is not
 /// a MessagePack map (every Tessera body is one: [`encode`] writes named fields).
 ///
@@ -161,6 +178,29 @@ mod tests {
     use crate::messages::TokenRequest;
 
     const S: Schema = Schema::v1("token.request");
+
+    #[test]
+    fn a_list_framed_from_encoded_items_is_the_struct_encoded_whole() {
+        use crate::messages::DistEvent;
+        for n in [0usize, 1, 15, 16, 300] {
+            let tokens: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+            let whole = encode(&DistEvent::Tokens {
+                tokens: tokens.clone(),
+            });
+            // DistEvent is tagged, so compare the untagged part: `{tokens: [...]}`.
+            #[derive(serde::Serialize)]
+            struct List {
+                tokens: Vec<String>,
+            }
+            let items: Vec<Vec<u8>> = tokens.iter().map(encode).collect();
+            assert_eq!(
+                encode_list("tokens", &items),
+                encode(&List { tokens }),
+                "{n}"
+            );
+            assert!(whole.len() > 1);
+        }
+    }
 
     #[test]
     fn schema_header_rules() {

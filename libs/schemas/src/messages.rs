@@ -162,12 +162,25 @@ pub struct IntrospectResponse {
     pub servers: Vec<String>,
 }
 
+/// The most tokens one [`DistEvent::Tokens`] carries.
+pub const MAX_DIST_BATCH: usize = 64;
+/// The most bytes of tokens one [`DistEvent::Tokens`] carries (a batch stops growing once
+/// past it), far under [`MAX_MESSAGE_BYTES`](crate::codec::MAX_MESSAGE_BYTES) that a
+/// receiver decodes.
+pub const MAX_DIST_BATCH_BYTES: usize = 32 * 1024;
+
 /// One event on `dist.<server_id>` (JetStream), in stream order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DistEvent {
     /// A plugin token for this server. The receiver verifies it once, then stores it.
+    /// Older brokers publish this; brokers now publish [`DistEvent::Tokens`].
     Token { token: String },
+    /// Plugin tokens for this server, in the order they were issued: what a broker
+    /// publishes, one message for the tokens issued while its previous publish to the same
+    /// server awaited JetStream's ack (at most [`MAX_DIST_BATCH`], and under
+    /// [`MAX_DIST_BATCH_BYTES`] of tokens). Each is applied as a `Token` would be.
+    Tokens { tokens: Vec<String> },
     /// These tokens are revoked: drop them at once.
     Revoke { token_ids: Vec<String> },
 }
@@ -206,6 +219,9 @@ mod tests {
         for ev in [
             DistEvent::Token {
                 token: "a.b.c".into(),
+            },
+            DistEvent::Tokens {
+                tokens: vec!["a.b.c".into(), "d.e.f".into()],
             },
             DistEvent::Revoke {
                 token_ids: vec!["x".into(), "y".into()],

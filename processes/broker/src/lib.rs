@@ -11,7 +11,7 @@
 //! - `keyring`: our signing key in the keys bucket: published before use, renewed while
 //!   used, lapsed keys removed (key rotation).
 //! - the Redis token ledger is `tessera_ledger` (records, account index, idempotent replies).
-//! - `distribute`: JetStream publishes to `dist.<server_id>`.
+//! - `distribute`: JetStream publishes to `dist.<server_id>`, tokens gathered per server.
 //! - `dist_open`: `distribution.open.<server_id>`: a pull consumer of one plugin server's
 //!   distributions, created for it (plugin servers cannot create consumers themselves).
 //! - `assets`: `assets.publish` (check the uploaded blobs, sign the plugin's asset manifest,
@@ -58,10 +58,10 @@ pub(crate) struct State {
     pub config: BrokerConfig,
     pub subjects: Subjects,
     pub nats: async_nats::Client,
-    /// JetStream on a connection of its own, for the distribution publishes and their acks:
-    /// the hot path's two publishes per token do not queue behind requests and replies in
-    /// one connection's reader and writer (measured in BENCHMARKS.md).
-    pub dist_js: jetstream::Context,
+    /// Distribution (`distribute`): JetStream on a connection of its own, so the hot path's
+    /// publishes and acks do not queue behind requests and replies in one connection's
+    /// reader and writer (measured in BENCHMARKS.md), and one queue per plugin server.
+    pub dist: distribute::Distribution,
     pub ledger: LedgerWriter,
     pub routes: WatchedKv<Route>,
     pub keys: WatchedKv<tessera_protocol::signing::PublishedKey>,
@@ -99,7 +99,11 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
     let js = jetstream::new(nats.clone());
     let dist_nats =
         bus::connect(&config.nats_url, "tessera-broker-dist", config.connect_wait).await?;
-    let dist_js = jetstream::new(dist_nats);
+    let dist = distribute::Distribution::new(
+        jetstream::new(dist_nats),
+        subjects.clone(),
+        config.dist_shards,
+    );
     let d = config.durability;
     // Refuses to start if the streams are laid out for another number of shards: replicas
     // that disagree would publish a server's revocations where its consumer does not read.
@@ -163,7 +167,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         config,
         subjects: subjects.clone(),
         nats: nats.clone(),
-        dist_js,
+        dist,
         ledger,
         routes,
         keys,
@@ -191,7 +195,7 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
                 &state,
                 "token-request",
                 subjects.token_request(),
-                issue_counted,
+                issue::handle,
             ),
             endpoint_with(
                 &state,
@@ -243,20 +247,6 @@ pub async fn start(config: BrokerConfig, shutdown: Shutdown) -> anyhow::Result<B
         auditor,
         grace,
     })
-}
-
-/// `token.request`, counting issued tokens and their acknowledged distributions.
-async fn issue_counted(
-    state: Arc<State>,
-    req: service::Incoming,
-) -> Result<service::Reply, tessera_schemas::WireError> {
-    let reply = issue::handle(state, req).await?;
-    if tessera_runtime::metrics::enabled()
-        && let Ok(t) = codec::decode::<tessera_schemas::messages::TokenResponse>(&reply.payload)
-    {
-        tessera_runtime::metrics::record_token_issued(t.servers.len());
-    }
-    Ok(reply)
 }
 
 /// Runs a broker replica until `shutdown`, then drains.

@@ -13,7 +13,7 @@ use tessera_schemas::audit::{AuditKind, AuditRole, AuditTarget, MAX_AUDIT_TOKEN_
 use tessera_schemas::messages::{DistEvent, RevokeRequest, RevokeResponse, TOKEN_REVOKE};
 use tessera_schemas::{ErrorCode, WireError};
 
-use crate::{State, distribute};
+use crate::State;
 
 pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError> {
     let body: RevokeRequest = req.decode(TOKEN_REVOKE)?;
@@ -89,13 +89,14 @@ async fn revoke(state: &State, body: &RevokeRequest) -> Result<Vec<String>, Wire
     }
     let event_id = format!("revoke.{}", uuid::Uuid::new_v4());
     for (server, ids) in by_server {
-        distribute::publish(
-            state,
-            &[server.to_owned()],
-            &event_id,
-            &DistEvent::Revoke { token_ids: ids },
-        )
-        .await?;
+        state
+            .dist
+            .event(
+                &[server.to_owned()],
+                &event_id,
+                &DistEvent::Revoke { token_ids: ids },
+            )
+            .await?;
     }
     let mut by_account: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (id, record) in &tokens {

@@ -11,12 +11,13 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::VecDeque;
 use std::ops::ControlFlow;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};
 use futures::StreamExt;
-use tessera_schemas::audit::{AUDIT_EVENT, AuditEvent, AuditKind};
+use tessera_schemas::audit::{AUDIT_EVENT, AUDIT_EVENTS, AuditEvent, AuditEvents, AuditKind};
 use tessera_schemas::{codec, headers, ids};
 
 use crate::{Client, Error, ErrorKind};
@@ -83,10 +84,14 @@ impl Client {
                 )
                 .with_source(e)
             })?;
-        let (mut next_seq, mut skip) = match query.last {
-            Some(n) => start_for_last(&stream, &filter, n).await?,
-            None => (0, 0),
+        // With `last`, the stored events are kept back, the last `n` of them, and handed on
+        // once the stored ones are read (a message may hold several events, so the start
+        // sequence reaches back at least `n` events, perhaps more).
+        let (mut next_seq, mut keep_last) = match query.last {
+            Some(n) => (start_for_last(&stream, &filter, n).await?, Some(n)),
+            None => (0, None),
         };
+        let mut tail: VecDeque<AuditEntry> = VecDeque::new();
         loop {
             let mut consumer = ordered(&stream, &filter, next_seq).await?;
             let pending = consumer
@@ -94,8 +99,13 @@ impl Client {
                 .await
                 .map_err(|e| Error::context(ErrorKind::Unavailable, "audit consumer", e))?
                 .num_pending;
-            if pending == 0 && !query.follow {
-                return Ok(());
+            if pending == 0 {
+                if hand_on_tail(&mut tail, &mut keep_last, &mut on_event).is_break() {
+                    return Ok(());
+                }
+                if !query.follow {
+                    return Ok(());
+                }
             }
             let mut messages = consumer
                 .messages()
@@ -117,30 +127,65 @@ impl Client {
                     .map(|i| (i.stream_sequence, i.pending))
                     .unwrap_or((0, 0));
                 next_seq = seq + 1;
-                if skip > 0 {
-                    skip -= 1;
-                } else {
-                    let event = decode(&msg);
-                    if on_event(AuditEntry { seq, event }).is_break() {
-                        return Ok(());
+                for event in decode(&msg) {
+                    let entry = AuditEntry { seq, event };
+                    match keep_last {
+                        Some(n) => {
+                            tail.push_back(entry);
+                            if tail.len() > n {
+                                tail.pop_front();
+                            }
+                        }
+                        None => {
+                            if on_event(entry).is_break() {
+                                return Ok(());
+                            }
+                        }
                     }
                 }
-                if left == 0 && !query.follow {
-                    return Ok(());
+                if left == 0 {
+                    if hand_on_tail(&mut tail, &mut keep_last, &mut on_event).is_break() {
+                        return Ok(());
+                    }
+                    if !query.follow {
+                        return Ok(());
+                    }
                 }
             }
         }
     }
 }
 
-fn decode(msg: &jetstream::Message) -> Result<AuditEvent, String> {
+/// The stored events kept back for `last`, handed on; from then on events go straight on.
+fn hand_on_tail(
+    tail: &mut VecDeque<AuditEntry>,
+    keep_last: &mut Option<usize>,
+    on_event: &mut impl FnMut(AuditEntry) -> ControlFlow<()>,
+) -> ControlFlow<()> {
+    *keep_last = None;
+    tail.drain(..).try_for_each(on_event)
+}
+
+/// The events of one stored message: several (`audit.events`, what workers publish) or one
+/// (`audit.event`, older workers). A message this build cannot read is one error entry.
+fn decode(msg: &jetstream::Message) -> Vec<Result<AuditEvent, String>> {
     let schema = msg
         .headers
         .as_ref()
         .and_then(|h| h.get(headers::SCHEMA))
         .map(|v| v.as_str());
-    AUDIT_EVENT.check(schema).map_err(|e| e.to_string())?;
-    codec::decode(&msg.payload).map_err(|e| e.to_string())
+    if AUDIT_EVENTS.check(schema).is_ok() {
+        return match codec::decode::<AuditEvents>(&msg.payload) {
+            Ok(batch) => batch.events.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e.to_string())],
+        };
+    }
+    vec![
+        AUDIT_EVENT
+            .check(schema)
+            .map_err(|e| e.to_string())
+            .and_then(|()| codec::decode(&msg.payload).map_err(|e| e.to_string())),
+    ]
 }
 
 /// `P.audit.>`, `P.audit.<group>.>` or `P.audit.<kind>`.
@@ -186,13 +231,13 @@ async fn ordered(
 }
 
 /// Where to start so that the last `n` matching events are read: widen a window back from
-/// the stream's end until it holds `n` matches (the server counts them for a consumer) or
-/// reaches the first event. Returns the start sequence and how many matches to skip.
+/// the stream's end until it holds `n` matching messages (the server counts them for a
+/// consumer; each holds one event or more) or reaches the first one.
 async fn start_for_last(
     stream: &jetstream::stream::Stream,
     filter: &str,
     n: usize,
-) -> Result<(u64, u64), Error> {
+) -> Result<u64, Error> {
     let mut stream = stream.clone();
     let state = stream
         .info()
@@ -204,7 +249,7 @@ async fn start_for_last(
     let n = n as u64;
     if n == 0 || last == 0 {
         // Nothing wanted or nothing stored: start after the end.
-        return Ok((last + 1, 0));
+        return Ok(last + 1);
     }
     let mut window = n;
     loop {
@@ -219,7 +264,7 @@ async fn start_for_last(
         let name = consumer.cached_info().name.clone();
         let _ = stream.delete_consumer(&name).await;
         if pending >= n || start == first {
-            return Ok((start, pending.saturating_sub(n)));
+            return Ok(start);
         }
         window = window.saturating_mul(4);
     }

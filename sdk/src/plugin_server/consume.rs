@@ -257,6 +257,20 @@ fn receipt_span(msg: &jetstream::Message) -> tracing::Span {
     span
 }
 
+/// A distributed token, stored now, its signature checked on first use: the distribution
+/// subject is writable by the broker role alone, and most tokens are never presented at
+/// every server they are distributed to, so verifying each on receipt would spend an EdDSA
+/// verification per token per server for nothing.
+fn store_token(token: &str, store: &TokenStore, verifier: &Verifier) {
+    match verifier.claims(token) {
+        Ok(info) if info.expires_at + verifier.leeway().as_secs() > now_unix() => {
+            store.insert_unverified(token, info);
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "dropping a distributed token with unreadable claims"),
+    }
+}
+
 async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier) {
     let schema = msg
         .headers
@@ -276,23 +290,17 @@ async fn apply(msg: &jetstream::Message, store: &TokenStore, verifier: &Verifier
     };
     let kind = match &event {
         DistEvent::Token { .. } => "token",
+        DistEvent::Tokens { .. } => "tokens",
         DistEvent::Revoke { .. } => "revoke",
     };
     tracing::Span::current().record("event", kind);
     match event {
-        DistEvent::Token { token } => match verifier.claims(&token) {
-            // Stored now, its signature checked on first use: the distribution subject is
-            // writable by the broker role alone, and most tokens are never presented at
-            // every server they are distributed to, so verifying each on receipt would
-            // spend an EdDSA verification per token per server for nothing.
-            Ok(info) if info.expires_at + verifier.leeway().as_secs() > now_unix() => {
-                store.insert_unverified(&token, info);
+        DistEvent::Token { token } => store_token(&token, store, verifier),
+        DistEvent::Tokens { tokens } => {
+            for token in &tokens {
+                store_token(token, store, verifier);
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping a distributed token with unreadable claims")
-            }
-        },
+        }
         DistEvent::Revoke { token_ids } => {
             store.revoke(&token_ids, now_unix() + 24 * 3600);
             tracing::info!(count = token_ids.len(), "tokens revoked");

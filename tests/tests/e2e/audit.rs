@@ -234,3 +234,82 @@ async fn every_decision_is_audited_without_secrets() {
     let err = admin.audit_events(&unknown).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::BadRequest);
 }
+
+/// Events queued together are stored together: one message per kind for many events (what
+/// keeps the audit trail from costing JetStream a stored message and an ack per token), at
+/// most 128 to a message, and none is lost; the reader gives them back one by one. Fails
+/// if the publishing task sends each event alone, or drops any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_queued_together_are_stored_in_few_messages_and_none_is_lost() {
+    use std::collections::BTreeSet;
+    use tessera_schemas::audit::{AUDIT_EVENTS, AuditEvents};
+    use tessera_schemas::{codec, headers};
+
+    tessera_tests::init_logging();
+    let stack = Stack::builder().backend(Backend::Local).start().await;
+    let js = async_nats::jetstream::new(stack.nats(Role::Broker).await);
+    let auditor = tessera_runtime::audit::Auditor::start(
+        js,
+        stack.subjects().clone(),
+        "broker",
+        "broker-batching".into(),
+        1024,
+    );
+    const N: usize = 300;
+    let mut ours = BTreeSet::new();
+    for kind in [AuditKind::TokenIssued, AuditKind::TokenRefused] {
+        for _ in 0..N / 2 {
+            let event = auditor.event(kind, AuditOutcome::Ok);
+            ours.insert(event.id.clone());
+            auditor.emit(event);
+        }
+    }
+    assert!(auditor.flush(Duration::from_secs(10)).await, "flushed");
+
+    let admin_js = async_nats::jetstream::new(stack.nats(Role::Admin).await);
+    let mut stream = admin_js
+        .get_stream(stack.subjects().audit_stream())
+        .await
+        .unwrap();
+    let info = stream.info().await.unwrap().clone();
+    let (mut found, mut messages) = (BTreeSet::new(), 0);
+    for seq in info.state.first_sequence..=info.state.last_sequence {
+        let raw = stream.direct_get(seq).await.expect("direct get");
+        let schema = raw
+            .headers
+            .get(headers::SCHEMA)
+            .map(|v| v.as_str().to_owned());
+        if schema.as_deref() != Some(AUDIT_EVENTS.header_value().as_str()) {
+            continue;
+        }
+        let batch: AuditEvents = codec::decode(&raw.payload).expect("a batch decodes");
+        let kind = batch.events[0].kind;
+        assert!(
+            batch.events.iter().all(|e| e.kind == kind),
+            "one kind per message, on its subject"
+        );
+        let mine: Vec<_> = batch
+            .events
+            .iter()
+            .filter(|e| e.node == "broker-batching")
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        messages += 1;
+        assert!(batch.events.len() <= 128, "{} events", batch.events.len());
+        found.extend(mine.iter().map(|e| e.id.clone()));
+    }
+    assert_eq!(found, ours, "every event stored once");
+    // 300 events of 2 kinds: at least 4 messages (128 at most each); one each would be 300.
+    assert!(
+        (4..=N / 10).contains(&messages),
+        "{messages} messages for {N} events"
+    );
+    // The reader hands them on one by one: the last N token events are ours (no token was
+    // requested on this stack).
+    let last = events(&stack, Some("token"), Some(N)).await;
+    assert_eq!(last.len(), N);
+    let read: BTreeSet<_> = last.into_iter().map(|e| e.id).collect();
+    assert_eq!(read, ours);
+}

@@ -362,3 +362,59 @@ async fn broker_replicas_share_requests() {
     }
     assert_eventually!(ps1.tokens().len() == 50);
 }
+
+/// Tokens issued at once for one server go out together: fewer distribution events than
+/// tokens (one stored message and one ack stand for several), each token in exactly one
+/// event, and every token a client received is in the stream by the time it got it, and
+/// served by the plugin server. Fails if the broker publishes one event per token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_issued_at_once_share_distribution_events() {
+    use tessera_schemas::codec;
+    use tessera_schemas::messages::DistEvent;
+
+    let stack = Stack::start().await;
+    let ann = stack.user("ann", PASSWORD).await;
+    stack.route("weather", &["ps1"]).await;
+    let ps1 = stack.plugin_server("ps1").await;
+    let client = stack.client().await;
+    const N: usize = 64;
+    let issued: Vec<TokenResponse> = futures::future::join_all(
+        (0..N).map(|_| client.request_token(&ann.account_token, "weather", None)),
+    )
+    .await
+    .into_iter()
+    .map(|r| r.expect("a token"))
+    .collect();
+
+    // Read as the admin, right after the replies: each reply came after its event's ack.
+    let js = async_nats::jetstream::new(stack.nats(Role::Admin).await);
+    let mut stream = js.get_stream(stack.subjects().dist_stream()).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let (mut events, mut ids) = (0, Vec::new());
+    for seq in 1..=last {
+        let Ok(msg) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        if let Ok(DistEvent::Tokens { tokens }) = codec::decode::<DistEvent>(&msg.payload) {
+            events += 1;
+            assert!(tokens.len() <= tessera_schemas::messages::MAX_DIST_BATCH);
+            for t in tokens {
+                let claims = jsonwebtoken::dangerous::insecure_decode_claims::<PluginClaims>(&t)
+                    .expect("claims");
+                ids.push(claims.jti);
+            }
+        }
+    }
+    let mut want: Vec<String> = issued.iter().map(|t| t.token_id.clone()).collect();
+    want.sort();
+    ids.sort();
+    assert_eq!(ids, want, "every issued token in exactly one event");
+    assert!(events < N, "{events} events for {N} tokens issued at once");
+    for t in issued.iter().step_by(16) {
+        assert!(echo_ok(&client, "ps1", t).await, "served");
+    }
+    assert_eventually!(
+        issued.iter().all(|t| ps1.tokens().contains(&t.token_id)),
+        "ps1 stored every token"
+    );
+}

@@ -261,7 +261,7 @@ fn one_token_request_is_one_trace_across_client_broker_auth_and_plugin_server() 
     // The plugin server's receipt of the token, through JetStream, under the broker's span.
     let receipt = one("plugin-server receipt", &|s| s.kind == SpanKind::Consumer);
     assert!(descends_from(&trace, &receipt, &broker));
-    assert_eq!(receipt.attr("event"), Some("token"));
+    assert_eq!(receipt.attr("event"), Some("tokens"));
 
     // No secret in any span of any trace: not the plugin token, the account token or the
     // password (the login's trace included).

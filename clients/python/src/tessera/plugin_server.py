@@ -214,16 +214,25 @@ class PluginServer:
         except Exception:
             return
         if kind == "token" and isinstance(event.get("token"), str):
-            try:
-                claims = unverified_claims(event["token"])
-                self.tokens.check_claims(claims)
-                self.tokens.put(event["token"], claims, verified=False)
-            except TesseraError as e:
-                log.info("skipping a distributed token: %s", e.message)
+            self._store(event["token"])
+        elif kind == "tokens" and isinstance(event.get("tokens"), list):
+            # What brokers publish: the tokens issued while the previous event was acked.
+            for token in event["tokens"]:
+                if isinstance(token, str):
+                    self._store(token)
         elif kind == "revoke" and isinstance(event.get("token_ids"), list):
             self.tokens.revoke([str(t) for t in event["token_ids"]])
         async with self._changed:
             self._changed.notify_all()
+
+    def _store(self, token: str) -> None:
+        """A distributed token, stored unverified (its signature is checked on first use)."""
+        try:
+            claims = unverified_claims(token)
+            self.tokens.check_claims(claims)
+            self.tokens.put(token, claims, verified=False)
+        except TesseraError as e:
+            log.info("skipping a distributed token: %s", e.message)
 
     async def _sweep(self) -> None:
         while True:

@@ -134,6 +134,12 @@ pub(super) fn check_every_message(doc: &Value) -> BTreeSet<String> {
     );
     c.check("distEventToken", DistEvent::Token { token: s("t") });
     c.check(
+        "distEventTokens",
+        DistEvent::Tokens {
+            tokens: vec![s("t")],
+        },
+    );
+    c.check(
         "distEventRevoke",
         DistEvent::Revoke {
             token_ids: vec![s("t")],
@@ -236,35 +242,39 @@ pub(super) fn check_every_message(doc: &Value) -> BTreeSet<String> {
             ct: vec![2],
         },
     );
+    let event = AuditEvent {
+        id: s("i"),
+        at: 1,
+        kind: AuditKind::TokenIssued,
+        actor: AuditActor {
+            role: Some(AuditRole::Client),
+            account_id: Some(s("a")),
+            username: Some(s("u")),
+            app_id: Some(s("p")),
+        },
+        target: AuditTarget {
+            plugin_id: Some(s("p")),
+            token_ids: vec![s("t")],
+            account_id: Some(s("a")),
+            servers: vec![s("ps1")],
+            count: Some(1),
+            package: Some(AuditPackage {
+                name: s("n"),
+                version: s("1"),
+                sha256: s("h"),
+            }),
+        },
+        outcome: AuditOutcome::Ok,
+        detail: Some(s("d")),
+        request_id: Some(s("r")),
+        worker: s("broker"),
+        node: s("broker-1"),
+    };
+    c.check("auditEvent", event.clone());
     c.check(
-        "auditEvent",
-        AuditEvent {
-            id: s("i"),
-            at: 1,
-            kind: AuditKind::TokenIssued,
-            actor: AuditActor {
-                role: Some(AuditRole::Client),
-                account_id: Some(s("a")),
-                username: Some(s("u")),
-                app_id: Some(s("p")),
-            },
-            target: AuditTarget {
-                plugin_id: Some(s("p")),
-                token_ids: vec![s("t")],
-                account_id: Some(s("a")),
-                servers: vec![s("ps1")],
-                count: Some(1),
-                package: Some(AuditPackage {
-                    name: s("n"),
-                    version: s("1"),
-                    sha256: s("h"),
-                }),
-            },
-            outcome: AuditOutcome::Ok,
-            detail: Some(s("d")),
-            request_id: Some(s("r")),
-            worker: s("broker"),
-            node: s("broker-1"),
+        "auditEvents",
+        AuditEvents {
+            events: vec![event],
         },
     );
     c.check(

@@ -16,7 +16,6 @@ use tessera_schemas::{ErrorCode, WireError};
 
 use super::mint::{self, Minted};
 use crate::State;
-use crate::distribute;
 
 /// The token ledger as issuance uses it (production: [`LedgerWriter`], Redis).
 pub(crate) trait Ledger {
@@ -39,7 +38,9 @@ pub(crate) trait Ledger {
     async fn repend(&self, token_id: &str);
 }
 
-/// Distribution to plugin servers as issuance uses it (production: JetStream, acked).
+/// Distribution to plugin servers as issuance uses it (production: JetStream, acked; a
+/// `Token` event's `msg_id` is its token id, and it may go out in one event with others:
+/// `distribute`).
 pub(crate) trait Distributor {
     async fn publish(
         &self,
@@ -106,7 +107,11 @@ impl Distributor for State {
         msg_id: &str,
         event: &DistEvent,
     ) -> Result<(), WireError> {
-        distribute::publish(self, servers, msg_id, event).await
+        match event {
+            // Tokens are gathered per server (see `distribute`); the token id names it.
+            DistEvent::Token { token } => self.dist.token(servers, msg_id, token).await,
+            _ => self.dist.event(servers, msg_id, event).await,
+        }
     }
 }
 

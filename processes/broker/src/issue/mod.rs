@@ -50,11 +50,14 @@ pub async fn handle(state: Arc<State>, req: Incoming) -> Result<Reply, WireError
         request.idempotency_key.as_deref(),
     )
     .await?;
-    match issued {
+    let response = match issued {
         Issued::Fresh(response) => {
             audit::issued(&state, &req, &response);
-            Ok(Reply::msgpack(TOKEN_REQUEST, &response))
+            response
         }
-        Issued::Replayed(response) => Ok(Reply::msgpack(TOKEN_REQUEST, &response)),
-    }
+        Issued::Replayed(response) => response,
+    };
+    // Counted as handed out, with its acknowledged distributions.
+    tessera_runtime::metrics::record_token_issued(response.servers.len());
+    Ok(Reply::msgpack(TOKEN_REQUEST, &response))
 }

@@ -63,7 +63,7 @@ async fn with_three_shards_a_plugin_server_cannot_get_another_servers_events() {
         .unwrap();
     assert_eq!(msg.subject.as_str(), s.dist_in(2, "ps1"));
     match codec::decode::<DistEvent>(&msg.payload).unwrap() {
-        DistEvent::Token { token: t } => assert_eq!(t, token.token),
+        DistEvent::Tokens { tokens } => assert_eq!(tokens, std::slice::from_ref(&token.token)),
         other => panic!("{other:?}"),
     }
 

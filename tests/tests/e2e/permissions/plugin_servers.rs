@@ -91,7 +91,7 @@ async fn plugin_server_reads_only_its_own_distributions() {
         .unwrap();
     assert_eq!(msg.subject.as_str(), s.dist("ps1"));
     match codec::decode::<DistEvent>(&msg.payload).unwrap() {
-        DistEvent::Token { token: t } => assert_eq!(t, token.token),
+        DistEvent::Tokens { tokens } => assert_eq!(tokens, std::slice::from_ref(&token.token)),
         other => panic!("{other:?}"),
     }
 

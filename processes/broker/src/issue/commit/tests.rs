@@ -80,6 +80,7 @@ impl Distributor for ScriptedDistributor {
     ) -> Result<(), WireError> {
         let kind = match event {
             DistEvent::Token { .. } => "token",
+            DistEvent::Tokens { .. } => "tokens",
             DistEvent::Revoke { .. } => "revoke",
         };
         self.published
