@@ -373,7 +373,8 @@ fn print_summary(r: &SoakReport) {
         println!("RSS KiB at the end: {}", list.join(", "));
     }
     println!(
-        "audit stream: {} events, {} KiB",
+        // Messages: a worker publishes its events gathered, several to a message.
+        "audit stream: {} messages, {} KiB",
         r.audit_messages,
         r.audit_bytes / 1024
     );
