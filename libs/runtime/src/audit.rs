@@ -156,8 +156,9 @@ impl Auditor {
     }
 
     /// Waits, at most `bound`, until every event emitted before this call has been
-    /// acknowledged by JetStream (or has failed): what is gathered is published at once. Returns whether it finished in time. Called
-    /// by a worker after its requests have drained.
+    /// acknowledged by JetStream (or has failed): what is gathered is published at once.
+    /// Returns whether it finished in time. Called by a worker after its requests have
+    /// drained.
     pub async fn flush(&self, bound: Duration) -> bool {
         let (done, wait) = oneshot::channel();
         let flushed =
@@ -213,6 +214,9 @@ async fn publish_loop(js: jetstream::Context, subjects: Subjects, mut rx: mpsc::
             }
         }
     };
+    // Sends one batch; the future it gives settles with the ack (or the send's error). The
+    // send is awaited here, so batches go out in order; their acks are awaited together.
+    #[allow(clippy::async_yields_async)]
     let publish = |batch: Batch| {
         let js = js.clone();
         let subject = subjects.audit(batch.kind);
@@ -222,10 +226,13 @@ async fn publish_loop(js: jetstream::Context, subjects: Subjects, mut rx: mpsc::
             h.insert(headers::SCHEMA, AUDIT_EVENTS.header_value().as_str());
             h.insert(headers::MSG_ID, batch.first_id.as_str());
             let payload = codec::encode_list("events", &batch.encoded).into();
-            match js.publish_with_headers(subject, h, payload).await {
-                Ok(ack) => Ok(Box::pin(async move { (kind, events, ack.await) }) as AckFuture),
-                Err(e) => Err((kind, events, Err(e))),
-            }
+            let sent = js.publish_with_headers(subject, h, payload).await;
+            Box::pin(async move {
+                match sent {
+                    Ok(ack) => (kind, events, ack.await),
+                    Err(e) => (kind, events, Err(e)),
+                }
+            }) as AckFuture
         }
     };
     let mut gathered: Vec<Batch> = Vec::new();
@@ -243,10 +250,8 @@ async fn publish_loop(js: jetstream::Context, subjects: Subjects, mut rx: mpsc::
             _ = linger => {
                 deadline = None;
                 for batch in gathered.drain(..) {
-                    match publish(batch).await {
-                        Ok(ack) => acks.push(ack),
-                        Err(e) => settle(e),
-                    }
+                    let ack = publish(batch).await;
+                    acks.push(ack);
                 }
             }
             command = rx.recv(), if acks.len() < MAX_PENDING_ACKS => match command {
@@ -254,10 +259,8 @@ async fn publish_loop(js: jetstream::Context, subjects: Subjects, mut rx: mpsc::
                 Some(Command::Flush(done)) => {
                     deadline = None;
                     for batch in gathered.drain(..) {
-                        match publish(batch).await {
-                            Ok(ack) => acks.push(ack),
-                            Err(e) => settle(e),
-                        }
+                        let ack = publish(batch).await;
+                        acks.push(ack);
                     }
                     while let Some(r) = acks.next().await {
                         settle(r);
@@ -282,10 +285,8 @@ async fn publish_loop(js: jetstream::Context, subjects: Subjects, mut rx: mpsc::
                     batch.bytes += encoded.len();
                     batch.encoded.push(encoded);
                     if batch.encoded.len() >= MAX_AUDIT_BATCH || batch.bytes >= MAX_BATCH_BYTES {
-                        match publish(gathered.swap_remove(at)).await {
-                            Ok(ack) => acks.push(ack),
-                            Err(e) => settle(e),
-                        }
+                        let ack = publish(gathered.swap_remove(at)).await;
+                        acks.push(ack);
                     }
                     if gathered.is_empty() {
                         deadline = None;
@@ -297,10 +298,8 @@ async fn publish_loop(js: jetstream::Context, subjects: Subjects, mut rx: mpsc::
         }
     }
     for batch in gathered.drain(..) {
-        match publish(batch).await {
-            Ok(ack) => acks.push(ack),
-            Err(e) => settle(e),
-        }
+        let ack = publish(batch).await;
+        acks.push(ack);
     }
     while let Some(r) = acks.next().await {
         settle(r);

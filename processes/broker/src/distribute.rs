@@ -170,16 +170,16 @@ impl Distribution {
 
     fn server(&self, id: &str) -> Arc<Server> {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
-        queues
-            .entry(id.to_owned())
-            .or_insert_with(|| {
-                Arc::new(Server {
-                    subject: self.subject(id),
-                    id: id.to_owned(),
-                    state: Mutex::new(Queue::default()),
-                })
-            })
-            .clone()
+        if let Some(server) = queues.get(id) {
+            return server.clone();
+        }
+        let server = Arc::new(Server {
+            subject: self.subject(id),
+            id: id.to_owned(),
+            state: Mutex::new(Queue::default()),
+        });
+        queues.insert(id.to_owned(), server.clone());
+        server
     }
 }
 
